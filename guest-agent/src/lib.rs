@@ -1,0 +1,4 @@
+//! The guest agent of hull and the wire protocol it speaks with the host.
+//!
+//! The agent is `/init` of the initramfs hull builds; the protocol types live here so
+//! host and guest share one definition.
