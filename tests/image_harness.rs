@@ -1,0 +1,96 @@
+//! The test harness itself: registries start, accept pushes of the test images, and
+//! enforce their auth; skopeo (a peer implementation) reads back what was pushed.
+
+mod common;
+
+use std::process::Command;
+
+use common::fake::{FakeRegistry, Spec, MT_MANIFEST};
+use common::fixtures::{sha256, Image, Kind, TAG};
+use common::process::http_status;
+use common::registry::{Auth, Registry, PASSWORD, USER};
+
+fn skopeo_raw(reference: &str, creds: Option<&str>) -> std::process::Output {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["inspect", "--raw", "--tls-verify=false"]);
+    if let Some(creds) = creds {
+        cmd.arg("--creds").arg(creds);
+    }
+    cmd.arg(format!("docker://{reference}"));
+    cmd.output().expect("run skopeo")
+}
+
+#[test]
+fn registry_anonymous_serves_pushed_multiarch_index() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::MultiArch);
+    let registry = Registry::start(Auth::Anonymous);
+    registry.push(&image.layout, TAG, "multi:1");
+    let out = skopeo_raw(&registry.reference("multi:1"), None);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&out.stdout), image.digest, "the index is served byte for byte");
+    let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let archs: Vec<&str> =
+        index["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    assert_eq!(archs, ["amd64", "arm64"]);
+}
+
+#[test]
+fn registry_basic_auth_refuses_anonymous_and_accepts_the_user() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::Busybox);
+    let registry = Registry::start(Auth::Basic);
+    assert_eq!(http_status(&registry.host, "/v2/"), Some(401));
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let reference = registry.reference("busybox:latest");
+    assert!(!skopeo_raw(&reference, None).status.success());
+    let out = skopeo_raw(&reference, Some(&format!("{USER}:{PASSWORD}")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(sha256(&out.stdout), image.manifests[0].digest);
+}
+
+#[test]
+fn registry_token_auth_issues_tokens_only_to_the_user() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::Busybox);
+    let registry = Registry::start(Auth::Token);
+    assert_eq!(http_status(&registry.host, "/v2/"), Some(401));
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let reference = registry.reference("busybox:latest");
+    assert!(!skopeo_raw(&reference, None).status.success());
+    let out = skopeo_raw(&reference, Some(&format!("{USER}:{PASSWORD}")));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = registry.token_requests();
+    assert!(requests.iter().any(|r| r["basic_auth"] == true
+        && r["scopes"].as_array().unwrap().iter().any(|s| s == "repository:busybox:pull")));
+}
+
+#[test]
+fn registry_access_log_counts_blob_downloads() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::Busybox);
+    let mut registry = Registry::start(Auth::Anonymous);
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let layer = image.manifests[0].layers[0].clone();
+    assert_eq!(registry.blob_downloads(&layer), 0);
+    let dest = work.path().join("copy");
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--quiet", "--src-tls-verify=false"])
+        .arg(format!("docker://{}", registry.reference("busybox:latest")))
+        .arg(format!("oci:{}:x", dest.display()));
+    common::process::run_ok(cmd);
+    assert_eq!(registry.blob_downloads(&layer), 1);
+}
+
+#[test]
+fn fake_registry_serves_crafted_bytes_and_logs_requests() {
+    let mut spec = Spec::default();
+    spec.manifest("odd", "v1", MT_MANIFEST, b"not json at all");
+    spec.blob("odd", "sha256:1234", b"whatever");
+    let mut fake = FakeRegistry::start(spec);
+    assert_eq!(http_status(&fake.host, "/v2/odd/manifests/v1"), Some(200));
+    assert_eq!(http_status(&fake.host, "/v2/odd/blobs/sha256:1234"), Some(200));
+    assert_eq!(http_status(&fake.host, "/v2/odd/blobs/sha256:5678"), Some(404));
+    let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+    assert_eq!(paths, ["/v2/odd/manifests/v1", "/v2/odd/blobs/sha256:1234", "/v2/odd/blobs/sha256:5678"]);
+}
