@@ -1,0 +1,104 @@
+//! Registry credentials from Docker's `config.json` (`$DOCKER_CONFIG/config.json`,
+//! else `~/.docker/config.json`). Credentials never appear in output or errors.
+
+use std::path::PathBuf;
+
+use base64::Engine as _;
+
+/// A user name and password for one registry.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Credentials({}, <redacted>)", self.username)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid JSON: {source}")]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{path}: the auth entry for {registry} is not base64 of user:password")]
+    Entry { path: PathBuf, registry: String },
+}
+
+/// Where Docker keeps its client config.
+pub fn docker_config_path() -> Option<PathBuf> {
+    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+        return Some(PathBuf::from(dir).join("config.json"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".docker/config.json"))
+}
+
+/// Looks up credentials for `registry` (`host[:port]`, `docker.io` for Docker Hub).
+pub fn lookup(registry: &str) -> Result<Option<Credentials>, AuthError> {
+    let Some(path) = docker_config_path() else { return Ok(None) };
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(AuthError::Read { path, source }),
+    };
+    let config: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| AuthError::Json { path: path.clone(), source })?;
+    let Some(auths) = config.get("auths").and_then(|a| a.as_object()) else { return Ok(None) };
+    let entry = auths.iter().find(|(key, _)| keys_for(registry).iter().any(|k| k == &normalise_key(key)));
+    let Some((key, entry)) = entry else { return Ok(None) };
+    let bad = || AuthError::Entry { path: path.clone(), registry: key.clone() };
+    if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+        let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
+        let (username, password) = decoded.split_once(':').ok_or_else(bad)?;
+        return Ok(Some(Credentials { username: username.to_owned(), password: password.to_owned() }));
+    }
+    let field = |name: &str| entry.get(name).and_then(|v| v.as_str()).map(str::to_owned);
+    Ok(match (field("username"), field("password")) {
+        (Some(username), Some(password)) => Some(Credentials { username, password }),
+        _ => None,
+    })
+}
+
+/// `https://host:port/v1/` and similar keys reduce to `host:port`.
+fn normalise_key(key: &str) -> String {
+    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    key.split('/').next().unwrap_or(key).to_owned()
+}
+
+fn keys_for(registry: &str) -> Vec<String> {
+    if registry == "docker.io" {
+        ["index.docker.io", "docker.io", "registry-1.docker.io"].map(str::to_owned).to_vec()
+    } else {
+        vec![registry.to_owned()]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_normalised() {
+        assert_eq!(normalise_key("https://index.docker.io/v1/"), "index.docker.io");
+        assert_eq!(normalise_key("127.0.0.1:5000"), "127.0.0.1:5000");
+        assert_eq!(normalise_key("http://localhost:5000"), "localhost:5000");
+    }
+
+    #[test]
+    fn debug_output_hides_password() {
+        let c = Credentials { username: "u".into(), password: "secret".into() };
+        assert!(!format!("{c:?}").contains("secret"));
+    }
+}

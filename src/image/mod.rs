@@ -1,0 +1,12 @@
+//! The image side of hull: references, digests, the OCI-layout store, registry pulls
+//! and archive load/save.
+
+pub mod auth;
+pub mod digest;
+pub mod manifest;
+pub mod reference;
+pub mod registry;
+pub mod store;
+
+pub use digest::{Digest, DigestError};
+pub use reference::{Reference, ReferenceError};
