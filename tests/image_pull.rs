@@ -79,8 +79,8 @@ fn pull_quiet_prints_only_the_reference() {
 
 #[test]
 fn pull_missing_tag_fails_naming_the_reference() {
-    let (hull, _registry, _image, _reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
-    let missing = format!("{}/busybox:no-such-tag", _registry.host);
+    let (hull, registry, _image, _reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    let missing = format!("{}/busybox:no-such-tag", registry.host);
     let err = hull.fails(&["pull", &missing]);
     assert!(err.contains("no-such-tag"), "error must name the reference: {err}");
     assert!(store::ref_names(&hull.root).is_empty());
@@ -88,8 +88,8 @@ fn pull_missing_tag_fails_naming_the_reference() {
 
 #[test]
 fn pull_basic_auth_uses_the_docker_config_auth_field() {
-    let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Basic, "private/busybox");
-    hull.login(&_registry.host, USER, PASSWORD);
+    let (hull, registry, image, reference) = serve(Kind::Busybox, Auth::Basic, "private/busybox");
+    hull.login(&registry.host, USER, PASSWORD);
     hull.ok(&["pull", &reference]);
     assert_stored(&hull, &reference, &image, "amd64");
 }

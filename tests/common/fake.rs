@@ -90,14 +90,15 @@ pub struct FakeRegistry {
     pub host: String,
     /// `127.0.0.2:PORT` when blobs are redirected.
     pub redirect_host: Option<String>,
-    dir: TempDir,
+    // Dropped in this order: the server, then its files.
     server: Guarded,
+    dir: TempDir,
 }
 
 impl FakeRegistry {
     pub fn start(spec: Spec) -> FakeRegistry {
         let dir = tempfile::Builder::new().prefix("hull-fake-registry-").tempdir().expect("temp dir");
-        let mut resolve = |entries: Map<String, Value>| -> Map<String, Value> {
+        let resolve = |entries: Map<String, Value>| -> Map<String, Value> {
             entries
                 .into_iter()
                 .map(|(k, mut v)| {
@@ -129,7 +130,7 @@ impl FakeRegistry {
         });
         let host = format!("127.0.0.1:{}", ports["registry"]);
         let redirect_host = ports.get("redirect").map(|p| format!("127.0.0.2:{p}"));
-        FakeRegistry { host, redirect_host, dir, server }
+        FakeRegistry { host, redirect_host, server, dir }
     }
 
     pub fn reference(&self, repo_and_tag: &str) -> String {

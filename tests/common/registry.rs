@@ -30,10 +30,10 @@ pub struct Registry {
     /// `127.0.0.1:PORT`
     pub host: String,
     pub auth: Auth,
-    dir: TempDir,
-    // Dropped first: the registry, then the token server it relies on.
+    // Dropped in this order: the registry, the token server it relies on, their files.
     registry: Guarded,
     _token_server: Option<Guarded>,
+    dir: TempDir,
 }
 
 /// One line of the registry's access log.
@@ -72,7 +72,7 @@ impl Registry {
                 http_status(&host, "/v2/").map(|_| true)
             });
             if up {
-                return Registry { host, auth, dir, registry, _token_server: token_server };
+                return Registry { host, auth, registry, _token_server: token_server, dir };
             }
             // Lost the port to someone else between probing and binding: try another.
         }
