@@ -94,3 +94,60 @@ fn fake_registry_serves_crafted_bytes_and_logs_requests() {
     let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
     assert_eq!(paths, ["/v2/odd/manifests/v1", "/v2/odd/blobs/sha256:1234", "/v2/odd/blobs/sha256:5678"]);
 }
+
+fn skopeo_copy_from(reference: &str, creds: Option<&str>, dest: &std::path::Path) -> std::process::Output {
+    let mut cmd = Command::new("skopeo");
+    cmd.args(["copy", "--quiet", "--src-tls-verify=false"]);
+    if let Some(creds) = creds {
+        cmd.arg("--src-creds").arg(creds);
+    }
+    cmd.arg(format!("docker://{reference}")).arg(format!("oci:{}:x", dest.display()));
+    cmd.output().expect("run skopeo")
+}
+
+#[test]
+fn fake_registry_serves_a_whole_image_that_skopeo_copies() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::Busybox);
+    let mut spec = Spec::default();
+    spec.image("plain/busybox", "latest", &image, &[]);
+    let fake = FakeRegistry::start(spec);
+    let out = skopeo_copy_from(&fake.reference("plain/busybox:latest"), None, &work.path().join("copy"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn fake_registry_redirects_blobs_to_a_second_host_behind_basic_auth() {
+    let work = tempfile::tempdir().unwrap();
+    let image = Image::build(work.path(), Kind::Busybox);
+    let mut spec = Spec::default();
+    spec.image("r/busybox", "latest", &image, &[]);
+    spec.basic_auth = Some(("u".into(), "p".into()));
+    spec.redirect_blobs = true;
+    let mut fake = FakeRegistry::start(spec);
+    let reference = fake.reference("r/busybox:latest");
+    assert!(!skopeo_copy_from(&reference, None, &work.path().join("anon")).status.success());
+    let out = skopeo_copy_from(&reference, Some("u:p"), &work.path().join("copy"));
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let requests = fake.requests();
+    let redirected = requests.iter().filter(|r| r.listener == "redirect" && r.method == "GET").count();
+    assert_eq!(redirected, 1 + image.manifests[0].layers.len(), "{requests:?}");
+}
+
+#[test]
+fn fake_registry_stalls_a_blob_once() {
+    let body = vec![7u8; 100_000];
+    let digest = sha256(&body);
+    let mut spec = Spec::default();
+    spec.stalling_blob("s", &digest, &body, 1000);
+    let fake = FakeRegistry::start(spec);
+    let path = format!("/v2/s/blobs/{digest}");
+    let url = format!("http://{}{path}", fake.host);
+    let fetch = |limit: &str| {
+        Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{size_download}", "-m", limit, &url]).output().unwrap()
+    };
+    let first = fetch("2");
+    assert_eq!(String::from_utf8_lossy(&first.stdout), "1000", "the first GET stalls after 1000 bytes");
+    let second = fetch("10");
+    assert_eq!(String::from_utf8_lossy(&second.stdout), "100000");
+}
