@@ -1,5 +1,15 @@
 //! Command-line parsing and dispatch: one file per command.
 
+mod format;
+mod history;
+mod images;
+mod inspect;
+mod prune;
+mod pull;
+mod rmi;
+mod tag;
+
+use std::io;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -15,9 +25,74 @@ pub struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
-pub enum Command {}
+pub enum Command {
+    /// Download an image from a registry
+    Pull(pull::PullArgs),
+    /// List images
+    Images(images::ImagesArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::TagArgs),
+    /// Remove one or more images
+    Rmi(rmi::RmiArgs),
+    /// Manage images
+    #[command(subcommand)]
+    Image(ImageCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// List images
+    #[command(alias = "list")]
+    Ls(images::ImagesArgs),
+    /// Display detailed information on one or more images
+    Inspect(inspect::InspectArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
+    /// Download an image from a registry
+    Pull(pull::PullArgs),
+    /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
+    Tag(tag::TagArgs),
+    /// Remove one or more images
+    #[command(alias = "remove")]
+    Rm(rmi::RmiArgs),
+    /// Remove unused images
+    Prune(prune::PruneArgs),
+}
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    init_tracing();
+    let result = match cli.command {
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(a),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a),
+        Command::Image(ImageCommand::Inspect(a)) => inspect::run(a),
+        Command::Image(ImageCommand::History(a)) => history::run(a),
+        Command::Image(ImageCommand::Prune(a)) => prune::run(a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("hull: {e:#}");
+            ExitCode::from(EXIT_HULL_FAILURE)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+}
+
+/// A reader that closed our stdout (`hull images | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+}
+
+/// Opens the store named by `HULL_ROOT` / `XDG_DATA_HOME`.
+pub(crate) fn open_store() -> anyhow::Result<hull::image::store::ImageStore> {
+    Ok(hull::image::store::ImageStore::open(hull::image::store::ImageStore::default_root())?)
 }

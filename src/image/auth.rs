@@ -20,13 +20,13 @@ impl std::fmt::Debug for Credentials {
 
 #[derive(Debug, thiserror::Error)]
 pub enum AuthError {
-    #[error("cannot read {path}: {source}")]
+    #[error("cannot read {path}")]
     Read {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("{path} is not valid JSON: {source}")]
+    #[error("{path} is not valid JSON")]
     Json {
         path: PathBuf,
         #[source]

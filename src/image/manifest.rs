@@ -32,7 +32,7 @@ pub const MAX_INDEX_ENTRIES: usize = 1000;
 pub enum ManifestError {
     #[error("manifest is {size} bytes, more than the {MAX_MANIFEST_BYTES}-byte limit")]
     TooLarge { size: u64 },
-    #[error("manifest is not valid JSON: {0}")]
+    #[error("manifest is not valid JSON")]
     Json(#[source] serde_json::Error),
     #[error("unsupported manifest: schema version 1 (Docker image format v1) is deprecated and not supported")]
     Schema1,
@@ -42,7 +42,7 @@ pub enum ManifestError {
     MediaType(String),
     #[error("ambiguous document: it has both 'manifests' and 'layers'/'config'")]
     Ambiguous,
-    #[error("document of type {media_type} does not match its content: {source}")]
+    #[error("document of type {media_type} does not match its content")]
     Shape {
         media_type: String,
         #[source]

@@ -28,7 +28,7 @@ pub enum ReferenceError {
     NameTooLong(String),
     #[error("invalid reference format: tag in {0:?} must be 1-128 characters of [A-Za-z0-9_.-], not starting with '.' or '-'")]
     Tag(String),
-    #[error("invalid reference format: {reference:?}: {source}")]
+    #[error("invalid reference format: {reference:?}")]
     Digest {
         reference: String,
         #[source]

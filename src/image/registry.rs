@@ -31,13 +31,13 @@ pub enum PullError {
     Auth(#[from] AuthError),
     #[error("{reference}: authentication failed: {reason}")]
     Unauthorized { reference: String, reason: String },
-    #[error("{reference}: {source}")]
+    #[error("{reference}")]
     Registry {
         reference: String,
         #[source]
         source: oci_client::errors::OciDistributionError,
     },
-    #[error("{url}: {source}")]
+    #[error("{url}")]
     Http {
         url: String,
         #[source]
@@ -47,7 +47,7 @@ pub enum PullError {
     NotFound { reference: String, status: u16 },
     #[error("{url}: registry answered {status}")]
     Status { url: String, status: u16 },
-    #[error("{reference}: {source}")]
+    #[error("{reference}")]
     Manifest {
         reference: String,
         #[source]
@@ -61,13 +61,13 @@ pub enum PullError {
     NestedIndex { reference: String, digest: Digest },
     #[error("blob {digest}: registry sent more than the {size} bytes its descriptor declares")]
     BlobTooLong { digest: Digest, size: u64 },
-    #[error("blob {digest}: {source}")]
+    #[error("blob {digest}")]
     Blob {
         digest: Digest,
         #[source]
         source: StoreError,
     },
-    #[error("blob {digest}: download failed: {source}")]
+    #[error("blob {digest}: download failed")]
     Download {
         digest: Digest,
         #[source]
@@ -75,7 +75,7 @@ pub enum PullError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("internal task failed: {0}")]
+    #[error("internal task failed")]
     Join(#[from] tokio::task::JoinError),
 }
 

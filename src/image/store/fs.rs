@@ -142,7 +142,7 @@ pub enum OwnershipError {
     Writable { path: PathBuf, mode: u32 },
     #[error("store path {0} exists but is not a directory")]
     NotDir(PathBuf),
-    #[error("cannot inspect store directory {path}: {source}")]
+    #[error("cannot inspect store directory {path}")]
     Io {
         path: PathBuf,
         #[source]

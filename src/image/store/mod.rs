@@ -36,7 +36,7 @@ pub const REPO_DIGEST: &str = "io.hull.image.repo-digest";
 pub enum StoreError {
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}")]
     Io {
         op: &'static str,
         path: PathBuf,
@@ -53,7 +53,7 @@ pub enum StoreError {
     SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("store index {path} is corrupt: {reason}")]
     CorruptIndex { path: PathBuf, reason: String },
-    #[error("manifest {digest}: {source}")]
+    #[error("manifest {digest}")]
     Manifest {
         digest: Digest,
         #[source]
@@ -61,7 +61,7 @@ pub enum StoreError {
     },
     #[error("manifest {digest} is an index; the store holds single-platform images only")]
     NotAnImage { digest: Digest },
-    #[error("config {digest} is not valid JSON: {source}")]
+    #[error("config {digest} is not valid JSON")]
     Config {
         digest: Digest,
         #[source]

@@ -1,0 +1,27 @@
+//! `hull tag SOURCE TARGET`.
+
+use hull::image::reference::Reference;
+
+#[derive(Debug, clap::Args)]
+pub struct TagArgs {
+    /// SOURCE_IMAGE[:TAG] or image id
+    source: String,
+    /// TARGET_IMAGE[:TAG]
+    target: String,
+}
+
+pub fn run(args: TagArgs) -> anyhow::Result<()> {
+    let target = Reference::parse(&args.target)?;
+    if target.digest().is_some() {
+        anyhow::bail!("refusing to create a tag with a digest reference: {}", args.target);
+    }
+    let store = super::open_store()?;
+    let image = store.find(&args.source)?;
+    let record = store
+        .records()?
+        .into_iter()
+        .find(|r| r.manifest.digest == image.manifest_digest)
+        .ok_or_else(|| anyhow::anyhow!("No such image: {}", args.source))?;
+    store.tag(&target, &record.manifest, None)?;
+    Ok(())
+}
