@@ -213,12 +213,19 @@ fn document_that_is_both_manifest_and_index_is_refused() {
 
 #[test]
 fn index_served_as_a_manifest_is_refused() {
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": MT_INDEX,
-        "manifests": [descriptor(MT_MANIFEST, &sha256(b"other"), 5)],
-    });
-    assert_document_refused(MT_MANIFEST, &serde_json::to_vec(&index).unwrap());
+    // A well-formed index over the real amd64 manifest, but the registry says it is a
+    // manifest: the Content-Type and the document's own mediaType disagree.
+    let hull = Hull::new();
+    let image = Image::build(&hull.work(), Kind::Busybox);
+    let m = &image.manifests[0];
+    let mut entry = descriptor(MT_MANIFEST, &m.digest, image.blob(&m.digest).len());
+    entry["platform"] = json!({ "architecture": "amd64", "os": "linux" });
+    let index = json!({ "schemaVersion": 2, "mediaType": MT_INDEX, "manifests": [entry] });
+    let mut spec = Spec::default();
+    spec.image(REPO, "single", &image, &[]);
+    spec.manifest(REPO, "latest", MT_MANIFEST, &serde_json::to_vec(&index).unwrap());
+    let fake = FakeRegistry::start(spec);
+    assert_pull_rejected(&hull, &fake.reference(&format!("{REPO}:latest")));
 }
 
 #[test]
@@ -228,6 +235,7 @@ fn unknown_manifest_media_type_is_unsupported() {
     doc["mediaType"] = json!(odd);
     let err = assert_document_refused(odd, &serde_json::to_vec(&doc).unwrap());
     assert!(err.to_lowercase().contains("unsupported"), "want an `unsupported` error: {err}");
+    assert!(err.contains(odd), "the error must name the media type: {err}");
 }
 
 #[test]

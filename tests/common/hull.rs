@@ -127,6 +127,8 @@ pub fn check_failure(args: &[&str], out: Output) -> String {
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "hull {args:?}: want one stderr line, got:\n{stderr}");
     assert!(lines[0].starts_with("hull: "), "hull {args:?}: stderr line must start `hull: `: {stderr}");
+    // Shown with the test's output (`--no-capture`), to review the wording.
+    eprintln!("hull {args:?} -> {}", lines[0]);
     lines[0].to_string()
 }
 
