@@ -411,3 +411,43 @@ fn store_directory_owned_by_another_user_is_refused() {
     let err = check_failure(&args, out);
     assert!(err.contains(root.to_str().unwrap()), "the error must name the store: {err}");
 }
+
+#[test]
+fn invalid_references_are_refused_without_side_effects() {
+    let hull = Hull::new();
+    let long_name = format!("127.0.0.1:5000/{}:latest", "a".repeat(300));
+    let bad = [
+        "",
+        "library/UPPER:latest",
+        "127.0.0.1:5000/a/../b:latest",
+        "127.0.0.1:5000//double:latest",
+        "busybox:bad tag",
+        "busybox:-leading-dash",
+        long_name.as_str(),
+        "busybox@",
+        "127.0.0.1:5000/busybox:latest@sha256:../../../etc/passwd",
+    ];
+    for reference in bad {
+        let args = ["pull", reference];
+        let err = check_failure(&args, hull.run(&args));
+        assert!(err.contains("reference") || err.contains("invalid"), "{reference:?}: {err}");
+    }
+    assert!(store::ref_names(&hull.root).is_empty());
+    assert!(store::blob_names(&hull.root).is_empty());
+}
+
+#[test]
+fn tag_to_an_invalid_reference_fails_and_changes_nothing() {
+    let hull = Hull::new();
+    let image = Image::build(&hull.work(), Kind::Busybox);
+    let registry = Registry::start(Auth::Anonymous);
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let reference = registry.reference("busybox:latest");
+    hull.ok(&["pull", "-q", &reference]);
+    let before = std::fs::read(hull.root.join("index.json")).unwrap();
+    for target in ["Bad/Name:1", "x/../y:1", "ok:bad tag"] {
+        let args = ["tag", reference.as_str(), target];
+        check_failure(&args, hull.run(&args));
+    }
+    assert_eq!(std::fs::read(hull.root.join("index.json")).unwrap(), before);
+}

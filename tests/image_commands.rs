@@ -251,3 +251,20 @@ fn image_prune_keeps_tagged_images_and_removes_stray_blobs() {
     let skopeo = store::skopeo_inspect(&p.hull.root, &p.reference, &[]);
     assert_eq!(skopeo["Digest"], p.image.digest.as_str());
 }
+
+#[test]
+fn image_inspect_by_short_id_finds_the_image() {
+    let p = pulled();
+    let id = short_id(&p.image.manifests[0].config);
+    assert_eq!(p.hull.inspect(id)["Id"], p.image.manifests[0].config.as_str());
+}
+
+#[test]
+fn rmi_force_by_id_removes_every_tag_of_the_image() {
+    let p = pulled();
+    p.hull.ok(&["tag", &p.reference, "second:tag"]);
+    let id = short_id(&p.image.manifests[0].config);
+    p.hull.ok(&["rmi", "-f", id]);
+    assert!(store::ref_names(&p.hull.root).is_empty(), "{:?}", store::ref_names(&p.hull.root));
+    store::assert_consistent(&p.hull.root);
+}

@@ -48,6 +48,7 @@ fn pull_anonymous_stores_an_image_skopeo_can_read() {
     let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
     let out = hull.ok(&["pull", &reference]);
     assert_pull_output(&out, &image.digest, "Downloaded newer image", &reference);
+    assert!(!out.contains('\r') && !out.contains('\x1b'), "no progress bars without a TTY:\n{out:?}");
     assert_stored(&hull, &reference, &image, "amd64");
 
     let m = &image.manifests[0];
@@ -272,4 +273,27 @@ fn pull_from_a_closed_port_fails_naming_the_reference() {
     let args = ["pull", reference.as_str()];
     let err = check_failure(&args, hull.run(&args));
     assert!(err.contains(&reference) || err.contains(&format!("127.0.0.1:{port}")), "{err}");
+}
+
+#[test]
+fn pull_from_a_non_loopback_registry_needs_hull_insecure_registries() {
+    let Some(ip) = common::process::non_loopback_ipv4() else {
+        eprintln!("skipped: this host has no non-loopback IPv4 address");
+        return;
+    };
+    let hull = Hull::new();
+    let image = Image::build(&hull.work(), Kind::Busybox);
+    let registry = Registry::start_on(Auth::Anonymous, &ip);
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let reference = registry.reference("busybox:latest");
+    // Spoken to over TLS by default, which a plain-HTTP registry cannot answer.
+    hull.fails(&["pull", &reference]);
+    assert!(store::ref_names(&hull.root).is_empty());
+    let out = hull
+        .command(&["pull", "-q", &reference])
+        .env("HULL_INSECURE_REGISTRIES", format!("example.com:5000,{}", registry.host))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_stored(&hull, &reference, &image, "amd64");
 }

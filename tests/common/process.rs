@@ -61,6 +61,15 @@ pub fn free_port() -> u16 {
     listener.local_addr().expect("local address").port()
 }
 
+/// An IPv4 address of this host other than loopback, if it has one. (Connecting a UDP
+/// socket sends nothing; it only picks the source address of the route.)
+pub fn non_loopback_ipv4() -> Option<String> {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").ok()?;
+    socket.connect("198.51.100.1:9").ok()?;
+    let ip = socket.local_addr().ok()?.ip();
+    (!ip.is_loopback() && !ip.is_unspecified()).then(|| ip.to_string())
+}
+
 /// Status code of `GET path` on `addr`, or None if nothing answers there yet.
 pub fn http_status(addr: &str, path: &str) -> Option<u16> {
     let sock: SocketAddr = addr.parse().ok()?;

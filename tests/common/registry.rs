@@ -46,6 +46,11 @@ pub struct Access {
 
 impl Registry {
     pub fn start(auth: Auth) -> Registry {
+        Registry::start_on(auth, "127.0.0.1")
+    }
+
+    /// Starts listening on `ip` (an address of this host) instead of loopback.
+    pub fn start_on(auth: Auth, ip: &str) -> Registry {
         let dir = tempfile::Builder::new().prefix("hull-registry-").tempdir().expect("temp dir");
         let (auth_section, token_server) = match auth {
             Auth::Anonymous => (String::new(), None),
@@ -57,7 +62,7 @@ impl Registry {
         };
         for _attempt in 0..5 {
             let port = free_port();
-            let host = format!("127.0.0.1:{port}");
+            let host = format!("{ip}:{port}");
             let config = dir.path().join("config.yml");
             fs::write(&config, config_yaml(dir.path(), &host, &auth_section)).expect("write config");
             let mut cmd = Command::new(REGISTRY_BIN);
