@@ -297,3 +297,38 @@ fn pull_from_a_non_loopback_registry_needs_hull_insecure_registries() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_stored(&hull, &reference, &image, "amd64");
 }
+
+#[test]
+fn pull_without_a_tty_prints_plain_lines_per_layer() {
+    let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    let out = hull.ok(&["pull", &reference]);
+    for layer in &image.manifests[0].layers {
+        let short = &common::fixtures::hex(layer)[..12];
+        assert!(out.contains(&format!("{short}: Pull complete")), "no line for layer {short}:\n{out}");
+    }
+}
+
+#[test]
+fn pull_on_a_tty_shows_progress_for_each_layer() {
+    let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    // script(1) gives hull a pseudo-terminal as stdout.
+    let hull_cmd = format!("{} pull {reference}", env!("CARGO_BIN_EXE_hull"));
+    let base = hull.command(&[]);
+    let envs: Vec<_> = base.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let cmd = std::process::Command::new("script")
+        .args(["-qec", &hull_cmd, "/dev/null"])
+        .env_remove("HULL_INSECURE_REGISTRIES")
+        .envs(envs)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run script");
+    let out = String::from_utf8_lossy(&cmd.stdout);
+    assert!(cmd.status.success(), "hull pull on a tty failed:\n{out}");
+    assert!(out.contains("\x1b["), "no progress bars drawn on a terminal:\n{out}");
+    for layer in &image.manifests[0].layers {
+        let short = &common::fixtures::hex(layer)[..12];
+        assert!(out.contains(short), "no progress for layer {short}:\n{out}");
+    }
+    assert!(out.contains(&format!("Digest: {}", image.digest)), "{out}");
+    store::assert_consistent(&hull.root);
+}
