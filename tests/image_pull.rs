@@ -332,3 +332,27 @@ fn pull_on_a_tty_shows_progress_for_each_layer() {
     assert!(out.contains(&format!("Digest: {}", image.digest)), "{out}");
     store::assert_consistent(&hull.root);
 }
+
+#[test]
+fn pull_basic_auth_falls_back_to_the_home_docker_config() {
+    let (hull, registry, image, reference) = serve(Kind::Busybox, Auth::Basic, "private/busybox");
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, format!("{USER}:{PASSWORD}"));
+    let config = serde_json::json!({ "auths": { registry.host.clone(): { "auth": auth } } });
+    std::fs::create_dir_all(hull.home().join(".docker")).unwrap();
+    std::fs::write(hull.home().join(".docker/config.json"), config.to_string()).unwrap();
+    let out = hull.command(&["pull", "-q", &reference]).env_remove("DOCKER_CONFIG").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_stored(&hull, &reference, &image, "amd64");
+}
+
+#[test]
+fn pull_without_hull_root_stores_under_xdg_data_home() {
+    let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    let out = hull.command(&["pull", "-q", &reference]).env_remove("HULL_ROOT").output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let root = hull.xdg_data_home().join("hull");
+    assert!(store::ref_names(&root).contains(&reference), "no image under {root:?}");
+    assert!(store::has_blob(&root, &image.manifests[0].config));
+    store::assert_consistent(&root);
+    assert!(!hull.root.exists(), "HULL_ROOT was unset, yet {:?} was made", hull.root);
+}

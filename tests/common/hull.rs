@@ -33,6 +33,16 @@ impl Hull {
         Hull { dir, root }
     }
 
+    /// `$HOME` of the hull processes.
+    pub fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    /// `$XDG_DATA_HOME` of the hull processes.
+    pub fn xdg_data_home(&self) -> PathBuf {
+        self.dir.path().join("home/.local/share")
+    }
+
     /// A scratch directory for the test's own files.
     pub fn work(&self) -> PathBuf {
         self.dir.path().join("work")
@@ -44,7 +54,7 @@ impl Hull {
             .env("HULL_ROOT", &self.root)
             .env("HOME", self.dir.path().join("home"))
             .env("DOCKER_CONFIG", self.dir.path().join("docker"))
-            .env("XDG_DATA_HOME", self.dir.path().join("home/.local/share"))
+            .env("XDG_DATA_HOME", self.xdg_data_home())
             .env_remove("HULL_INSECURE_REGISTRIES")
             .env_remove("RUST_LOG")
             .stdin(Stdio::null());
