@@ -2,3 +2,5 @@
 //!
 //! The agent is `/init` of the initramfs hull builds; the protocol types live here so
 //! host and guest share one definition.
+
+pub mod protocol;

@@ -29,6 +29,7 @@ struct Step {
 }
 
 pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
+    super::check_image_query(&args.image)?;
     let store = super::open_store()?;
     let image = store.find(&args.image)?;
     let steps = steps(&image.config, image.manifest.layers.iter().map(|l| l.blob.size));

@@ -13,6 +13,9 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    for query in &args.images {
+        super::check_image_query(query)?;
+    }
     let store = super::open_store()?;
     let mut found = Vec::new();
     let mut missing = Vec::new();

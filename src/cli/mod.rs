@@ -96,3 +96,14 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub(crate) fn open_store() -> anyhow::Result<hull::image::store::ImageStore> {
     Ok(hull::image::store::ImageStore::open(hull::image::store::ImageStore::default_root())?)
 }
+
+/// Refuses, before touching the store, a query that is neither a reference nor an
+/// image id (hex, optionally with `sha256:`).
+pub(crate) fn check_image_query(query: &str) -> anyhow::Result<()> {
+    let hex = query.strip_prefix("sha256:").unwrap_or(query);
+    if !hex.is_empty() && hex.len() <= 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Ok(());
+    }
+    hull::image::reference::Reference::parse(query)?;
+    Ok(())
+}

@@ -16,6 +16,9 @@ pub struct RmiArgs {
 }
 
 pub fn run(args: RmiArgs) -> anyhow::Result<()> {
+    for query in &args.images {
+        super::check_image_query(query)?;
+    }
     let store = super::open_store()?;
     let mut failed = Vec::new();
     for query in &args.images {

@@ -15,6 +15,7 @@ pub fn run(args: TagArgs) -> anyhow::Result<()> {
     if target.digest().is_some() {
         anyhow::bail!("refusing to create a tag with a digest reference: {}", args.target);
     }
+    super::check_image_query(&args.source)?;
     let store = super::open_store()?;
     let image = store.find(&args.source)?;
     let record = store

@@ -24,6 +24,8 @@ use super::store::{ImageStore, StoreError};
 const PARALLEL_LAYERS: usize = 3;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 const READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// Tries per blob when the connection fails mid-way.
+const DOWNLOAD_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PullError {
@@ -77,6 +79,23 @@ pub enum PullError {
     Store(#[from] StoreError),
     #[error("internal task failed")]
     Join(#[from] tokio::task::JoinError),
+}
+
+impl PullError {
+    /// Network failures worth another try; bad content never is.
+    fn is_transient(&self) -> bool {
+        use oci_client::errors::OciDistributionError as E;
+        match self {
+            PullError::Download { .. } => true,
+            PullError::Registry { source: E::RequestError(_) | E::IoError(_), .. } => true,
+            PullError::Registry { source: E::ServerError { code, .. }, .. } => *code >= 500,
+            _ => false,
+        }
+    }
+}
+
+fn is_verification_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| inner.downcast_ref::<oci_client::errors::DigestError>().is_some())
 }
 
 /// What a pull is told about its layers, for progress display.
@@ -332,6 +351,33 @@ impl Puller {
                 source: StoreError::BlobTooLarge { digest: digest.clone(), size: blob.size, limit: manifest::MAX_CONFIG_BYTES },
             });
         }
+        let mut attempt = 1;
+        loop {
+            match self.download(oref, blob, layer.is_some(), progress).await {
+                Ok(()) => break,
+                Err(e) if e.is_transient() && attempt < DOWNLOAD_ATTEMPTS => {
+                    tracing::warn!("blob {digest}: attempt {attempt} failed, retrying: {e}");
+                    tokio::time::sleep(Duration::from_millis(500 << attempt)).await;
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        if layer.is_some() {
+            progress.layer_done(digest);
+        }
+        Ok(())
+    }
+
+    /// One attempt at streaming a blob into the store, verified before it is published.
+    async fn download(
+        &self,
+        oref: &oci_client::Reference,
+        blob: &Blob,
+        is_layer: bool,
+        progress: &dyn PullProgress,
+    ) -> Result<(), PullError> {
+        let digest = &blob.digest;
         let descriptor = OciDescriptor {
             media_type: blob.media_type.clone(),
             digest: digest.to_string(),
@@ -351,9 +397,9 @@ impl Puller {
         while let Some(chunk) = stream.next().await {
             let chunk = match chunk {
                 Ok(c) => c,
-                // oci-client's own digest check fires at the end of the stream; report
-                // it as our mismatch below by stopping here with what we have.
-                Err(e) if e.kind() == std::io::ErrorKind::InvalidData || e.to_string().contains("digest") => break,
+                // oci-client's own digest check fires at the end of the stream; the
+                // store's check below reports the mismatch with both digests.
+                Err(e) if is_verification_error(&e) => break,
                 Err(source) => return Err(PullError::Download { digest: digest.clone(), source }),
             };
             if writer.written() + chunk.len() as u64 > blob.size {
@@ -361,20 +407,18 @@ impl Puller {
             }
             std::io::Write::write_all(&mut writer, &chunk)
                 .map_err(|source| PullError::Blob { digest: digest.clone(), source: StoreError::Io { op: "write", path: self.store.tmp_dir(), source } })?;
-            if layer.is_some() {
+            if is_layer {
                 progress.layer_bytes(digest, chunk.len() as u64);
             }
         }
-        if layer.is_some() {
+        if is_layer {
             progress.layer_verifying(digest);
         }
         let (d, size) = (digest.clone(), blob.size);
         tokio::task::spawn_blocking(move || writer.commit(&d, Some(size)))
             .await?
             .map_err(|source| PullError::Blob { digest: digest.clone(), source })?;
-        if layer.is_some() {
-            progress.layer_done(digest);
-        }
         Ok(())
     }
+
 }

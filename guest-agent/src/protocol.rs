@@ -1,0 +1,237 @@
+//! The host <-> agent wire protocol, version 1.
+//!
+//! Transport: vsock stream connections, which the host reaches through the VMM's
+//! hybrid Unix socket (`CONNECT <port>\n`). The agent listens on two ports:
+//!
+//! - [`CONTROL_PORT`]: one connection per host client carrying [`HostMessage`]s and
+//!   [`AgentMessage`]s, starting with a `Hello` exchange that fixes the version.
+//! - [`STDIO_PORT`]: one connection per process stream; its first frame is an
+//!   [`Attach`] naming the process and stream, then raw bytes flow. Output therefore
+//!   never shares a connection with control messages and cannot block them.
+//!
+//! Frames are a little-endian `u32` payload length followed by a JSON payload. Every
+//! reader bounds the length before allocating: the host accepts small frames from the
+//! guest ([`MAX_AGENT_FRAME`]), the agent larger ones from the host ([`MAX_HOST_FRAME`],
+//! room for big environments).
+
+use std::io::{self, Read, Write};
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks.
+pub const VERSION: u32 = 1;
+/// vsock port of the control connection.
+pub const CONTROL_PORT: u32 = 1024;
+/// vsock port of stdio connections.
+pub const STDIO_PORT: u32 = 1025;
+/// Largest frame the host accepts from the guest.
+pub const MAX_AGENT_FRAME: u32 = 64 * 1024;
+/// Largest frame the agent accepts from the host.
+pub const MAX_HOST_FRAME: u32 = 16 * 1024 * 1024;
+
+/// Messages from the host to the agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HostMessage {
+    Hello { version: u32 },
+    /// Start a process; `id` is chosen by the host and unique per VM.
+    Start { id: u32, spec: ProcessSpec },
+    Signal { id: u32, signal: i32 },
+    Resize { id: u32, rows: u16, cols: u16 },
+    /// Power the VM off once every process has been reaped.
+    Shutdown,
+}
+
+/// Messages from the agent to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum AgentMessage {
+    Hello { version: u32 },
+    Started { id: u32, pid: u32 },
+    Exited { id: u32, status: ExitStatus },
+    Error { id: Option<u32>, kind: ErrorKind, message: String },
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+impl ExitStatus {
+    /// The exit code a shell (and Docker) reports: the code, or 128 + signal.
+    pub fn shell_code(self) -> i32 {
+        match self {
+            ExitStatus::Code(c) => c,
+            ExitStatus::Signal(s) => 128 + s,
+        }
+    }
+}
+
+/// Why the agent refused or failed a request; maps onto Docker's exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The executable does not exist (exit 127).
+    NotFound,
+    /// The executable exists but cannot be run (exit 126).
+    NotExecutable,
+    /// The request was malformed or out of order.
+    Protocol,
+    /// Anything else inside the guest (exit 125).
+    Internal,
+}
+
+/// What to run and how.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default)]
+    pub additional_gids: Vec<u32>,
+    #[serde(default)]
+    pub tty: bool,
+    /// Whether the host will attach stdin; without it the process reads /dev/null.
+    #[serde(default)]
+    pub stdin: bool,
+}
+
+/// First frame on a stdio connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attach {
+    pub id: u32,
+    pub stream: Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Stream {
+    Stdin,
+    Stdout,
+    Stderr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    TooLarge { len: u32, max: u32 },
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("malformed frame payload")]
+    Payload(#[source] serde_json::Error),
+    #[error("frame i/o failed")]
+    Io(#[source] io::Error),
+}
+
+/// Writes one frame.
+pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> Result<(), FrameError> {
+    let payload = serde_json::to_vec(message).map_err(FrameError::Payload)?;
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: u32::MAX, max: u32::MAX })?;
+    let mut frame = Vec::with_capacity(4 + payload.len());
+    frame.extend_from_slice(&len.to_le_bytes());
+    frame.extend_from_slice(&payload);
+    w.write_all(&frame).map_err(FrameError::Io)?;
+    w.flush().map_err(FrameError::Io)
+}
+
+/// Reads one frame of at most `max` bytes. `Ok(None)` is a clean end of stream
+/// between frames.
+pub fn read_frame<T: for<'de> Deserialize<'de>>(r: &mut impl Read, max: u32) -> Result<Option<T>, FrameError> {
+    let mut header = [0u8; 4];
+    match read_full(r, &mut header)? {
+        0 => return Ok(None),
+        4 => {}
+        _ => return Err(FrameError::Truncated),
+    }
+    let len = u32::from_le_bytes(header);
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let mut payload = vec![0u8; len as usize];
+    if read_full(r, &mut payload)? != payload.len() {
+        return Err(FrameError::Truncated);
+    }
+    decode(&payload).map(Some)
+}
+
+/// Decodes a frame payload.
+pub fn decode<T: for<'de> Deserialize<'de>>(payload: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(payload).map_err(FrameError::Payload)
+}
+
+/// Reads until `buf` is full or the stream ends; returns the bytes read.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> Result<usize, FrameError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match r.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(FrameError::Io(e)),
+        }
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round_trip<T: Serialize + for<'de> Deserialize<'de> + PartialEq + std::fmt::Debug>(m: T) {
+        let mut buf = Vec::new();
+        write_frame(&mut buf, &m).unwrap();
+        let mut r = &buf[..];
+        assert_eq!(read_frame::<T>(&mut r, MAX_HOST_FRAME).unwrap(), Some(m));
+        assert_eq!(read_frame::<T>(&mut r, MAX_HOST_FRAME).unwrap(), None);
+    }
+
+    #[test]
+    fn messages_round_trip() {
+        round_trip(HostMessage::Hello { version: VERSION });
+        round_trip(HostMessage::Start {
+            id: 7,
+            spec: ProcessSpec { args: vec!["sh".into()], env: vec!["A=b".into()], cwd: "/".into(), tty: true, ..Default::default() },
+        });
+        round_trip(AgentMessage::Exited { id: 7, status: ExitStatus::Signal(9) });
+        round_trip(Attach { id: 7, stream: Stream::Stderr });
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let frame = u32::MAX.to_le_bytes();
+        let err = read_frame::<AgentMessage>(&mut &frame[..], MAX_AGENT_FRAME).unwrap_err();
+        assert!(matches!(err, FrameError::TooLarge { len: u32::MAX, max: MAX_AGENT_FRAME }));
+    }
+
+    #[test]
+    fn truncated_frames_are_errors() {
+        assert!(matches!(read_frame::<AgentMessage>(&mut &[1u8, 0][..], 100), Err(FrameError::Truncated)));
+        let short = [10u8, 0, 0, 0, b'{'];
+        assert!(matches!(read_frame::<AgentMessage>(&mut &short[..], 100), Err(FrameError::Truncated)));
+    }
+
+    #[test]
+    fn unknown_message_type_is_a_payload_error() {
+        let err = decode::<AgentMessage>(br#"{"type":"exited_forged_by_workload"}"#).unwrap_err();
+        assert!(matches!(err, FrameError::Payload(_)));
+    }
+
+    #[test]
+    fn signal_exit_maps_to_128_plus_n() {
+        assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+        assert_eq!(ExitStatus::Code(3).shell_code(), 3);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn reader_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let mut r = &bytes[..];
+            while let Ok(Some(_)) = read_frame::<AgentMessage>(&mut r, MAX_AGENT_FRAME) {}
+        }
+    }
+}
