@@ -305,7 +305,7 @@ fn kill_9_during_a_pull_leaves_no_partial_blob_and_a_retry_succeeds() {
     let layer = m.layers[0].clone();
     let mut spec = Spec::default();
     spec.image(REPO, "latest", &image, &[&layer]);
-    spec.stalling_blob(REPO, &layer, &image.blob(&layer), 256 * 1024);
+    spec.stalling_blob(REPO, &layer, &image.blob(&layer), 256 * 1024, 60);
     let mut fake = FakeRegistry::start(spec);
     let reference = fake.reference(&format!("{REPO}:latest"));
 
@@ -450,4 +450,40 @@ fn tag_to_an_invalid_reference_fails_and_changes_nothing() {
         check_failure(&args, hull.run(&args));
     }
     assert_eq!(std::fs::read(hull.root.join("index.json")).unwrap(), before);
+}
+
+#[test]
+fn prune_during_a_pull_keeps_the_blobs_the_pull_has_written() {
+    let hull = Hull::new();
+    let image = Image::build(&hull.work(), Kind::Busybox);
+    let m = &image.manifests[0];
+    let layer = m.layers[0].clone();
+    let mut spec = Spec::default();
+    spec.image(REPO, "latest", &image, &[&layer]);
+    // The first download of the big layer stalls 4 s, then breaks; a retry gets it whole.
+    spec.stalling_blob(REPO, &layer, &image.blob(&layer), 64 * 1024, 4);
+    let mut fake = FakeRegistry::start(spec);
+    let reference = fake.reference(&format!("{REPO}:latest"));
+
+    let child = hull
+        .command(&["pull", "-q", &reference])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn hull pull");
+    let blob_path = format!("/blobs/{layer}");
+    wait_for("hull to start downloading the layer", Duration::from_secs(30), || {
+        let started = fake.requests().iter().any(|r| r.method == "GET" && r.path.ends_with(&blob_path));
+        started.then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    hull.ok(&["image", "prune", "-a", "-f"]);
+
+    let out = child.wait_with_output().expect("wait for hull pull");
+    assert!(out.status.success(), "the pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    store::assert_consistent(&hull.root);
+    for blob in Image::blobs_of(m) {
+        assert!(store::has_blob(&hull.root, &blob), "prune removed {blob} from under a running pull");
+    }
+    assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
 }

@@ -268,3 +268,48 @@ fn rmi_force_by_id_removes_every_tag_of_the_image() {
     assert!(store::ref_names(&p.hull.root).is_empty(), "{:?}", store::ref_names(&p.hull.root));
     store::assert_consistent(&p.hull.root);
 }
+
+/// The busybox and zstd images share their first layer (the same busybox tar, gzip).
+fn two_images_sharing_a_layer() -> (Hull, Registry, Image, Image, String, String) {
+    let hull = Hull::new();
+    let busybox = Image::build(&hull.work(), Kind::Busybox);
+    let zstd = Image::build(&hull.work(), Kind::Zstd);
+    assert_eq!(busybox.manifests[0].layers[0], zstd.manifests[0].layers[0]);
+    let registry = Registry::start(Auth::Anonymous);
+    registry.push(&busybox.layout, TAG, "busybox:latest");
+    registry.push(&zstd.layout, TAG, "zstd:latest");
+    let (a, b) = (registry.reference("busybox:latest"), registry.reference("zstd:latest"));
+    (hull, registry, busybox, zstd, a, b)
+}
+
+#[test]
+fn pull_of_a_second_image_reuses_the_layer_it_shares() {
+    let (hull, mut registry, busybox, _zstd, a, b) = two_images_sharing_a_layer();
+    hull.ok(&["pull", &a]);
+    let out = hull.ok(&["pull", &b]);
+    let shared = &busybox.manifests[0].layers[0];
+    assert_eq!(registry.blob_downloads(shared), 1, "the shared layer was downloaded again");
+    assert!(out.contains(&format!("{}: Already exists", &hex(shared)[..12])), "{out}");
+}
+
+#[test]
+fn rmi_and_prune_keep_a_layer_another_image_uses() {
+    let (hull, _registry, busybox, zstd, a, b) = two_images_sharing_a_layer();
+    hull.ok(&["pull", "-q", &a]);
+    hull.ok(&["pull", "-q", &b]);
+    hull.ok(&["rmi", &a]);
+    hull.ok(&["image", "prune", "-f"]);
+    store::assert_consistent(&hull.root);
+    for blob in Image::blobs_of(&zstd.manifests[0]) {
+        assert!(store::has_blob(&hull.root, &blob), "{blob} of the remaining image was removed");
+    }
+    let only_busybox: Vec<_> = Image::blobs_of(&busybox.manifests[0])
+        .into_iter()
+        .filter(|d| !Image::blobs_of(&zstd.manifests[0]).contains(d))
+        .collect();
+    assert!(!only_busybox.is_empty());
+    for blob in only_busybox {
+        assert!(!store::has_blob(&hull.root, &blob), "{blob} of the removed image survived prune");
+    }
+    assert_eq!(hull.inspect(&b)["Id"], zstd.manifests[0].config.as_str());
+}

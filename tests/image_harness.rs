@@ -139,7 +139,7 @@ fn fake_registry_stalls_a_blob_once() {
     let body = vec![7u8; 100_000];
     let digest = sha256(&body);
     let mut spec = Spec::default();
-    spec.stalling_blob("s", &digest, &body, 1000);
+    spec.stalling_blob("s", &digest, &body, 1000, 60);
     let fake = FakeRegistry::start(spec);
     let path = format!("/v2/s/blobs/{digest}");
     let url = format!("http://{}{path}", fake.host);

@@ -48,12 +48,13 @@ impl Spec {
         self.blobs.insert(format!("{repo}@{digest}"), json!({ "file": file }));
     }
 
-    /// Like `blob`, but the first GET sends `after` bytes and then stalls.
-    pub fn stalling_blob(&mut self, repo: &str, digest: &str, body: &[u8], after: usize) {
+    /// Like `blob`, but the first GET sends `after` bytes, stalls for `seconds`, and
+    /// drops the connection.
+    pub fn stalling_blob(&mut self, repo: &str, digest: &str, body: &[u8], after: usize, seconds: u64) {
         let file = self.file(body);
         self.blobs.insert(
             format!("{repo}@{digest}"),
-            json!({ "file": file, "stall_once_after": after }),
+            json!({ "file": file, "stall_once_after": after, "stall_seconds": seconds }),
         );
     }
 
