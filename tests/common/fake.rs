@@ -13,8 +13,6 @@ use super::process::{fixture, wait_for, Guarded, PYTHON};
 
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-pub const MT_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
-pub const MT_LAYER_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 
 /// What the fake registry serves, assembled by the test.
 #[derive(Default)]
@@ -153,16 +151,6 @@ impl FakeRegistry {
             })
             .collect()
     }
-}
-
-/// An OCI image manifest document over the given config and layer descriptors.
-pub fn manifest_json(config: Value, layers: Vec<Value>) -> Value {
-    json!({
-        "schemaVersion": 2,
-        "mediaType": MT_MANIFEST,
-        "config": config,
-        "layers": layers,
-    })
 }
 
 pub fn descriptor(media_type: &str, digest: &str, size: usize) -> Value {

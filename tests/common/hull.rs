@@ -2,7 +2,7 @@
 
 use std::fs;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
 use base64::Engine;
@@ -150,8 +150,4 @@ pub fn lines(text: &str) -> Vec<&str> {
 /// Columns of a table row, split on runs of two or more spaces as Docker pads them.
 pub fn columns(row: &str) -> Vec<String> {
     row.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
-}
-
-pub fn exists(path: &Path) -> bool {
-    path.symlink_metadata().is_ok()
 }

@@ -133,10 +133,6 @@ impl Registry {
         let text = fs::read_to_string(self.dir.path().join("token/requests.log")).unwrap_or_default();
         text.lines().map(|l| serde_json::from_str(l).expect("token log line")).collect()
     }
-
-    pub fn state_dir(&self) -> &Path {
-        self.dir.path()
-    }
 }
 
 fn log_file(dir: &Path, name: &str) -> fs::File {
