@@ -313,3 +313,26 @@ fn rmi_and_prune_keep_a_layer_another_image_uses() {
     }
     assert_eq!(hull.inspect(&b)["Id"], zstd.manifests[0].config.as_str());
 }
+
+#[test]
+fn pull_of_a_moved_tag_takes_the_new_image_and_prune_drops_the_old() {
+    let (hull, registry, busybox, zstd, _a, _b) = two_images_sharing_a_layer();
+    let app = registry.reference("app:latest");
+    registry.push(&busybox.layout, TAG, "app:latest");
+    hull.ok(&["pull", "-q", &app]);
+    registry.push(&zstd.layout, TAG, "app:latest");
+    let out = hull.ok(&["pull", &app]);
+    assert!(out.contains(&format!("Status: Downloaded newer image for {app}")), "{out}");
+    assert_eq!(hull.inspect(&app)["Id"], zstd.manifests[0].config.as_str());
+    let listed = hull.ok(&["images", "-q"]);
+    assert!(lines(&listed).contains(&short_id(&zstd.manifests[0].config)), "{listed}");
+
+    hull.ok(&["image", "prune", "-f"]);
+    store::assert_consistent(&hull.root);
+    let listed = hull.ok(&["images", "-q"]);
+    assert_eq!(lines(&listed), [short_id(&zstd.manifests[0].config)], "the old image is gone");
+    assert!(!store::has_blob(&hull.root, &busybox.manifests[0].config), "prune kept the old config");
+    for blob in Image::blobs_of(&zstd.manifests[0]) {
+        assert!(store::has_blob(&hull.root, &blob), "prune removed {blob} of the tagged image");
+    }
+}
