@@ -35,6 +35,7 @@ fn assert_pull_rejected(hull: &Hull, reference: &str) -> String {
     let err = hull.fails(&["pull", reference]);
     assert!(store::ref_names(&hull.root).is_empty(), "a failed pull tagged something");
     store::assert_consistent(&hull.root);
+    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a failed pull left temp files");
     err
 }
 
@@ -333,6 +334,11 @@ fn kill_9_during_a_pull_leaves_no_partial_blob_and_a_retry_succeeds() {
     store::assert_consistent(&hull.root);
     assert!(store::has_blob(&hull.root, &layer));
     assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
+
+    // What the killed pull left in tmp/ is garbage once nobody holds it.
+    hull.ok(&["image", "prune", "-f"]);
+    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "prune kept a dead pull's temp file");
+    assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
 }
 
 #[test]
@@ -350,6 +356,7 @@ fn full_disk_during_a_pull_fails_cleanly_and_a_retry_succeeds() {
     let err = check_failure(&args, hull.run_with_file_size_limit(&args, limit));
     assert!(!err.contains("panicked"), "{err}");
     store::assert_consistent(&hull.root);
+    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a failed pull left temp files");
     assert!(!store::has_blob(&hull.root, &m.layers[0]));
     assert!(store::ref_names(&hull.root).is_empty());
 

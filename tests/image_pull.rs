@@ -33,6 +33,7 @@ fn assert_pull_output(stdout: &str, digest: &str, status: &str, reference: &str)
 fn assert_stored(hull: &Hull, reference: &str, image: &Image, arch: &str) {
     let m = image.manifest(arch);
     store::assert_consistent(&hull.root);
+    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a pull left temp files");
     assert!(store::ref_names(&hull.root).contains(&reference.to_string()), "index.json lacks {reference}");
     for blob in Image::blobs_of(m) {
         assert!(store::has_blob(&hull.root, &blob), "blob {blob} not stored");

@@ -24,6 +24,11 @@ pub fn blob_names(root: &Path) -> Vec<String> {
     names
 }
 
+/// Files left in the store's `tmp/` (downloads in flight, or abandoned by a crash).
+pub fn temp_files(root: &Path) -> Vec<String> {
+    tree(&root.join("tmp"))
+}
+
 pub fn has_blob(root: &Path, digest: &str) -> bool {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     root.join("blobs/sha256").join(hex).is_file()
