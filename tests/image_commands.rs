@@ -336,3 +336,32 @@ fn pull_of_a_moved_tag_takes_the_new_image_and_prune_drops_the_old() {
         assert!(store::has_blob(&hull.root, &blob), "prune removed {blob} of the tagged image");
     }
 }
+
+#[test]
+fn unknown_flag_is_a_usage_error() {
+    let hull = Hull::new();
+    let out = hull.run(&["images", "--no-such-flag"]);
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!hull.root.join("index.json").exists());
+}
+
+#[test]
+fn a_closed_stdout_ends_the_command_without_a_panic() {
+    use std::os::fd::FromRawFd;
+    use std::os::unix::process::ExitStatusExt;
+    let p = pulled();
+    let mut fds = [0; 2];
+    // SAFETY: pipe writes two new descriptors into `fds`, which we then own.
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors are fresh and owned by nothing else.
+    let (reader, writer) = unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) };
+    drop(reader);
+    for args in [vec!["images"], vec!["image", "inspect", p.reference.as_str()]] {
+        let out = p.hull.command(&args).stdout(writer.try_clone().unwrap()).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "hull {args:?} panicked on EPIPE:\n{stderr}");
+        let killed_by_sigpipe = out.status.signal() == Some(libc::SIGPIPE);
+        let clean = matches!(out.status.code(), Some(0) | Some(125)) && lines(&stderr).len() <= 1;
+        assert!(killed_by_sigpipe || clean, "hull {args:?} on a closed stdout: {}\n{stderr}", out.status);
+    }
+}
