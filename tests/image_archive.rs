@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::fixtures::{Image, Kind, TAG};
-use common::hull::{lines, Hull};
+use common::hull::{check_failure, lines, Hull};
 use common::process::run_ok;
 use common::store;
 
@@ -188,4 +188,50 @@ fn save_of_a_missing_image_fails_and_writes_no_file() {
     let err = hull.fails(&["save", "-o", out.to_str().unwrap(), "absent/image:1"]);
     assert!(err.contains("absent/image"), "{err}");
     assert!(!out.exists(), "a failed save left {out:?}");
+}
+
+/// A docker-save archive whose manifest.json and member names point outside it.
+fn escaping_archive(path: &Path) {
+    let file = fs::File::create(path).unwrap();
+    let mut builder = tar::Builder::new(file);
+    let mut add = |name: &str, data: &[u8]| {
+        let mut header = tar::Header::new_old();
+        // Written raw: the tar crate refuses `..` in names, a hostile archive does not.
+        let raw = &mut header.as_old_mut().name;
+        raw[..name.len()].copy_from_slice(name.as_bytes());
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_entry_type(tar::EntryType::Regular);
+        header.set_cksum();
+        builder.append(&header, data).unwrap();
+    };
+    let manifest = serde_json::json!([{
+        "Config": "../../escape-config.json",
+        "RepoTags": ["example.com/evil:1"],
+        "Layers": ["../../escape-layer.tar"],
+    }]);
+    add("../../escape-config.json", b"{}");
+    add("../../escape-layer.tar", &[0u8; 1024]);
+    add("manifest.json", manifest.to_string().as_bytes());
+    builder.finish().unwrap();
+}
+
+#[test]
+fn load_of_an_archive_naming_paths_outside_it_is_refused() {
+    let hull = Hull::new();
+    let archive = hull.work().join("nested/deeper/evil.tar");
+    fs::create_dir_all(archive.parent().unwrap()).unwrap();
+    escaping_archive(&archive);
+    let top = hull.work().parent().unwrap().to_path_buf();
+    let before = store::tree(&top);
+    // Run from beside the archive, so `../../` relative to either stays in the test's tree.
+    let args = ["load", "-i", archive.to_str().unwrap()];
+    let out = hull.command(&args).current_dir(archive.parent().unwrap()).output().unwrap();
+    check_failure(&args, out);
+    let created: Vec<String> =
+        store::tree(&top).into_iter().filter(|p| !before.contains(p) && !p.starts_with("store")).collect();
+    assert!(created.is_empty(), "load wrote outside its store: {created:?}");
+    assert!(store::tree(&top).iter().all(|p| !p.contains("escape")), "{:?}", store::tree(&top));
+    assert!(store::ref_names(&hull.root).is_empty());
+    store::assert_consistent(&hull.root);
 }

@@ -57,6 +57,7 @@ impl Hull {
             .env("XDG_DATA_HOME", self.xdg_data_home())
             .env_remove("HULL_INSECURE_REGISTRIES")
             .env_remove("RUST_LOG")
+            .current_dir(self.work())
             .stdin(Stdio::null());
         cmd
     }
