@@ -3,6 +3,23 @@
 //! binary with its own store, and checks of the store's consistency.
 //!
 //! Every integration test file pulls this in with `mod common;` and uses a part of it.
+//!
+//! What the image tests need on the host (all in `scripts/apt-packages.txt`):
+//! `docker-registry` (Debian's distribution 2.8), `skopeo`, `htpasswd`
+//! (apache2-utils), `/bin/busybox` (busybox-static), `zstd`, `curl`, and Debian's
+//! `/usr/bin/python3` with `python3-jwt` and `python3-cryptography` for the token
+//! server. Nothing needs root: each test makes its own temp store, registries on
+//! 127.0.0.1 (and 127.0.0.2) with ephemeral ports, and stops them when it ends.
+//!
+//! Layout:
+//! - `registry`: docker-registry, anonymous, htpasswd basic auth, or bearer tokens
+//!   from `tests/fixtures/token_server.py`; its access log counts blob downloads.
+//! - `fake`: `tests/fixtures/fake_registry.py`, serving crafted bytes (corrupt blobs,
+//!   odd manifests), stalling a download, or redirecting blobs to another host.
+//! - `fixtures`: the OCI layouts `tests/fixtures/mkimage.py` builds, with the facts
+//!   (digests, diff_ids, platforms) tests compare hull's output with.
+//! - `hull`: the binary with its own `HULL_ROOT`, `HOME` and `DOCKER_CONFIG`.
+//! - `store`: the store read from outside (blobs, index.json, skopeo).
 #![allow(dead_code)]
 
 pub mod fake;
