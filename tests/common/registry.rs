@@ -70,11 +70,15 @@ impl Registry {
             cmd.stdout(log_file(dir.path(), "access.log"));
             cmd.stderr(log_file(dir.path(), "registry.log"));
             let mut registry = Guarded::spawn("docker-registry", cmd);
+            let log = dir.path().join("registry.log");
+            let listening = format!("listening on {host}");
             let up = wait_for("docker-registry to answer /v2/", Duration::from_secs(20), || {
                 if registry.exited() {
                     return Some(false);
                 }
-                http_status(&host, "/v2/").map(|_| true)
+                // Its own log line, so a server that took the port meanwhile is not mistaken for it.
+                let ours = fs::read_to_string(&log).is_ok_and(|l| l.contains(&listening));
+                (ours && http_status(&host, "/v2/").is_some()).then_some(true)
             });
             if up {
                 return Registry { host, auth, registry, _token_server: token_server, dir };
