@@ -357,3 +357,33 @@ fn pull_without_hull_root_stores_under_xdg_data_home() {
     store::assert_consistent(&root);
     assert!(!hull.root.exists(), "HULL_ROOT was unset, yet {:?} was made", hull.root);
 }
+
+#[test]
+fn pull_concurrent_pulls_of_different_tags_all_end_up_tagged() {
+    let (hull, registry, image, _reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    let references: Vec<String> = (0..6)
+        .map(|i| {
+            let name = format!("copy{i}/busybox:v{i}");
+            registry.push(&image.layout, TAG, &name);
+            registry.reference(&name)
+        })
+        .collect();
+    let children: Vec<_> = references
+        .iter()
+        .map(|r| {
+            hull.command(&["pull", "-q", r])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn hull pull")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("wait for hull pull");
+        assert!(out.status.success(), "a concurrent pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut names = store::ref_names(&hull.root);
+    names.sort();
+    assert_eq!(names, references, "index.json lost an update");
+    store::assert_consistent(&hull.root);
+}
