@@ -62,6 +62,7 @@ pub enum ImageCommand {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    ignore_file_size_signal();
     let result = match cli.command {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(a),
@@ -85,6 +86,16 @@ fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+}
+
+/// A write past RLIMIT_FSIZE then fails with EFBIG, which hull reports and cleans up
+/// after, instead of the process dying from SIGXFSZ with a partial temp file.
+fn ignore_file_size_signal() {
+    // SAFETY: installing SIG_IGN for SIGXFSZ has no memory-safety preconditions; no
+    // other thread exists yet.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
 }
 
 /// A reader that closed our stdout (`hull images | head`) is not an error.

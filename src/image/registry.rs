@@ -61,6 +61,8 @@ pub enum PullError {
     Platform { reference: String, wanted: String, available: String },
     #[error("{reference}: index entry {digest} is itself an index")]
     NestedIndex { reference: String, digest: Digest },
+    #[error("{reference}: image config lists {diff_ids} diff_ids but the manifest has {layers} layers")]
+    LayerCount { reference: String, diff_ids: usize, layers: usize },
     #[error("blob {digest}: registry sent more than the {size} bytes its descriptor declares")]
     BlobTooLong { digest: Digest, size: u64 },
     #[error("blob {digest}")]
@@ -203,6 +205,7 @@ impl Puller {
         };
 
         self.fetch_blob(&oref, &manifest.config, None, progress.as_ref()).await?;
+        self.check_config(reference, &manifest)?;
         self.fetch_layers(&oref, &manifest, &progress).await?;
         self.store.put_blob(&manifest_bytes)?;
         let blob = Blob {
@@ -214,6 +217,23 @@ impl Puller {
         let updated = before.is_none_or(|r| r.manifest.digest != blob.digest);
         self.store.tag(reference, &blob, Some(&repo_digest))?;
         Ok(Pulled { manifest: blob, repo_digest, updated })
+    }
+
+    /// The config must be JSON naming one diff_id per layer, or no disk can be built.
+    fn check_config(&self, reference: &Reference, manifest: &Manifest) -> Result<(), PullError> {
+        let digest = &manifest.config.digest;
+        let bytes = self.store.read_blob(digest, manifest::MAX_CONFIG_BYTES)?;
+        let config: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|source| StoreError::Config { digest: digest.clone(), source })?;
+        let diff_ids = config.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()).map_or(0, Vec::len);
+        if diff_ids != manifest.layers.len() {
+            return Err(PullError::LayerCount {
+                reference: reference.to_string(),
+                diff_ids,
+                layers: manifest.layers.len(),
+            });
+        }
+        Ok(())
     }
 
     /// Runs the registry's auth handshake; returns the header for manifest requests.
