@@ -18,7 +18,7 @@ pub enum Kind {
     Busybox,
     /// An index: linux/amd64 (the busybox image) and linux/arm64/v8.
     MultiArch,
-    /// An index: linux/arm64/v8 and linux/s390x only.
+    /// An index: linux/ppc64le and linux/s390x only.
     Foreign,
     /// A gzip layer and a zstd layer.
     Zstd,
