@@ -359,7 +359,7 @@ fn load_oci_index_picks_the_host_platform() {
 fn load_old_docker_archive_with_symlinked_layer_and_untagged_image() {
     let env = env();
     let shared = small_layer("shared");
-    let first = docker_members(json!(["one:1"]), &[shared.clone()]);
+    let first = docker_members(json!(["one:1"]), std::slice::from_ref(&shared));
     let second = docker_members(Value::Null, &[shared.clone(), small_layer("top")]);
     let entry = |m: &[(String, Vec<u8>)]| serde_json::from_slice::<Value>(&m.last().unwrap().1).unwrap()[0].clone();
     // Docker writes a layer repeated across images as a symlink to its first copy.
@@ -673,4 +673,63 @@ fn save_cli_refuses_no_images_and_writes_to_a_pipe() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let other = self::env();
     assert_eq!(tagged(&other.load(out.stdout).unwrap()), ["Loaded image: example.com/app:1"]);
+}
+
+/// The members of a tar, by name, with their contents.
+fn members_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
+    let mut tar = tar::Archive::new(bytes);
+    let entries = tar.entries().unwrap().map(|e| e.unwrap());
+    entries
+        .map(|mut e| {
+            let name = e.path().unwrap().to_string_lossy().into_owned();
+            let mut content = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut content).unwrap();
+            (name, content)
+        })
+        .collect()
+}
+
+#[test]
+fn save_of_two_images_sharing_a_layer_writes_it_once() {
+    let env = env();
+    let shared = small_layer("shared");
+    env.load(tar_of(&docker_members(json!(["one:1", "one:latest"]), std::slice::from_ref(&shared)))).unwrap();
+    env.load(tar_of(&docker_members(json!(["two:1"]), &[shared.clone(), small_layer("top")]))).unwrap();
+    let queries = ["one:1", "one:latest", "two:1"].map(String::from);
+    let mut bytes = Vec::new();
+    archive::save(&env.store, &queries, &mut bytes).unwrap();
+
+    let members = members_of(&bytes);
+    let shared_member = format!("blobs/sha256/{}", Digest::of(&shared).hex());
+    assert_eq!(members.iter().filter(|(n, _)| *n == shared_member).count(), 1);
+    let (_, manifest) = members.iter().find(|(n, _)| n == "manifest.json").unwrap();
+    let manifest: Value = serde_json::from_slice(manifest).unwrap();
+    assert_eq!(manifest[0]["RepoTags"], json!(["one:1", "one:latest"]));
+    assert_eq!(manifest[1]["Layers"][0], json!(shared_member));
+
+    let other = self::env();
+    let loaded = tagged(&other.load(bytes).unwrap());
+    assert_eq!(loaded, ["Loaded image: one:1", "Loaded image: one:latest", "Loaded image: two:1"]);
+}
+
+#[test]
+fn load_cli_reads_standard_input_and_names_the_file_on_error() {
+    let env = env();
+    let file = env.work.join("app.tar");
+    fs::write(&file, tar_of(&docker_members(json!(["app:1"]), &[small_layer("a")]))).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hull"))
+        .arg("load")
+        .env("HULL_ROOT", &env.root)
+        .stdin(fs::File::open(&file).unwrap())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Loaded image: app:1\n");
+
+    let junk = env.work.join("junk.tar");
+    fs::write(&junk, b"junk".repeat(300)).unwrap();
+    let out = env.hull(&["load", "-i", junk.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(125));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("junk.tar") && stderr.lines().count() == 1, "{stderr}");
 }

@@ -12,7 +12,7 @@
 //! needs the size first); every layer is hashed as it is written and must match its
 //! diff_id.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::OpenOptionsExt;
@@ -38,7 +38,8 @@ struct SavedImage {
 struct Sink<'a, W: Write> {
     tar: tar::Builder<W>,
     name: &'a Path,
-    written: HashSet<String>,
+    /// Members written so far, with their sizes.
+    written: HashMap<String, u64>,
 }
 
 /// Writes the archive of `queries` (references or image ids) to `path`, atomically:
@@ -73,7 +74,7 @@ fn resolve(store: &ImageStore, queries: &[String]) -> Result<Vec<SavedImage>> {
 }
 
 fn write_archive(store: &ImageStore, images: &[SavedImage], out: impl Write, name: &Path) -> Result<()> {
-    let mut sink = Sink { tar: tar::Builder::new(out), name, written: HashSet::new() };
+    let mut sink = Sink { tar: tar::Builder::new(out), name, written: HashMap::new() };
     sink.dir("blobs/")?;
     sink.dir("blobs/sha256/")?;
     let mut docker_entries = Vec::new();
@@ -157,6 +158,10 @@ fn write_layer<W: Write>(
     diff_id: &Digest,
     label: &str,
 ) -> Result<u64> {
+    let member = blob_member(diff_id);
+    if let Some(size) = sink.written.get(&member) {
+        return Ok(*size);
+    }
     let path = store.blob_path(&layer.blob.digest);
     let file = File::open(&path).map_err(|source| ArchiveError::Io { op: "open", path: path.clone(), source })?;
     let (reader, size): (Box<dyn Read>, u64) = match layer.compression {
@@ -166,10 +171,6 @@ fn write_layer<W: Write>(
             (Box::new(temp), size)
         }
     };
-    let member = blob_member(diff_id);
-    if sink.written.contains(&member) {
-        return Ok(size);
-    }
     let actual = sink.exact(&member, size, reader, &path)?;
     if &actual != diff_id {
         return Err(ArchiveError::CorruptBlob { image: label.to_owned(), digest: layer.blob.digest.clone(), actual });
@@ -226,8 +227,9 @@ impl<W: Write> Sink<'_, W> {
     fn blob(&mut self, bytes: &[u8]) -> Result<Digest> {
         let digest = Digest::of(bytes);
         let member = blob_member(&digest);
-        if self.written.insert(member.clone()) {
+        if !self.written.contains_key(&member) {
             self.file(&member, bytes)?;
+            self.written.insert(member, bytes.len() as u64);
         }
         Ok(digest)
     }
@@ -242,7 +244,7 @@ impl<W: Write> Sink<'_, W> {
             let source = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} of {size} bytes", counted.count));
             return Err(ArchiveError::Io { op: "read", path: source_path.to_owned(), source });
         }
-        self.written.insert(member.to_owned());
+        self.written.insert(member.to_owned(), size);
         Ok(Digest::from_hasher(counted.hasher))
     }
 }

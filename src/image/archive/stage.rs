@@ -258,7 +258,7 @@ impl Write for HashSink {
 /// out not to decompress simply has no uncompressed digest.
 enum Unpack {
     Plain,
-    Gzip(flate2::write::MultiGzDecoder<HashSink>),
+    Gzip(Box<flate2::write::MultiGzDecoder<HashSink>>),
     Zstd(Box<zstd::stream::write::Decoder<'static, HashSink>>),
     Failed,
 }
@@ -268,7 +268,7 @@ impl Unpack {
         let sink = HashSink(Sha256::new());
         match compression {
             Compression::None => Unpack::Plain,
-            Compression::Gzip => Unpack::Gzip(flate2::write::MultiGzDecoder::new(sink)),
+            Compression::Gzip => Unpack::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
             Compression::Zstd => match zstd::stream::write::Decoder::new(sink) {
                 Ok(d) => Unpack::Zstd(Box::new(d)),
                 Err(_) => Unpack::Failed,
