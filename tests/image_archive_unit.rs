@@ -733,3 +733,24 @@ fn load_cli_reads_standard_input_and_names_the_file_on_error() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("junk.tar") && stderr.lines().count() == 1, "{stderr}");
 }
+
+#[test]
+fn load_docker_archive_with_compressed_layers_checks_the_tar_inside() {
+    for how in [Pack::Gzip, Pack::Zstd] {
+        let env = env();
+        let tar = small_layer("packed");
+        let mut members = docker_members(json!(["packed:1"]), std::slice::from_ref(&tar));
+        members[0].1 = pack(&tar, how);
+        env.load(tar_of(&members)).unwrap();
+        let layer = &env.store.find("packed:1").unwrap().manifest.layers[0];
+        assert_eq!(layer.blob.media_type, media_type(how));
+        assert_eq!(layer.blob.digest, Digest::of(&members[0].1));
+
+        let other = self::env();
+        let mut corrupt = members.clone();
+        let end = corrupt[0].1.len() - 9;
+        corrupt[0].1[end] ^= 0xff;
+        let msg = load_fails(&other, tar_of(&corrupt));
+        assert!(msg.contains(&members[0].0), "{msg}");
+    }
+}

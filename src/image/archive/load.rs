@@ -2,7 +2,7 @@
 //!
 //! The recipe: detect compression -> stage every member -> plan the images from the
 //! metadata (docker `manifest.json` first, else OCI `index.json`), verifying every
-//! digest and diff_id -> publish the referenced blobs -> tag. A failure before the
+//! digest and each referenced layer's diff_id -> publish the referenced blobs -> tag. A failure before the
 //! publish step leaves the store as it was.
 
 use std::fmt;
@@ -124,11 +124,11 @@ pub(super) fn check_layer(
     if let Some(blob) = descriptor {
         check_content(member, image, blob, &staged.digest, staged.size)?;
     }
-    let (compression, actual) = staged.diff_id();
-    if actual != diff_id {
+    let actual = staged.diff_id().map_err(|source| ArchiveError::Member { member: member.to_owned(), source })?;
+    if &actual != diff_id {
         return Err(ArchiveError::DiffId { member: member.to_owned(), image: image.to_owned(), expected: diff_id.clone() });
     }
-    Ok((compression, staged.digest.clone(), staged.size))
+    Ok((staged.compression, staged.digest.clone(), staged.size))
 }
 
 /// Checks content against a descriptor's digest and size.

@@ -1,10 +1,12 @@
 //! Staging: an archive's members streamed into locked temp files in the store's
-//! `tmp/`, hashed as they pass (and, for gzip or zstd members, hashed decompressed
-//! too). Staged files are removed when dropped unless published under their digest.
+//! `tmp/`, hashed as they pass. A compressed member is decompressed (to check its
+//! diff_id) only if an image references it as a layer, so compression bombs among
+//! unreferenced members cost nothing. Staged files are removed when dropped unless
+//! published under their digest.
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -63,17 +65,38 @@ pub(super) struct Staged {
     temp: TempFile,
     pub digest: Digest,
     pub size: u64,
-    /// Compression and digest of the decompressed content, for compressed members.
-    pub uncompressed: Option<(Compression, Digest)>,
+    /// The compression its first bytes show.
+    pub compression: Compression,
+    /// The diff_id once computed: a layer shared by several images is read once.
+    diff_id: std::cell::OnceCell<Digest>,
 }
 
 impl Staged {
-    /// The compression and digest of the tar inside, as a diff_id is computed.
-    pub fn diff_id(&self) -> (Compression, &Digest) {
-        match &self.uncompressed {
-            Some((c, d)) => (*c, d),
-            None => (Compression::None, &self.digest),
+    /// The digest of the tar inside, as a diff_id is computed: the content itself
+    /// when plain, else the content decompressed (read back from the temp file).
+    pub fn diff_id(&self) -> io::Result<Digest> {
+        if let Some(d) = self.diff_id.get() {
+            return Ok(d.clone());
         }
+        let digest = self.compute_diff_id()?;
+        Ok(self.diff_id.get_or_init(|| digest).clone())
+    }
+
+    fn compute_diff_id(&self) -> io::Result<Digest> {
+        if self.compression == Compression::None {
+            return Ok(self.digest.clone());
+        }
+        let mut file = self.temp.file.try_clone()?;
+        file.rewind()?;
+        let file = io::BufReader::with_capacity(CHUNK, file);
+        let mut decoder: Box<dyn Read> = match self.compression {
+            Compression::None => return Ok(self.digest.clone()),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(file)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
+        };
+        let mut sink = HashSink(Sha256::new());
+        io::copy(&mut decoder, &mut sink)?;
+        Ok(Digest::from_hasher(sink.0))
     }
 }
 
@@ -196,29 +219,24 @@ impl Members {
     }
 }
 
-/// Streams one member into a temp file, hashing it plain and decompressed; keeps a
-/// copy in memory when `keep` and the content looks like JSON.
+/// Streams one member into a temp file, hashing it; keeps a copy in memory when
+/// `keep` and the content looks like JSON.
 fn stage(store: &ImageStore, member: &str, reader: &mut impl Read, keep: bool) -> Result<(Staged, Option<Vec<u8>>)> {
     let read_err = |source| ArchiveError::Member { member: member.to_owned(), source };
     let mut temp = TempFile::create(store)?;
     let mut head = Vec::with_capacity(4096);
     Read::take(&mut *reader, 4096).read_to_end(&mut head).map_err(read_err)?;
     let compression = sniff(&head);
-    let mut unpack = Unpack::start(compression);
     let looks_json = matches!(head.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
     let mut json = (keep && looks_json).then(Vec::new);
     let mut hasher = Sha256::new();
     let mut size = 0u64;
     let mut buf = head;
-    loop {
-        if buf.is_empty() {
-            break;
-        }
+    while !buf.is_empty() {
         if let Err(source) = temp.file.write_all(&buf) {
             return Err(ArchiveError::Io { op: "write", path: temp.path().to_owned(), source });
         }
         hasher.update(&buf);
-        unpack.write(&buf);
         if let Some(j) = json.as_mut() {
             j.extend_from_slice(&buf);
         }
@@ -227,9 +245,8 @@ fn stage(store: &ImageStore, member: &str, reader: &mut impl Read, keep: bool) -
         let n = read_some(reader, &mut buf).map_err(read_err)?;
         buf.truncate(n);
     }
-    let uncompressed = unpack.finish().map(|d| (compression, d));
-    let staged = Staged { temp, digest: Digest::from_hasher(hasher), size, uncompressed };
-    Ok((staged, json))
+    let digest = Digest::from_hasher(hasher);
+    Ok((Staged { temp, digest, size, compression, diff_id: Default::default() }, json))
 }
 
 fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -254,48 +271,3 @@ impl Write for HashSink {
     }
 }
 
-/// Decompresses a member as it streams by, to hash the tar inside. Content that turns
-/// out not to decompress simply has no uncompressed digest.
-enum Unpack {
-    Plain,
-    Gzip(Box<flate2::write::MultiGzDecoder<HashSink>>),
-    Zstd(Box<zstd::stream::write::Decoder<'static, HashSink>>),
-    Failed,
-}
-
-impl Unpack {
-    fn start(compression: Compression) -> Unpack {
-        let sink = HashSink(Sha256::new());
-        match compression {
-            Compression::None => Unpack::Plain,
-            Compression::Gzip => Unpack::Gzip(Box::new(flate2::write::MultiGzDecoder::new(sink))),
-            Compression::Zstd => match zstd::stream::write::Decoder::new(sink) {
-                Ok(d) => Unpack::Zstd(Box::new(d)),
-                Err(_) => Unpack::Failed,
-            },
-        }
-    }
-
-    fn write(&mut self, buf: &[u8]) {
-        let result = match self {
-            Unpack::Plain | Unpack::Failed => return,
-            Unpack::Gzip(d) => d.write_all(buf),
-            Unpack::Zstd(d) => d.write_all(buf),
-        };
-        if result.is_err() {
-            *self = Unpack::Failed;
-        }
-    }
-
-    fn finish(self) -> Option<Digest> {
-        let sink = match self {
-            Unpack::Plain | Unpack::Failed => return None,
-            Unpack::Gzip(d) => d.finish().ok()?,
-            Unpack::Zstd(mut d) => {
-                d.flush().ok()?;
-                d.into_inner()
-            }
-        };
-        Some(Digest::from_hasher(sink.0))
-    }
-}
