@@ -36,7 +36,8 @@ pub(super) fn plan(members: &Members) -> Result<Vec<PlannedImage>> {
 fn plan_image(members: &Members, entry: &Entry) -> Result<PlannedImage> {
     let repo_tags = entry.repo_tags.as_deref().unwrap_or_default();
     let label = repo_tags.first().cloned().unwrap_or_else(|| entry.config.clone());
-    let tags = repo_tags.iter().map(|t| parse_tag(t, &label)).collect::<Result<Vec<Reference>>>()?;
+    let mut tags = repo_tags.iter().map(|t| parse_tag(t, &label)).collect::<Result<Vec<Reference>>>()?;
+    tags.retain(|t| t.tag().is_some());
     let config_member = normalise(entry.config.as_bytes())?;
     let config = members.json(&config_member, &label)?.to_vec();
     check_claimed(&config_member, &label, &config)?;
