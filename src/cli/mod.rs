@@ -4,9 +4,11 @@ mod format;
 mod history;
 mod images;
 mod inspect;
+mod load;
 mod prune;
 mod pull;
 mod rmi;
+mod save;
 mod tag;
 
 use std::io;
@@ -37,6 +39,10 @@ pub enum Command {
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Load images from a tar archive (docker save or OCI layout) or STDIN
+    Load(load::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::SaveArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -57,6 +63,10 @@ pub enum ImageCommand {
     Rm(rmi::RmiArgs),
     /// Remove unused images
     Prune(prune::PruneArgs),
+    /// Load images from a tar archive (docker save or OCI layout) or STDIN
+    Load(load::LoadArgs),
+    /// Save one or more images to a tar archive (streamed to STDOUT by default)
+    Save(save::SaveArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -71,6 +81,8 @@ pub fn main() -> ExitCode {
         Command::Image(ImageCommand::Inspect(a)) => inspect::run(a),
         Command::Image(ImageCommand::History(a)) => history::run(a),
         Command::Image(ImageCommand::Prune(a)) => prune::run(a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -202,7 +202,9 @@ fn blob(d: &oci_spec::image::Descriptor) -> Result<Blob, ManifestError> {
 /// The compression a layer media type implies; other types are refused.
 pub fn layer_compression(media_type: &str) -> Result<Compression, ManifestError> {
     match media_type {
-        OCI_LAYER_TAR | "application/vnd.oci.image.layer.nondistributable.v1.tar" => Ok(Compression::None),
+        OCI_LAYER_TAR | "application/vnd.oci.image.layer.nondistributable.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => {
+            Ok(Compression::None)
+        }
         OCI_LAYER_GZIP | DOCKER_LAYER_GZIP | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
         OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Ok(Compression::Zstd),

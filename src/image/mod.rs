@@ -1,6 +1,7 @@
 //! The image side of hull: references, digests, the OCI-layout store, registry pulls
 //! and archive load/save.
 
+pub mod archive;
 pub mod auth;
 pub mod digest;
 pub mod manifest;

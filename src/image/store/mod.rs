@@ -283,6 +283,17 @@ impl ImageStore {
         index::write(self, &records)
     }
 
+    /// Records `manifest` as an untagged (dangling) image, unless an entry names it.
+    pub fn add_untagged(&self, manifest: &Blob) -> Result<()> {
+        let _lock = self.lock_index()?;
+        let mut records = index::read(self)?;
+        if records.iter().any(|r| r.manifest.digest == manifest.digest) {
+            return Ok(());
+        }
+        records.push(ImageRecord { name: None, manifest: manifest.clone(), repo_digest: None });
+        index::write(self, &records)
+    }
+
     /// Removes the records matching `keep == false`; returns the removed ones.
     pub fn remove_records(&self, mut remove: impl FnMut(&ImageRecord) -> bool) -> Result<Vec<ImageRecord>> {
         let _lock = self.lock_index()?;
