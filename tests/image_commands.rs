@@ -233,7 +233,7 @@ fn rmi_of_a_missing_image_fails_naming_it() {
     let p = pulled();
     let err = p.hull.fails(&["rmi", "not-here:v9"]);
     assert!(err.contains("not-here"), "{err}");
-    assert_eq!(store::ref_names(&p.hull.root), [p.reference.clone()]);
+    assert_eq!(store::ref_names(&p.hull.root), std::slice::from_ref(&p.reference));
 }
 
 #[test]
