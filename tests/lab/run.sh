@@ -64,6 +64,22 @@ test_user_ids() {
     echo "$(id -u "$user") $(id -g "$user")"
 }
 
+# Tests that skip append a line to $HULL_SKIP_LOG.  The command gets its own file,
+# writable by the test user, copied into the caller's afterwards.
+skip_log=""
+caller_skip_log=${HULL_SKIP_LOG:-}
+make_skip_log() {
+    local dir=$1 uid=$2 gid=$3
+    [ -n "$caller_skip_log" ] || return 0
+    skip_log=$dir/skip.log
+    : > "$skip_log"
+    chmod 0644 "$skip_log"
+    [ "$(id -u)" -ne 0 ] || chown "$uid:$gid" "$skip_log"
+}
+collect_skip_log() {
+    if [ -n "$skip_log" ] && [ -s "$skip_log" ]; then cat "$skip_log" >> "$caller_skip_log"; fi
+}
+
 # Writes the script that runs COMMAND: cwd, environment, then exec.
 write_job_script() {
     local out=$1; shift
@@ -75,6 +91,7 @@ write_job_script() {
             printf 'export %s=%q\n' "$name" "${!name}"
         done < <(compgen -e | grep -E '^(PATH|CI|TERM|RUST_[A-Z_]+|NEXTEST_[A-Z_]+|CARGO_TERM_[A-Z_]+|HULL_[A-Z0-9_]+)$' || true)
         echo 'export HOME=/tmp/home TMPDIR=/tmp'
+        if [ -n "$skip_log" ]; then printf 'export HULL_SKIP_LOG=%q\n' "$skip_log"; fi
         echo 'mkdir -p "$HOME"'
         printf 'exec'
         printf ' %q' "$@"
@@ -86,17 +103,19 @@ run_direct() {
     local ids uid gid
     ids=$(test_user_ids)
     uid=${ids% *} gid=${ids#* }
-    if [ "$(id -u)" -ne 0 ]; then exec "$@"; fi
+    if [ "$(id -u)" -ne 0 ]; then exec "$@"; fi  # already unprivileged; HULL_SKIP_LOG as is
     [ -e /dev/kvm ] || die "/dev/kvm does not exist"
     local kvm_gid
     kvm_gid=$(stat -c %g /dev/kvm)
     [ "$(( 0$(stat -c %a /dev/kvm) / 10 % 10 & 6 ))" -eq 6 ] \
         || die "/dev/kvm is not group read-write (mode $(stat -c %a /dev/kvm)); the test user gets access through its group"
-    local home
+    local home rc=0
     home=$(mktemp -d)
     chown "$uid:$gid" "$home"
-    HOME=$home TMPDIR=$home setpriv --reuid="$uid" --regid="$gid" --groups="$kvm_gid" -- "$@" \
-        && rc=0 || rc=$?
+    make_skip_log "$home" "$uid" "$gid"
+    if [ -n "$skip_log" ]; then export HULL_SKIP_LOG=$skip_log; fi
+    HOME=$home TMPDIR=$home setpriv --reuid="$uid" --regid="$gid" --groups="$kvm_gid" -- "$@" || rc=$?
+    collect_skip_log
     rm -rf "$home"
     exit "$rc"
 }
@@ -186,6 +205,7 @@ run_lab() {
     job=$(mktemp -d "$repo/.lab/jobs/job.XXXXXX")
     chmod 0755 "$repo/.lab" "$repo/.lab/jobs" "$job"
     trap 'rm -rf "$job"' EXIT
+    make_skip_log "$job" "$uid" "$gid"
     write_job_script "$job/cmd.sh" "$@"
     chmod 0644 "$job/cmd.sh"
     cpus=${HULL_LAB_CPUS:-$(nproc)}
@@ -204,6 +224,7 @@ run_lab() {
         say "error: L1 timed out after ${timeout_s}s"
         exit 124
     fi
+    collect_skip_log
     [ -f "$job/rc" ] || die "L1 exited (qemu status $qemu_rc) without reporting the command's status"
     local rc
     rc=$(cat "$job/rc")
