@@ -8,7 +8,9 @@
 # is, in order: $HULL_KERNEL_SOURCE (a linux-*.tar.xz), Debian's linux-source-6.1
 # package, or the kernel.org tarball pinned below (downloaded once, sha256-checked).
 # The result lives in $XDG_CACHE_HOME/hull/kernel/<key>/vmlinux where <key> hashes the
-# fragment, the source, the compiler and this script; a second run is a cache hit.
+# fragment, the source, the compiler and the build recipe; a second run is a cache hit.
+# Later builds reuse the object tree of the same source, so a changed fragment rebuilds
+# only what it touches.
 # Progress goes to stderr, the path to stdout.
 set -euo pipefail
 
@@ -16,6 +18,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 fragment=$here/hull-guest.config
 cache_root=${XDG_CACHE_HOME:-${HOME:?HOME is not set}/.cache}/hull/kernel
 
+# Bump when the build steps below change in a way that changes the vmlinux.
+recipe=1
 debian_source=/usr/src/linux-source-6.1.tar.xz
 kernel_org_version=6.1.127
 kernel_org_sha256=18b0d41d1a7fbad56045cde0d7fc176bfb18361d29c9f07e57109bbf21bf7876
@@ -140,7 +144,7 @@ main() {
     tarball=$(find_source)
     if $check_only; then say "tools and source ok ($tarball)"; return; fi
     src_id=$(source_id "$tarball")
-    key=$( { cat "$fragment" "$0"; echo "$src_id"; gcc --version | head -n1; } \
+    key=$( { cat "$fragment"; echo "recipe $recipe"; echo "$src_id"; gcc --version | head -n1; } \
         | sha256sum | cut -c1-16)
     out=$cache_root/$key
     if [ ! -f "$out/vmlinux" ]; then
