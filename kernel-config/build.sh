@@ -144,7 +144,8 @@ main() {
     tarball=$(find_source)
     if $check_only; then say "tools and source ok ($tarball)"; return; fi
     src_id=$(source_id "$tarball")
-    key=$( { cat "$fragment"; echo "recipe $recipe"; echo "$src_id"; gcc --version | head -n1; } \
+    # Comments and blank lines of the fragment do not change the kernel.
+    key=$( { grep -E '^CONFIG_|^# CONFIG_.* is not set' "$fragment"; echo "recipe $recipe"; echo "$src_id"; gcc --version | head -n1; } \
         | sha256sum | cut -c1-16)
     out=$cache_root/$key
     if [ ! -f "$out/vmlinux" ]; then
