@@ -60,8 +60,8 @@ find_source() {
         say "no $debian_source; downloading $kernel_org_url"
         mkdir -p "$(dirname "$dl")"
         local fetch
-        if command -v curl >/dev/null 2>&1; then fetch=(curl -fsSL -o "$dl.part" "$kernel_org_url")
-        elif command -v wget >/dev/null 2>&1; then fetch=(wget -q -O "$dl.part" "$kernel_org_url")
+        if command -v curl >/dev/null 2>&1; then fetch=(curl -fsSL --connect-timeout 20 -o "$dl.part" "$kernel_org_url")
+        elif command -v wget >/dev/null 2>&1; then fetch=(wget -q --timeout=20 -O "$dl.part" "$kernel_org_url")
         else die "no kernel source: install the Debian package linux-source-6.1 (or curl to download $kernel_org_url)"
         fi
         "${fetch[@]}" || die "no kernel source: install the Debian package linux-source-6.1 (download of $kernel_org_url failed)"

@@ -107,8 +107,12 @@ run_direct() {
     [ -e /dev/kvm ] || die "/dev/kvm does not exist"
     local kvm_gid
     kvm_gid=$(stat -c %g /dev/kvm)
-    [ "$(( 0$(stat -c %a /dev/kvm) / 10 % 10 & 6 ))" -eq 6 ] \
-        || die "/dev/kvm is not group read-write (mode $(stat -c %a /dev/kvm)); the test user gets access through its group"
+    local kvm_mode
+    kvm_mode=$(stat -c %a /dev/kvm)
+    [ $(( ${kvm_mode: -2:1} & 6 )) -eq 6 ] \
+        || die "/dev/kvm is not group read-write (mode $kvm_mode); the test user gets access through its group"
+    setpriv --reuid="$uid" --regid="$gid" --clear-groups test -x "$PWD" \
+        || die "the test user (uid $uid) cannot enter $PWD; use a checkout it can read"
     local home rc=0
     home=$(mktemp -d)
     chown "$uid:$gid" "$home"
