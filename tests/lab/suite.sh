@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The VM test suites: build (or reuse) hull's guest kernel and the KVM test binaries on
 # the host, then run them through tests/lab/run.sh: inside the L1 lab when this host's
-# KVM cannot boot Linux, directly otherwise.  Exit status: 0 only when every suite passed.
+# KVM cannot boot Linux, directly otherwise.  A self-test of the lab's plumbing (exit
+# status, user, /dev/kvm, skip log) runs first.  Exit status: 0 only when every suite
+# passed.
 #
 #   tests/lab/suite.sh [--mode auto|lab|direct]
 set -euo pipefail
@@ -50,6 +52,8 @@ done < "$here/suites.txt"
 stage "test binaries (${#bins[@]})"
 
 rc=0
-"$here/run.sh" "$@" -- "$here/in-lab.sh" "$art" "${bins[@]}" || rc=$?
-stage "lab run"
+"$here/selftest.sh" "$@" || rc=1
+stage "lab self-test"
+"$here/run.sh" "$@" -- "$here/in-lab.sh" "$art" "${bins[@]}" || rc=1
+stage "VM suites in the lab"
 exit "$rc"
