@@ -24,6 +24,7 @@ const MMIO_ADDR: u64 = 0x8000;
 const VALUE_FROM_HOST: u8 = 0x42;
 
 /// Real-mode payload, loaded at 0x1000 and entered with AX=2, BX=3.
+#[rustfmt::skip]
 const PAYLOAD: [u8; 20] = [
     0xba, 0xf8, 0x03, // mov dx, 0x3f8
     0x00, 0xd8, //       add al, bl
@@ -61,11 +62,17 @@ impl GuestRam {
         if addr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(GuestRam { addr: addr.cast(), len })
+        Ok(GuestRam {
+            addr: addr.cast(),
+            len,
+        })
     }
 
     fn write(&mut self, offset: usize, bytes: &[u8]) {
-        assert!(offset + bytes.len() <= self.len, "payload outside guest RAM");
+        assert!(
+            offset + bytes.len() <= self.len,
+            "payload outside guest RAM"
+        );
         // SAFETY: the range was just checked to lie inside the mapping, which this
         // struct owns for its whole life; nothing else aliases it yet.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr.add(offset), bytes.len()) }
@@ -169,6 +176,14 @@ fn kvm_smoke_real_mode_payload_does_port_io_mmio_and_halts() {
     assert_eq!(mmio, [b'\n', VALUE_FROM_HOST], "bytes written over MMIO");
     assert!(halted, "the guest did not halt within 16 exits");
     let regs = vcpu.get_regs().expect("KVM_GET_REGS after HLT");
-    assert_eq!(regs.rip, GUEST_CODE_ADDR + PAYLOAD.len() as u64 - 1, "RIP after HLT");
-    assert_eq!(regs.rax & 0xff, u64::from(VALUE_FROM_HOST), "AL after the IN");
+    assert_eq!(
+        regs.rip,
+        GUEST_CODE_ADDR + PAYLOAD.len() as u64 - 1,
+        "RIP after HLT"
+    );
+    assert_eq!(
+        regs.rax & 0xff,
+        u64::from(VALUE_FROM_HOST),
+        "AL after the IN"
+    );
 }
