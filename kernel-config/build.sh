@@ -85,11 +85,14 @@ source_id() {
     cat "$memo"
 }
 
-# Every CONFIG_ line of the fragment must survive olddefconfig unchanged.
+# Every option of the fragment (CONFIG_X=... and "# CONFIG_X is not set") must survive
+# olddefconfig unchanged.
 verify_config() {
     local config=$1 line bad=()
     while IFS= read -r line; do
-        case "$line" in CONFIG_*) grep -qxF "$line" "$config" || bad+=("$line") ;; esac
+        case "$line" in
+            CONFIG_*|"# CONFIG_"*" is not set") grep -qxF "$line" "$config" || bad+=("$line") ;;
+        esac
     done < "$fragment"
     if [ ${#bad[@]} -gt 0 ]; then
         die "options dropped by kconfig (a dependency is missing): ${bad[*]}"

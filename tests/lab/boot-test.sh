@@ -8,7 +8,8 @@
 # The guest (guest-init.sh) mounts the EROFS image from a read-only virtio-blk disk under
 # a tmpfs-backed overlayfs, checks its file systems, cgroup2, namespaces, virtio-net and
 # virtio-rng, prints HULL-GUEST-* markers and reboots; QEMU (-no-reboot) must then exit
-# by itself.  Without /dev/kvm the test prints SKIPPED, appends to $HULL_SKIP_LOG, and
+# by itself (the emulated i8042 turns the guest's reset into an exit, as hull's VMM
+# does).  HULL_BOOT_VERBOSE=1 shows the kernel's boot log.  Without /dev/kvm the test prints SKIPPED, appends to $HULL_SKIP_LOG, and
 # fails when CI=true.  Set HULL_BOOT_RUNS=N to boot N times (timings of each are printed).
 set -euo pipefail
 
@@ -16,6 +17,9 @@ name=guest_kernel_boots_under_qemu_microvm_with_kvm
 [ $# -eq 4 ] || { echo "usage: $0 VMLINUX INITRAMFS EROFS_IMAGE EXPECTED_PROBE_TEXT" >&2; exit 2; }
 vmlinux=$1 initramfs=$2 disk=$3 expected=$4
 runs=${HULL_BOOT_RUNS:-1}
+# The console is slow in a nested guest: keep the kernel quiet unless asked.
+quiet=" quiet"
+[ "${HULL_BOOT_VERBOSE:-}" = 1 ] && quiet=""
 
 fail() { echo "FAILED $name: $*"; exit 1; }
 skip() {
@@ -42,9 +46,9 @@ boot_once() {
     set +e
     timeout --kill-after=5 120 qemu-system-x86_64 \
         -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 \
-        -nodefaults -no-user-config -display none -serial stdio -no-reboot \
+        -nodefaults -no-user-config -display none -serial stdio -no-reboot -device i8042 \
         -kernel "$vmlinux" -initrd "$initramfs" \
-        -append "console=ttyS0 reboot=k panic=-1 rdinit=/init" \
+        -append "console=ttyS0 reboot=k panic=-1 rdinit=/init$quiet" \
         -drive id=base,file="$disk",format=raw,if=none,readonly=on \
         -device virtio-blk-device,drive=base \
         -netdev user,id=net0 -device virtio-net-device,netdev=net0 \

@@ -36,7 +36,7 @@ chmod 0755 "$work/initramfs/init"
 (cd "$work/initramfs" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) > "$art/guest-initramfs.cpio.gz"
 echo "hull-erofs-probe-$(date +%s)-$$" > "$art/probe.txt"
 cp "$art/probe.txt" "$work/probe/probe.txt"
-mkfs.erofs -q "$art/probe.erofs" "$work/probe" >/dev/null || die "mkfs.erofs failed"
+mkfs.erofs --quiet "$art/probe.erofs" "$work/probe" >/dev/null || die "mkfs.erofs failed"
 chmod -R a+rX "$repo/.lab"
 stage "guest initramfs and EROFS probe image"
 
