@@ -48,7 +48,7 @@ boot_once() {
         -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 \
         -nodefaults -no-user-config -display none -serial stdio -no-reboot -device i8042 \
         -kernel "$vmlinux" -initrd "$initramfs" \
-        -append "console=ttyS0 reboot=k panic=-1 rdinit=/init$quiet" \
+        -append "console=ttyS0 reboot=k panic=-1 no_timer_check rdinit=/init$quiet" \
         -drive id=base,file="$disk",format=raw,if=none,readonly=on \
         -device virtio-blk-device,drive=base \
         -netdev user,id=net0 -device virtio-net-device,netdev=net0 \

@@ -88,6 +88,7 @@ for dir in $(echo "$expose" | tr ',' ' '); do
     as_user test -x "$dir" || fail "user $uid still cannot enter $dir"
 done
 
+touch "/host$job/started"
 stty -opost 2>/dev/null || true
 say "running job as uid $uid"
 ( as_user /bin/bash "$job/cmd.sh"; echo $? > /run/rc ) 2>&1 | cat

@@ -216,14 +216,16 @@ run_lab() {
     [ "$cpus" -le 4 ] || cpus=4
     mem=${HULL_LAB_MEM:-3072}
     say "L1: $(basename "$kernel") under QEMU TCG, $cpus CPUs, $mem MiB, timeout ${timeout_s}s; user $uid"
-    local qemu_rc=0
-    timeout --kill-after=20 "$timeout_s" qemu-system-x86_64 \
-        -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
-        -nodefaults -no-user-config -display none -serial stdio -no-reboot \
-        -kernel "$kernel" -initrd "$initramfs" \
-        -append "console=ttyS0 loglevel=3 panic=-1 rdinit=/init hull.job=$job hull.uid=$uid hull.gid=$gid hull.expose=$repo,$PWD" \
-        -virtfs local,path=/,mount_tag=hostroot,security_model=none,id=hostroot,multidevs=remap \
-        < /dev/null || qemu_rc=$?
+    local qemu_rc attempt
+    for attempt in 1 2; do
+        qemu_rc=0
+        start_l1 "$kernel" "$initramfs" "$job" "$uid" "$gid" "$cpus" "$mem" || qemu_rc=$?
+        # Retry only a boot that never reached the command (an emulated early-boot
+        # failure); a command that started is never run twice.
+        [ ! -f "$job/started" ] && [ "$qemu_rc" -ne 124 ] && [ "$qemu_rc" -ne 137 ] \
+            && [ "$attempt" -eq 1 ] || break
+        say "L1 stopped before running the command (qemu status $qemu_rc); booting it again"
+    done
     if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
         say "error: L1 timed out after ${timeout_s}s"
         exit 124
@@ -233,6 +235,17 @@ run_lab() {
     local rc
     rc=$(cat "$job/rc")
     exit "$rc"
+}
+
+start_l1() {
+    local kernel=$1 initramfs=$2 job=$3 uid=$4 gid=$5 cpus=$6 mem=$7
+    timeout --kill-after=20 "$timeout_s" qemu-system-x86_64 \
+        -accel tcg,thread=multi -cpu max -smp "$cpus" -m "$mem" \
+        -nodefaults -no-user-config -display none -serial stdio -no-reboot \
+        -kernel "$kernel" -initrd "$initramfs" \
+        -append "console=ttyS0 loglevel=3 panic=-1 no_timer_check rdinit=/init hull.job=$job hull.uid=$uid hull.gid=$gid hull.expose=$repo,$PWD" \
+        -virtfs local,path=/,mount_tag=hostroot,security_model=none,id=hostroot,multidevs=remap \
+        < /dev/null
 }
 
 [ "$mode" = auto ] && mode=$(detect_mode)
