@@ -219,9 +219,13 @@ fn pull_docker_v2_schema2_manifest() {
     let inspect = hull.inspect(&reference);
     assert_eq!(inspect["RootFS"]["Layers"], serde_json::json!(m.diff_ids));
     assert_eq!(inspect["Architecture"], "amd64");
+    // The store holds it as an OCI manifest of the very same blobs, so OCI tools read it.
     let raw = store::skopeo_inspect(&hull.root, &reference, &["--raw"]);
-    assert_eq!(raw["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
-    assert_eq!(raw["layers"].as_array().unwrap().len(), m.layers.len());
+    assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(raw["config"]["digest"], m.config.as_str());
+    let layers: Vec<String> = raw["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()).collect();
+    assert_eq!(layers, m.layers);
+    assert!(raw["layers"].as_array().unwrap().iter().all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"));
 }
 
 #[test]

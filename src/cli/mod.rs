@@ -87,6 +87,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::from(EXIT_HULL_FAILURE),
         Err(e) => {
             eprintln!("hull: {e:#}");
             ExitCode::from(EXIT_HULL_FAILURE)
@@ -114,6 +115,18 @@ fn ignore_file_size_signal() {
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
 }
+
+/// A failure whose messages were already printed; only the exit code is left to set.
+#[derive(Debug)]
+pub(crate) struct Reported;
+
+impl std::fmt::Display for Reported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("errors reported above")
+    }
+}
+
+impl std::error::Error for Reported {}
 
 /// Opens the store named by `HULL_ROOT` / `XDG_DATA_HOME`.
 pub(crate) fn open_store() -> anyhow::Result<hull::image::store::ImageStore> {

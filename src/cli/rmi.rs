@@ -20,16 +20,16 @@ pub fn run(args: RmiArgs) -> anyhow::Result<()> {
         super::check_image_query(query)?;
     }
     let store = super::open_store()?;
-    let mut failed = Vec::new();
+    let mut failed = false;
     for query in &args.images {
         if let Err(e) = remove(&store, query, args.force) {
             eprintln!("hull: {e:#}");
-            failed.push(query.clone());
+            failed = true;
         }
     }
     store.collect_garbage()?;
-    if !failed.is_empty() {
-        anyhow::bail!("could not remove: {}", failed.join(", "));
+    if failed {
+        return Err(super::Reported.into());
     }
     Ok(())
 }

@@ -10,6 +10,8 @@ pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub const DOCKER_SCHEMA1: &str = "application/vnd.docker.distribution.manifest.v1+json";
+pub const DOCKER_SCHEMA1_SIGNED: &str = "application/vnd.docker.distribution.manifest.v1+prettyjws";
 pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
 pub const OCI_LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
@@ -40,6 +42,8 @@ pub enum ManifestError {
     SchemaVersion(i64),
     #[error("unsupported manifest media type {0:?}")]
     MediaType(String),
+    #[error("registry declared {header} but the document is {document}")]
+    ContentTypeMismatch { header: String, document: String },
     #[error("ambiguous document: it has both 'manifests' and 'layers'/'config'")]
     Ambiguous,
     #[error("document of type {media_type} does not match its content")]
@@ -133,18 +137,45 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, Manif
     if has_index_fields && has_manifest_fields {
         return Err(ManifestError::Ambiguous);
     }
+    let inferred = match (has_index_fields, has_manifest_fields) {
+        (true, _) => Some(OCI_INDEX),
+        (_, true) => Some(OCI_MANIFEST),
+        _ => None,
+    };
+    let header = content_type
+        .map(|c| c.split(';').next().unwrap_or("").trim())
+        .filter(|m| !m.is_empty() && *m != "application/json" && *m != "application/octet-stream");
     let media_type = value
         .get("mediaType")
         .and_then(Value::as_str)
-        .map(str::to_owned)
-        .or_else(|| content_type.map(|c| c.split(';').next().unwrap_or("").trim().to_owned()))
-        .filter(|m| !m.is_empty() && m != "application/json" && m != "application/octet-stream")
-        .unwrap_or_else(|| if has_index_fields { OCI_INDEX } else { OCI_MANIFEST }.to_owned());
+        .or(inferred)
+        .or(header)
+        .unwrap_or(OCI_MANIFEST)
+        .to_owned();
+    if let Some(header) = header {
+        if kind(header).is_some_and(|k| Some(k) != kind(&media_type)) {
+            return Err(ManifestError::ContentTypeMismatch { header: header.to_owned(), document: media_type });
+        }
+    }
     match media_type.as_str() {
         OCI_MANIFEST | DOCKER_MANIFEST if !has_index_fields => parse_manifest(value, media_type),
         OCI_INDEX | DOCKER_LIST if !has_manifest_fields => parse_index(value, media_type),
-        m if m.contains("manifest.v1") => Err(ManifestError::Schema1),
+        DOCKER_SCHEMA1 | DOCKER_SCHEMA1_SIGNED => Err(ManifestError::Schema1),
         _ => Err(ManifestError::MediaType(media_type)),
+    }
+}
+
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Kind {
+    Manifest,
+    Index,
+}
+
+fn kind(media_type: &str) -> Option<Kind> {
+    match media_type {
+        OCI_MANIFEST | DOCKER_MANIFEST => Some(Kind::Manifest),
+        OCI_INDEX | DOCKER_LIST => Some(Kind::Index),
+        _ => None,
     }
 }
 
@@ -197,6 +228,35 @@ fn blob(d: &oci_spec::image::Descriptor) -> Result<Blob, ManifestError> {
         return Err(ManifestError::Size(size as i64));
     }
     Ok(Blob { media_type: d.media_type().to_string(), digest: Digest::parse(&d.digest().to_string())?, size })
+}
+
+/// Rewrites a Docker schema 2 manifest as an OCI manifest naming the same blobs, so
+/// that OCI tools reading the store (`skopeo inspect oci:`) see every image. Returns
+/// the new manifest and its bytes.
+pub fn to_oci(m: &Manifest) -> (Manifest, Vec<u8>) {
+    let layer_type = |c: Compression| match c {
+        Compression::None => OCI_LAYER_TAR,
+        Compression::Gzip => OCI_LAYER_GZIP,
+        Compression::Zstd => OCI_LAYER_ZSTD,
+    };
+    let converted = Manifest {
+        media_type: OCI_MANIFEST.to_owned(),
+        config: Blob { media_type: OCI_CONFIG.to_owned(), ..m.config.clone() },
+        layers: m
+            .layers
+            .iter()
+            .map(|l| Layer { blob: Blob { media_type: layer_type(l.compression).to_owned(), ..l.blob.clone() }, compression: l.compression })
+            .collect(),
+    };
+    let descriptor = |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
+    let doc = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": descriptor(&converted.config),
+        "layers": converted.layers.iter().map(|l| descriptor(&l.blob)).collect::<Vec<_>>(),
+    });
+    let bytes = serde_json::to_vec(&doc).expect("manifest serialises");
+    (converted, bytes)
 }
 
 /// The compression a layer media type implies; other types are refused.
@@ -292,6 +352,19 @@ mod tests {
     }
 
     #[test]
+    fn docker_manifest_converts_to_an_oci_manifest_of_the_same_blobs() {
+        let docker = manifest_json(DOCKER_LAYER_GZIP).replace(OCI_MANIFEST, DOCKER_MANIFEST).replace(OCI_CONFIG, DOCKER_CONFIG);
+        let Document::Manifest(m) = parse(docker.as_bytes(), None).unwrap() else { panic!() };
+        let (oci, bytes) = to_oci(&m);
+        let Document::Manifest(again) = parse(&bytes, None).unwrap() else { panic!() };
+        assert_eq!(again.media_type, OCI_MANIFEST);
+        assert_eq!(again.config.media_type, OCI_CONFIG);
+        assert_eq!(again.layers[0].blob.media_type, OCI_LAYER_GZIP);
+        assert_eq!(again.layers[0].blob.digest, m.layers[0].blob.digest);
+        assert_eq!(oci.layers, again.layers);
+    }
+
+    #[test]
     fn rejects_unknown_layer_media_type() {
         let err = parse(manifest_json("application/x-bogus").as_bytes(), None).unwrap_err();
         assert!(matches!(err, ManifestError::LayerMediaType(_)));
@@ -321,6 +394,21 @@ mod tests {
     fn rejects_malformed_digest_in_descriptor() {
         let doc = manifest_json(OCI_LAYER_GZIP).replacen(D, "sha256:../../x", 2);
         assert!(parse(doc.as_bytes(), None).is_err());
+    }
+
+    #[test]
+    fn rejects_index_served_with_a_manifest_content_type() {
+        let doc = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
+        assert!(matches!(parse(doc.as_bytes(), Some(OCI_MANIFEST)), Err(ManifestError::ContentTypeMismatch { .. })));
+        let doc = r#"{"schemaVersion":2,"manifests":[]}"#;
+        assert!(matches!(parse(doc.as_bytes(), Some(OCI_MANIFEST)), Err(ManifestError::ContentTypeMismatch { .. })));
+        assert!(parse(doc.as_bytes(), Some(OCI_INDEX)).is_ok());
+    }
+
+    #[test]
+    fn unknown_v1_media_type_is_not_taken_for_schema1() {
+        let doc = r#"{"schemaVersion":2,"mediaType":"application/vnd.example.unknown.manifest.v1+json"}"#;
+        assert!(matches!(parse(doc.as_bytes(), None), Err(ManifestError::MediaType(_))));
     }
 
     #[test]

@@ -207,6 +207,15 @@ impl Puller {
         self.fetch_blob(&oref, &manifest.config, None, progress.as_ref()).await?;
         self.check_config(reference, &manifest)?;
         self.fetch_layers(&oref, &manifest, &progress).await?;
+        // Docker-format manifests are stored as OCI manifests of the same blobs; the
+        // registry's digest stays the image's repo digest.
+        let (manifest, manifest_bytes, manifest_digest) = if manifest.media_type == manifest::DOCKER_MANIFEST {
+            let (oci, bytes) = manifest::to_oci(&manifest);
+            let digest = Digest::of(&bytes);
+            (oci, bytes, digest)
+        } else {
+            (manifest, manifest_bytes, manifest_digest)
+        };
         self.store.put_blob(&manifest_bytes)?;
         let blob = Blob {
             media_type: manifest.media_type.clone(),

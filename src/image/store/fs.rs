@@ -109,6 +109,11 @@ pub fn create_temp(tmp_dir: &Path) -> io::Result<(File, PathBuf)> {
         {
             Ok(file) => {
                 flock(&file, libc::LOCK_EX)?;
+                // Between create and flock another process's cleaner may have taken
+                // the file for stale and unlinked it; then start over.
+                if file.metadata()?.nlink() == 0 {
+                    continue;
+                }
                 return Ok((file, path));
             }
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
@@ -207,6 +212,18 @@ mod tests {
         assert_eq!(remove_stale_temps(dir.path()).unwrap(), 1);
         assert!(live_path.exists());
         assert!(!stale.exists());
+    }
+
+    #[test]
+    fn temp_unlinked_by_a_cleaner_before_its_lock_is_not_handed_out() {
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..200 {
+            let (file, path) = create_temp(dir.path()).unwrap();
+            assert!(path.exists());
+            assert!(file.metadata().unwrap().nlink() > 0);
+            drop(file);
+            remove_stale_temps(dir.path()).unwrap();
+        }
     }
 
     #[test]
