@@ -1,6 +1,41 @@
 #!/usr/bin/env bash
 # Run hull's whole test suite: host tests, then the VM suites (in the KVM lab where the
 # host's /dev/kvm cannot boot Linux).
+#
+#   scripts/test.sh [NEXTEST ARGS...]
+#
+# A test that needs a VM and could not boot one prints SKIPPED and appends a line to
+# $HULL_SKIP_LOG; the skips are counted and listed at the end, and with CI=true any skip
+# fails the run.  HULL_SKIP_VM_SUITES=1 leaves the VM suites out (counted as a skip).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo nextest run --workspace --no-fail-fast "$@"
+
+skip_log=$(mktemp)
+trap 'rm -f "$skip_log"' EXIT
+export HULL_SKIP_LOG=$skip_log
+status=0
+
+start=$SECONDS
+cargo nextest run --workspace --no-fail-fast "$@" || status=1
+echo "test: host tests took $((SECONDS - start)) s"
+
+start=$SECONDS
+if [ "${HULL_SKIP_VM_SUITES:-}" = 1 ]; then
+    echo "SKIPPED VM suites (HULL_SKIP_VM_SUITES=1)"
+    echo "VM suites: HULL_SKIP_VM_SUITES=1" >> "$skip_log"
+else
+    tests/lab/suite.sh || status=1
+    echo "test: VM suites took $((SECONDS - start)) s"
+fi
+
+skips=$(grep -c . "$skip_log" || true)
+if [ "$skips" -gt 0 ]; then
+    echo "test: $skips VM test(s) skipped, no VM booted for them:"
+    sed 's/^/  SKIPPED /' "$skip_log"
+    if [ "${CI:-}" = true ]; then
+        echo "test: error: skipped VM tests fail the run in CI (CI=true)"
+        status=1
+    fi
+fi
+[ "$status" -eq 0 ] && echo "test: all passed" || echo "test: FAILED"
+exit "$status"

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The VM test suites: build (or reuse) hull's guest kernel and the KVM test binaries on
+# the host, then run them through tests/lab/run.sh: inside the L1 lab when this host's
+# KVM cannot boot Linux, directly otherwise.  A self-test of the lab's plumbing (exit
+# status, user, /dev/kvm, skip log) runs first.  Exit status: 0 only when every suite
+# passed.
+#
+#   tests/lab/suite.sh [--mode auto|lab|direct]
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cd "$repo"
+
+say() { echo "lab-suite: $*" >&2; }
+die() { echo "lab-suite: error: $*" >&2; exit 1; }
+stage() { say "$1: $(( SECONDS - stage_start )) s"; stage_start=$SECONDS; }
+stage_start=$SECONDS
+
+command -v mkfs.erofs >/dev/null 2>&1 || die "mkfs.erofs not found: install the Debian package erofs-utils"
+command -v cpio >/dev/null 2>&1 || die "cpio not found: install the Debian package cpio"
+[ -x /bin/busybox ] || die "/bin/busybox not found: install the Debian package busybox-static"
+
+vmlinux=$(kernel-config/build.sh)
+stage "guest kernel"
+
+art=$repo/.lab/artifacts
+rm -rf "$art"
+mkdir -p "$art"
+cp "$vmlinux" "$art/vmlinux"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/initramfs/bin" "$work/probe"
+cp /bin/busybox "$work/initramfs/bin/busybox"
+cp "$here/guest-init.sh" "$work/initramfs/init"
+chmod 0755 "$work/initramfs/init"
+(cd "$work/initramfs" && find . -print0 | cpio --null -o -H newc --quiet | gzip -1) > "$art/guest-initramfs.cpio.gz"
+echo "hull-erofs-probe-$(date +%s)-$$" > "$art/probe.txt"
+cp "$art/probe.txt" "$work/probe/probe.txt"
+mkfs.erofs -q "$art/probe.erofs" "$work/probe" >/dev/null || die "mkfs.erofs failed"
+chmod -R a+rX "$repo/.lab"
+stage "guest initramfs and EROFS probe image"
+
+bins=()
+while read -r pkg target; do
+    case "$pkg" in ''|'#'*) continue ;; esac
+    out=$(cargo test --no-run --message-format=json -p "$pkg" --test "$target") \
+        || die "cannot build test $target of $pkg"
+    exe=$(echo "$out" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+    [ -n "$exe" ] || die "cargo printed no executable for test $target of $pkg"
+    bins+=("$exe")
+done < "$here/suites.txt"
+stage "test binaries (${#bins[@]})"
+
+rc=0
+"$here/selftest.sh" "$@" || rc=1
+stage "lab self-test"
+"$here/run.sh" "$@" -- "$here/in-lab.sh" "$art" "${bins[@]}" || rc=1
+stage "VM suites in the lab"
+exit "$rc"
