@@ -178,9 +178,9 @@ impl Vcpu {
 fn handle_exit(index: u8, exit: VcpuExit, io: &Bus, mmio: &Bus) -> Option<VmExit> {
     match exit {
         VcpuExit::IoIn(port, data) => {
-            if !io.read(u64::from(port), data) {
-                data.fill(0xff);
-            }
+            // Unclaimed ports read as zero (the bus clears `data`): in particular the
+            // CMOS "update in progress" bit reads clear, so no guest loop waits on it.
+            io.read(u64::from(port), data);
             None
         }
         VcpuExit::IoOut(port, data) => {
