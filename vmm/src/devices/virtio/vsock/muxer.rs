@@ -283,7 +283,7 @@ impl Muxer {
 
     fn stream_event(&mut self, token: u32, events: EventSet, reg: &mut dyn Registry) {
         let Some(conn) = self.conns.get_mut(&token) else { return };
-        if events.intersects(EventSet::HANG_UP | EventSet::ERROR | EventSet::READ_HANG_UP) && !conn.hup {
+        if events.intersects(EventSet::HANG_UP | EventSet::ERROR) && !conn.hup {
             conn.hup = true;
             reg.remove(conn.stream.as_raw_fd());
         }
