@@ -21,14 +21,16 @@ use crate::arch::{load_kernel, BootEntry, BootError};
 use crate::bus::{Bus, BusError};
 use crate::config::{Console, VmConfig};
 use crate::confine::{self, ThreadKind};
-use crate::devices::legacy::{self, BootMark, BoundedLog, I8042, Serial};
+use crate::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
 use crate::devices::virtio::block::{Block, Disk, DiskError};
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::{Vsock, VsockError};
 use crate::devices::virtio::{Interrupt, MmioTransport, VirtioDevice};
 use crate::devices::IrqLine;
 use crate::event_loop::{EventLoop, EventLoopHandle};
-use crate::memory::{create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
+use crate::memory::{
+    create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE,
+};
 use crate::timings::Timings;
 use crate::vstate::vcpu::{ExitSignal, Vcpu, VcpuConfig, VcpuError};
 use crate::vstate::vm::{Vm, VmError};
@@ -103,7 +105,10 @@ fn host(what: &'static str) -> impl FnOnce(io::Error) -> BuildError {
 }
 
 fn open(path: &PathBuf) -> Result<File, BuildError> {
-    File::open(path).map_err(|source| BuildError::Open { path: path.clone(), source })
+    File::open(path).map_err(|source| BuildError::Open {
+        path: path.clone(),
+        source,
+    })
 }
 
 /// The port-I/O and MMIO buses.
@@ -127,7 +132,15 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     handle_stop_signals(exit.clone())?;
     let (event_loop, loop_handle) = EventLoop::new().map_err(host("event loop"))?;
     let mut cmdline = new_cmdline(&config.cmdline).map_err(BuildError::Cmdline)?;
-    let buses = attach_devices(&vm, &mem, config, &loop_handle, &exit, &timings, &mut cmdline)?;
+    let buses = attach_devices(
+        &vm,
+        &mem,
+        config,
+        &loop_handle,
+        &exit,
+        &timings,
+        &mut cmdline,
+    )?;
     timings.phase("devices");
     let entry = load_boot_images(&mem, config, &cmdline)?;
     setup_mptable(&mem, config.vcpus)?;
@@ -152,7 +165,10 @@ fn confine_process(config: &VmConfig) -> Result<(), BuildError> {
         .max()
         .unwrap_or(0);
     let fsize = largest_disk.max(config.console_limit).saturating_add(1);
-    confine::set_limits(confine::Limits { nofile: NOFILE_LIMIT, fsize })?;
+    confine::set_limits(confine::Limits {
+        nofile: NOFILE_LIMIT,
+        fsize,
+    })?;
     if config.landlock {
         let outcome = confine::restrict_filesystem()?;
         if outcome != confine::LandlockOutcome::Enforced {
@@ -193,10 +209,17 @@ fn stop_signal_set() -> libc::sigset_t {
 }
 
 fn wait_for_exit(exit_rx: &Receiver<VmExit>) -> VmExit {
-    exit_rx.recv().unwrap_or(VmExit::VcpuError { vcpu: 0, message: "all vcpu threads ended".into() })
+    exit_rx.recv().unwrap_or(VmExit::VcpuError {
+        vcpu: 0,
+        message: "all vcpu threads ended".into(),
+    })
 }
 
-fn load_boot_images(mem: &GuestMemory, config: &VmConfig, cmdline: &Cmdline) -> Result<BootEntry, BuildError> {
+fn load_boot_images(
+    mem: &GuestMemory,
+    config: &VmConfig,
+    cmdline: &Cmdline,
+) -> Result<BootEntry, BuildError> {
     let mut kernel = open(&config.kernel)?;
     let mut initramfs = config.initramfs.as_ref().map(open).transpose()?;
     Ok(load_kernel(mem, &mut kernel, initramfs.as_mut(), cmdline)?)
@@ -206,9 +229,10 @@ fn console_log(config: &VmConfig) -> Result<BoundedLog, BuildError> {
     let out: Box<dyn io::Write + Send> = match &config.console {
         Console::Stdout => Box::new(io::stdout()),
         Console::Null => Box::new(io::sink()),
-        Console::File(path) => Box::new(
-            File::create(path).map_err(|source| BuildError::Open { path: path.clone(), source })?,
-        ),
+        Console::File(path) => Box::new(File::create(path).map_err(|source| BuildError::Open {
+            path: path.clone(),
+            source,
+        })?),
     };
     Ok(BoundedLog::new(out, config.console_limit))
 }
@@ -219,12 +243,29 @@ fn irq_line(vm: &Vm, gsi: u32) -> Result<IrqLine, BuildError> {
     Ok(line)
 }
 
-fn legacy_bus(vm: &Vm, config: &VmConfig, exit: &Arc<ExitSignal>, timings: &Arc<Timings>) -> Result<Bus, BuildError> {
+fn legacy_bus(
+    vm: &Vm,
+    config: &VmConfig,
+    exit: &Arc<ExitSignal>,
+    timings: &Arc<Timings>,
+) -> Result<Bus, BuildError> {
     let mut io = Bus::new();
     let serial = Serial::new(irq_line(vm, legacy::COM1_IRQ)?, console_log(config)?);
-    io.insert(Arc::new(Mutex::new(serial)), legacy::COM1_PORT, legacy::COM1_PORT_LEN)?;
-    io.insert(Arc::new(Mutex::new(I8042::new(exit.clone()))), legacy::I8042_PORT, legacy::I8042_PORT_LEN)?;
-    io.insert(Arc::new(Mutex::new(BootMark::new(timings.clone()))), legacy::BOOT_MARK_PORT, 1)?;
+    io.insert(
+        Arc::new(Mutex::new(serial)),
+        legacy::COM1_PORT,
+        legacy::COM1_PORT_LEN,
+    )?;
+    io.insert(
+        Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        legacy::I8042_PORT,
+        legacy::I8042_PORT_LEN,
+    )?;
+    io.insert(
+        Arc::new(Mutex::new(BootMark::new(timings.clone()))),
+        legacy::BOOT_MARK_PORT,
+        1,
+    )?;
     Ok(io)
 }
 
@@ -232,7 +273,11 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for (i, disk) in config.disks.iter().enumerate() {
         let id = format!("hull-disk-{i}");
-        devices.push(Box::new(Block::new(Disk::open(&disk.path, disk.read_only, &id)?)));
+        devices.push(Box::new(Block::new(Disk::open(
+            &disk.path,
+            disk.read_only,
+            &id,
+        )?)));
     }
     if let Some(vsock) = &config.vsock {
         devices.push(Box::new(Vsock::new(vsock.cid, &vsock.uds)?));
@@ -254,18 +299,30 @@ fn attach_devices(
     let devices = virtio_devices(config)?;
     let max = IOAPIC_PINS - VIRTIO_FIRST_IRQ;
     if devices.len() > max as usize {
-        return Err(BuildError::TooManyDevices { count: devices.len(), max });
+        return Err(BuildError::TooManyDevices {
+            count: devices.len(),
+            max,
+        });
     }
     let mut mmio = Bus::new();
     for (i, device) in devices.into_iter().enumerate() {
-        let (irq, base) = (VIRTIO_FIRST_IRQ + i as u32, VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE);
+        let (irq, base) = (
+            VIRTIO_FIRST_IRQ + i as u32,
+            VIRTIO_MMIO_BASE + i as u64 * VIRTIO_MMIO_SIZE,
+        );
         let interrupt = Interrupt::new(irq_line(vm, irq)?);
         let spawner = Arc::new(loop_handle.clone());
-        let transport = MmioTransport::new(device, mem.clone(), interrupt, spawner).map_err(host("virtio queues"))?;
+        let transport = MmioTransport::new(device, mem.clone(), interrupt, spawner)
+            .map_err(host("virtio queues"))?;
         mmio.insert(Arc::new(Mutex::new(transport)), base, VIRTIO_MMIO_SIZE)?;
-        cmdline.add_virtio_mmio_device(VIRTIO_MMIO_SIZE, GuestAddress(base), irq, None).map_err(BuildError::Cmdline)?;
+        cmdline
+            .add_virtio_mmio_device(VIRTIO_MMIO_SIZE, GuestAddress(base), irq, None)
+            .map_err(BuildError::Cmdline)?;
     }
-    Ok(Buses { io: Arc::new(io), mmio: Arc::new(mmio) })
+    Ok(Buses {
+        io: Arc::new(io),
+        mmio: Arc::new(mmio),
+    })
 }
 
 fn create_vcpus(
@@ -279,29 +336,55 @@ fn create_vcpus(
 ) -> Result<Vec<Vcpu>, BuildError> {
     let cpuid = kvm
         .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .map_err(|source| VmError::Kvm { what: "get supported cpuid", source })?;
-    let vcpu_config = VcpuConfig { cpuid: &cpuid, mem, count: config.vcpus, boot: entry };
+        .map_err(|source| VmError::Kvm {
+            what: "get supported cpuid",
+            source,
+        })?;
+    let vcpu_config = VcpuConfig {
+        cpuid: &cpuid,
+        mem,
+        count: config.vcpus,
+        boot: entry,
+    };
     let mut vcpus = Vec::with_capacity(config.vcpus as usize);
     for index in 0..config.vcpus {
-        let vcpu = Vcpu::new(vm, index, buses.io.clone(), buses.mmio.clone(), exit.clone())?;
+        let vcpu = Vcpu::new(
+            vm,
+            index,
+            buses.io.clone(),
+            buses.mmio.clone(),
+            exit.clone(),
+        )?;
         vcpu.configure(&vcpu_config)?;
         vcpus.push(vcpu);
     }
     Ok(vcpus)
 }
 
-fn start_threads(config: &VmConfig, event_loop: EventLoop, vcpus: Vec<Vcpu>, exit: &Arc<ExitSignal>) -> Result<(), BuildError> {
+fn start_threads(
+    config: &VmConfig,
+    event_loop: EventLoop,
+    vcpus: Vec<Vcpu>,
+    exit: &Arc<ExitSignal>,
+) -> Result<(), BuildError> {
     let seccomp = config.seccomp;
     let loop_exit = exit.clone();
     std::thread::Builder::new()
         .name("devices".into())
-        .spawn(move || match confine::enter_thread(ThreadKind::EventLoop, seccomp) {
-            Ok(()) => event_loop.run(),
-            Err(e) => loop_exit.stop(VmExit::VcpuError { vcpu: 0, message: format!("device thread: {e}") }),
-        })
+        .spawn(
+            move || match confine::enter_thread(ThreadKind::EventLoop, seccomp) {
+                Ok(()) => event_loop.run(),
+                Err(e) => loop_exit.stop(VmExit::VcpuError {
+                    vcpu: 0,
+                    message: format!("device thread: {e}"),
+                }),
+            },
+        )
         .map_err(host("device thread"))?;
     for vcpu in vcpus {
-        vcpu.start(move || confine::enter_thread(ThreadKind::Vcpu, seccomp).map_err(|e| e.to_string()))?;
+        vcpu.start(move || {
+            confine::enter_thread(ThreadKind::Vcpu, seccomp).map_err(|e| e.to_string())
+        })?;
     }
     Ok(())
 }

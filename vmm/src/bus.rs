@@ -49,8 +49,15 @@ impl Bus {
 
     /// Adds `device` at `base..base+len`.
     pub fn insert(&mut self, device: SharedDevice, base: u64, len: u64) -> Result<(), BusError> {
-        let end = base.checked_add(len).filter(|_| len > 0).ok_or(BusError::Overlap { base, len })?;
-        if self.ranges.iter().any(|r| base < r.base + r.len && r.base < end) {
+        let end = base
+            .checked_add(len)
+            .filter(|_| len > 0)
+            .ok_or(BusError::Overlap { base, len })?;
+        if self
+            .ranges
+            .iter()
+            .any(|r| base < r.base + r.len && r.base < end)
+        {
             return Err(BusError::Overlap { base, len });
         }
         let at = self.ranges.partition_point(|r| r.base < base);
@@ -59,7 +66,10 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&BusRange, u64)> {
-        let at = self.ranges.partition_point(|r| r.base <= addr).checked_sub(1)?;
+        let at = self
+            .ranges
+            .partition_point(|r| r.base <= addr)
+            .checked_sub(1)?;
         let range = &self.ranges[at];
         let offset = addr - range.base;
         let end = offset.checked_add(size as u64)?;
@@ -92,7 +102,9 @@ impl Bus {
 
 /// Locks a device; a poisoned lock still yields the device (its state is plain data).
 pub fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    device
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -128,7 +140,8 @@ mod tests {
     #[test]
     fn bus_refuses_accesses_outside_or_straddling_a_range() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100)
+            .unwrap();
         let mut data = [0u8; 4];
         assert!(!bus.read(0xfff, &mut data));
         assert!(!bus.read(0x10fe, &mut data));
@@ -139,11 +152,14 @@ mod tests {
     #[test]
     fn bus_rejects_overlapping_and_empty_ranges() {
         let mut bus = Bus::new();
-        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100).unwrap();
+        bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1000, 0x100)
+            .unwrap();
         for (base, len) in [(0x10ff, 1), (0xf00, 0x101), (0x2000, 0), (u64::MAX, 2)] {
             let r = bus.insert(Arc::new(Mutex::new(Recorder::default())), base, len);
             assert!(r.is_err(), "{base:#x}+{len}");
         }
-        assert!(bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 1).is_ok());
+        assert!(bus
+            .insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 1)
+            .is_ok());
     }
 }

@@ -105,13 +105,17 @@ pub enum ConfigError {
 }
 
 /// One-screen usage text.
-pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
+pub const USAGE: &str =
+    "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
            [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
            [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
 
 fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, ConfigError> {
-    value.parse().map_err(|_| ConfigError::Invalid { option: option.into(), value: value.into() })
+    value.parse().map_err(|_| ConfigError::Invalid {
+        option: option.into(),
+        value: value.into(),
+    })
 }
 
 fn parse_disk(value: &str) -> Result<DiskConfig, ConfigError> {
@@ -120,9 +124,15 @@ fn parse_disk(value: &str) -> Result<DiskConfig, ConfigError> {
         None => (value.strip_suffix(",rw").unwrap_or(value), false),
     };
     if path.is_empty() {
-        return Err(ConfigError::Invalid { option: "--disk".into(), value: value.into() });
+        return Err(ConfigError::Invalid {
+            option: "--disk".into(),
+            value: value.into(),
+        });
     }
-    Ok(DiskConfig { path: path.into(), read_only })
+    Ok(DiskConfig {
+        path: path.into(),
+        read_only,
+    })
 }
 
 impl VmConfig {
@@ -145,7 +155,10 @@ impl VmConfig {
         let (mut uds, mut cid) = (None, MIN_GUEST_CID);
         let mut args = args.into_iter();
         while let Some(option) = args.next() {
-            let mut value = || args.next().ok_or_else(|| ConfigError::MissingValue(option.clone()));
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| ConfigError::MissingValue(option.clone()))
+            };
             match option.as_str() {
                 "--kernel" => cfg.kernel = value()?.into(),
                 "--initramfs" => cfg.initramfs = Some(value()?.into()),
@@ -165,7 +178,10 @@ impl VmConfig {
             }
         }
         if cid < MIN_GUEST_CID || cid > u64::from(u32::MAX) {
-            return Err(ConfigError::Invalid { option: "--vsock-cid".into(), value: cid.to_string() });
+            return Err(ConfigError::Invalid {
+                option: "--vsock-cid".into(),
+                value: cid.to_string(),
+            });
         }
         cfg.vsock = uds.map(|uds| VsockConfig { uds, cid });
         if cfg.kernel.as_os_str().is_empty() {
@@ -202,11 +218,26 @@ mod tests {
         assert_eq!(cfg.kernel, PathBuf::from("/k"));
         assert_eq!(cfg.initramfs, Some(PathBuf::from("/i")));
         assert_eq!((cfg.mem_mib, cfg.vcpus), (512, 2));
-        assert_eq!(cfg.disks, vec![
-            DiskConfig { path: "/a".into(), read_only: true },
-            DiskConfig { path: "/b".into(), read_only: false },
-        ]);
-        assert_eq!(cfg.vsock, Some(VsockConfig { uds: "/run/v.sock".into(), cid: 7 }));
+        assert_eq!(
+            cfg.disks,
+            vec![
+                DiskConfig {
+                    path: "/a".into(),
+                    read_only: true
+                },
+                DiskConfig {
+                    path: "/b".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert_eq!(
+            cfg.vsock,
+            Some(VsockConfig {
+                uds: "/run/v.sock".into(),
+                cid: 7
+            })
+        );
         assert_eq!(cfg.console, Console::File("/log".into()));
         assert!(cfg.timings && !cfg.seccomp && cfg.landlock);
     }
@@ -214,18 +245,39 @@ mod tests {
     #[test]
     fn config_defaults_apply() {
         let cfg = parse("--kernel /k").unwrap();
-        assert_eq!((cfg.mem_mib, cfg.vcpus, cfg.cmdline.as_str()), (DEFAULT_MEM_MIB, 1, DEFAULT_CMDLINE));
+        assert_eq!(
+            (cfg.mem_mib, cfg.vcpus, cfg.cmdline.as_str()),
+            (DEFAULT_MEM_MIB, 1, DEFAULT_CMDLINE)
+        );
         assert_eq!(cfg.console, Console::Stdout);
     }
 
     #[test]
     fn config_rejects_bad_input() {
         assert_eq!(parse("--initramfs /i"), Err(ConfigError::NoKernel));
-        assert_eq!(parse("--kernel"), Err(ConfigError::MissingValue("--kernel".into())));
-        assert_eq!(parse("--kernel /k --frobnicate"), Err(ConfigError::Unknown("--frobnicate".into())));
-        assert!(matches!(parse("--kernel /k --vcpus 300"), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(parse("--kernel /k --memory lots"), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(parse("--kernel /k --vsock-uds /v --vsock-cid 2"), Err(ConfigError::Invalid { .. })));
-        assert!(matches!(parse("--kernel /k --disk ,ro"), Err(ConfigError::Invalid { .. })));
+        assert_eq!(
+            parse("--kernel"),
+            Err(ConfigError::MissingValue("--kernel".into()))
+        );
+        assert_eq!(
+            parse("--kernel /k --frobnicate"),
+            Err(ConfigError::Unknown("--frobnicate".into()))
+        );
+        assert!(matches!(
+            parse("--kernel /k --vcpus 300"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --memory lots"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --vsock-uds /v --vsock-cid 2"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --disk ,ro"),
+            Err(ConfigError::Invalid { .. })
+        ));
     }
 }

@@ -40,19 +40,29 @@ impl EventOps<'_> {
 
     /// Watches `fd` for `events`, reported with `token`.
     pub fn add(&mut self, fd: RawFd, token: u32, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(ControlOperation::Add, fd, EpollEvent::new(events, self.data(token)))?;
+        self.epoll.ctl(
+            ControlOperation::Add,
+            fd,
+            EpollEvent::new(events, self.data(token)),
+        )?;
         self.fds.push(fd);
         Ok(())
     }
 
     /// Changes the events watched on `fd`.
     pub fn modify(&mut self, fd: RawFd, token: u32, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(ControlOperation::Modify, fd, EpollEvent::new(events, self.data(token)))
+        self.epoll.ctl(
+            ControlOperation::Modify,
+            fd,
+            EpollEvent::new(events, self.data(token)),
+        )
     }
 
     /// Stops watching `fd`.
     pub fn remove(&mut self, fd: RawFd) {
-        let _ = self.epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+        let _ = self
+            .epoll
+            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
         self.fds.retain(|f| *f != fd);
     }
 }
@@ -86,7 +96,9 @@ pub struct EventLoopHandle {
 impl WorkerSpawner for EventLoopHandle {
     fn spawn(&self, worker: Box<dyn EventSubscriber>) -> io::Result<u32> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        self.tx.send(Control::Add(id, worker)).map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
+        self.tx
+            .send(Control::Add(id, worker))
+            .map_err(|_| io::Error::from(io::ErrorKind::BrokenPipe))?;
         self.wake.write(1)?;
         Ok(id)
     }
@@ -111,10 +123,26 @@ impl EventLoop {
     pub fn new() -> io::Result<(EventLoop, EventLoopHandle)> {
         let epoll = Epoll::new()?;
         let wake = Arc::new(EventFd::new(EFD_NONBLOCK)?);
-        epoll.ctl(ControlOperation::Add, wake.as_raw_fd(), EpollEvent::new(EventSet::IN, WAKE_DATA))?;
+        epoll.ctl(
+            ControlOperation::Add,
+            wake.as_raw_fd(),
+            EpollEvent::new(EventSet::IN, WAKE_DATA),
+        )?;
         let (tx, rx) = channel();
-        let handle = EventLoopHandle { tx, wake: wake.clone(), next_id: Arc::new(AtomicU32::new(0)) };
-        Ok((EventLoop { epoll, wake, rx, slots: HashMap::new() }, handle))
+        let handle = EventLoopHandle {
+            tx,
+            wake: wake.clone(),
+            next_id: Arc::new(AtomicU32::new(0)),
+        };
+        Ok((
+            EventLoop {
+                epoll,
+                wake,
+                rx,
+                slots: HashMap::new(),
+            },
+            handle,
+        ))
     }
 
     /// Dispatches events forever.
@@ -138,7 +166,11 @@ impl EventLoop {
             if event.data() == WAKE_DATA {
                 self.drain_control();
             } else {
-                self.dispatch((event.data() >> 32) as u32, event.data() as u32, event.event_set());
+                self.dispatch(
+                    (event.data() >> 32) as u32,
+                    event.data() as u32,
+                    event.event_set(),
+                );
             }
         }
         Ok(n)
@@ -156,21 +188,31 @@ impl EventLoop {
 
     fn add(&mut self, id: u32, mut subscriber: Box<dyn EventSubscriber>) {
         let mut fds = Vec::new();
-        subscriber.init(&mut EventOps { epoll: &self.epoll, id, fds: &mut fds });
+        subscriber.init(&mut EventOps {
+            epoll: &self.epoll,
+            id,
+            fds: &mut fds,
+        });
         self.slots.insert(id, Slot { subscriber, fds });
     }
 
     fn remove(&mut self, id: u32) {
         if let Some(slot) = self.slots.remove(&id) {
             for fd in slot.fds {
-                let _ = self.epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                let _ = self
+                    .epoll
+                    .ctl(ControlOperation::Delete, fd, EpollEvent::default());
             }
         }
     }
 
     fn dispatch(&mut self, id: u32, token: u32, events: EventSet) {
         if let Some(slot) = self.slots.get_mut(&id) {
-            let mut ops = EventOps { epoll: &self.epoll, id, fds: &mut slot.fds };
+            let mut ops = EventOps {
+                epoll: &self.epoll,
+                id,
+                fds: &mut slot.fds,
+            };
             slot.subscriber.process(token, events, &mut ops);
         }
     }
@@ -206,7 +248,12 @@ mod tests {
         let (mut ev, handle) = EventLoop::new().unwrap();
         let evt = EventFd::new(EFD_NONBLOCK).unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let id = handle.spawn(Box::new(Counter { evt: evt.try_clone().unwrap(), seen: seen.clone() })).unwrap();
+        let id = handle
+            .spawn(Box::new(Counter {
+                evt: evt.try_clone().unwrap(),
+                seen: seen.clone(),
+            }))
+            .unwrap();
         ev.run_once(100).unwrap();
         assert_eq!(ev.subscribers(), 1);
         evt.write(1).unwrap();

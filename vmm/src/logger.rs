@@ -22,7 +22,11 @@ pub struct RateLimit {
 impl RateLimit {
     /// A fresh limiter, usable in a `static`.
     pub const fn new() -> Self {
-        RateLimit { window: AtomicU64::new(0), count: AtomicU64::new(0), suppressed: AtomicU64::new(0) }
+        RateLimit {
+            window: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+            suppressed: AtomicU64::new(0),
+        }
     }
 
     /// Decides whether a message may be printed now. Returns the number of messages
@@ -48,7 +52,10 @@ impl RateLimit {
 
 /// Seconds since the epoch, for rate limiting.
 pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Prints a warning to stderr, at most [`BURST`] per [`WINDOW_SECS`] from one call site.

@@ -52,7 +52,10 @@ pub fn ram_regions(bytes: u64) -> Result<Vec<(GuestAddress, usize)>, MemoryError
     }
     Ok(vec![
         (GuestAddress(0), MMIO_HOLE_START as usize),
-        (GuestAddress(MMIO_HOLE_END), (bytes - MMIO_HOLE_START) as usize),
+        (
+            GuestAddress(MMIO_HOLE_END),
+            (bytes - MMIO_HOLE_START) as usize,
+        ),
     ])
 }
 
@@ -88,7 +91,10 @@ mod tests {
     #[test]
     fn ram_regions_rejects_tiny_huge_and_unaligned_sizes() {
         for bytes in [0, 1 << 20, MAX_MEM_BYTES + (1 << 20), (64 << 20) + 1] {
-            assert!(matches!(ram_regions(bytes), Err(MemoryError::BadSize { .. })), "{bytes}");
+            assert!(
+                matches!(ram_regions(bytes), Err(MemoryError::BadSize { .. })),
+                "{bytes}"
+            );
         }
     }
 

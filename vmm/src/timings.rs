@@ -16,13 +16,21 @@ pub struct Timings {
 impl Timings {
     /// Timings relative to `start`; `print` makes phases visible on stderr.
     pub fn new(start: Instant, print: bool) -> Arc<Self> {
-        Arc::new(Timings { start, phases: Mutex::new(Vec::new()), print, init_seen: AtomicBool::new(false) })
+        Arc::new(Timings {
+            start,
+            phases: Mutex::new(Vec::new()),
+            print,
+            init_seen: AtomicBool::new(false),
+        })
     }
 
     /// Records that `name` finished now.
     pub fn phase(&self, name: &'static str) {
         let at = self.start.elapsed();
-        self.phases.lock().unwrap_or_else(|p| p.into_inner()).push((name, at));
+        self.phases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name, at));
     }
 
     /// Records the guest's `/init` mark (first one only) and prints the line if asked.

@@ -24,7 +24,10 @@ const DISK_LEN: usize = 65536;
 const TIMEOUT: Duration = Duration::from_secs(240);
 
 fn pattern(seed: u8, i: usize) -> u8 {
-    ((i % 251) as u8).wrapping_mul(7).wrapping_add(seed).rotate_left((i / 251 % 8) as u32)
+    ((i % 251) as u8)
+        .wrapping_mul(7)
+        .wrapping_add(seed)
+        .rotate_left((i / 251 % 8) as u32)
 }
 
 fn stream(seed: u8, len: usize) -> Vec<u8> {
@@ -32,7 +35,8 @@ fn stream(seed: u8, len: usize) -> Vec<u8> {
 }
 
 fn input(var: &str) -> PathBuf {
-    let path = std::env::var_os(var).unwrap_or_else(|| panic!("{var} is not set: run this test through vmm/tests/lab/boot.sh"));
+    let path = std::env::var_os(var)
+        .unwrap_or_else(|| panic!("{var} is not set: run this test through vmm/tests/lab/boot.sh"));
     PathBuf::from(path)
 }
 
@@ -44,7 +48,11 @@ fn make_initramfs(dir: &Path, probe: &Path) -> PathBuf {
     let out = dir.join("initramfs.cpio");
     let status = Command::new("sh")
         .arg("-c")
-        .arg(format!("cd '{}' && echo init | cpio -o -H newc --quiet > '{}'", root.display(), out.display()))
+        .arg(format!(
+            "cd '{}' && echo init | cpio -o -H newc --quiet > '{}'",
+            root.display(),
+            out.display()
+        ))
         .status()
         .unwrap();
     assert!(status.success(), "cpio failed");
@@ -53,8 +61,13 @@ fn make_initramfs(dir: &Path, probe: &Path) -> PathBuf {
 
 fn read_pattern(s: &mut UnixStream, seed: u8) -> Result<(), String> {
     let mut data = vec![0u8; STREAM_LEN];
-    s.read_exact(&mut data).map_err(|e| format!("read stream {seed}: {e}"))?;
-    match data.iter().enumerate().position(|(i, b)| *b != pattern(seed, i)) {
+    s.read_exact(&mut data)
+        .map_err(|e| format!("read stream {seed}: {e}"))?;
+    match data
+        .iter()
+        .enumerate()
+        .position(|(i, b)| *b != pattern(seed, i))
+    {
         Some(at) => Err(format!("stream {seed} differs at byte {at}")),
         None => Ok(()),
     }
@@ -73,7 +86,8 @@ fn guest_initiated_peer(listener: UnixListener, deadline: Instant) -> Result<(),
     s.set_nonblocking(false).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     read_pattern(&mut s, 1)?;
-    s.write_all(&stream(2, STREAM_LEN)).map_err(|e| format!("write stream 2: {e}"))
+    s.write_all(&stream(2, STREAM_LEN))
+        .map_err(|e| format!("write stream 2: {e}"))
 }
 
 fn try_host_connect(uds: &Path) -> Option<UnixStream> {
@@ -81,7 +95,9 @@ fn try_host_connect(uds: &Path) -> Option<UnixStream> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"CONNECT 1234\n").ok()?;
     let mut line = String::new();
-    BufReader::new(s.try_clone().ok()?).read_line(&mut line).ok()?;
+    BufReader::new(s.try_clone().ok()?)
+        .read_line(&mut line)
+        .ok()?;
     line.starts_with("OK ").then_some(s)
 }
 
@@ -98,7 +114,8 @@ fn host_initiated_peer(uds: PathBuf, deadline: Instant) -> Result<(), String> {
         thread::sleep(Duration::from_millis(50));
     };
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
-    s.write_all(&stream(3, STREAM_LEN)).map_err(|e| format!("write stream 3: {e}"))?;
+    s.write_all(&stream(3, STREAM_LEN))
+        .map_err(|e| format!("write stream 3: {e}"))?;
     read_pattern(&mut s, 4)
 }
 
@@ -131,10 +148,25 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
     let out_peer = thread::spawn(move || guest_initiated_peer(listener, deadline));
     let started = Instant::now();
     let mut vmm = Command::new(env!("CARGO_BIN_EXE_vmm"))
-        .args(["--kernel", kernel.to_str().unwrap(), "--initramfs", initramfs.to_str().unwrap()])
+        .args([
+            "--kernel",
+            kernel.to_str().unwrap(),
+            "--initramfs",
+            initramfs.to_str().unwrap(),
+        ])
         .args(["--memory", "256", "--vcpus", "2", "--timings"])
-        .args(["--disk", &format!("{},ro", base.display()), "--disk", upper.to_str().unwrap()])
-        .args(["--vsock-uds", uds.to_str().unwrap(), "--console", console.to_str().unwrap()])
+        .args([
+            "--disk",
+            &format!("{},ro", base.display()),
+            "--disk",
+            upper.to_str().unwrap(),
+        ])
+        .args([
+            "--vsock-uds",
+            uds.to_str().unwrap(),
+            "--console",
+            console.to_str().unwrap(),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -142,21 +174,55 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
     let in_peer = thread::spawn(move || host_initiated_peer(uds, deadline));
     let status = wait(&mut vmm, deadline);
     let mut stderr = String::new();
-    vmm.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    vmm.stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
     let console_text = fs::read_to_string(&console).unwrap_or_default();
     let report = format!("--- vmm stderr ---\n{stderr}\n--- console ---\n{console_text}");
     let status = status.unwrap_or_else(|| panic!("vmm did not exit within {TIMEOUT:?}\n{report}"));
-    println!("vmm ran {:?}; {}", started.elapsed(), stderr.lines().filter(|l| l.starts_with("vmm-timings")).last().unwrap_or(""));
+    println!(
+        "vmm ran {:?}; {}",
+        started.elapsed(),
+        stderr
+            .lines()
+            .rfind(|l| l.starts_with("vmm-timings"))
+            .unwrap_or("")
+    );
 
     assert!(status.success(), "vmm exit {status}\n{report}");
     assert!(stderr.contains("vmm: guest requested reset"), "{report}");
     assert!(stderr.contains("guest_init_us="), "no boot mark\n{report}");
-    for marker in ["HULL-PROBE-UP", "HULL-PROBE-BLK ok", "HULL-PROBE-RNG ok", "HULL-PROBE-VSOCK-OUT ok", "HULL-PROBE-VSOCK-IN ok", "HULL-PROBE-DONE"] {
+    for marker in [
+        "HULL-PROBE-UP",
+        "HULL-PROBE-BLK ok",
+        "HULL-PROBE-RNG ok",
+        "HULL-PROBE-VSOCK-OUT ok",
+        "HULL-PROBE-VSOCK-IN ok",
+        "HULL-PROBE-DONE",
+    ] {
         assert!(console_text.contains(marker), "missing {marker}\n{report}");
     }
     assert!(!console_text.contains("HULL-PROBE-FAIL"), "{report}");
-    assert_eq!(out_peer.join().unwrap(), Ok(()), "guest-initiated vsock\n{report}");
-    assert_eq!(in_peer.join().unwrap(), Ok(()), "host-initiated vsock\n{report}");
-    assert_eq!(fs::read(&base).unwrap(), stream(9, DISK_LEN), "read-only base disk changed");
-    assert_eq!(&fs::read(&upper).unwrap()[4096..8192], &stream(10, 4096)[..], "writable disk lacks the guest's write");
+    assert_eq!(
+        out_peer.join().unwrap(),
+        Ok(()),
+        "guest-initiated vsock\n{report}"
+    );
+    assert_eq!(
+        in_peer.join().unwrap(),
+        Ok(()),
+        "host-initiated vsock\n{report}"
+    );
+    assert_eq!(
+        fs::read(&base).unwrap(),
+        stream(9, DISK_LEN),
+        "read-only base disk changed"
+    );
+    assert_eq!(
+        &fs::read(&upper).unwrap()[4096..8192],
+        &stream(10, 4096)[..],
+        "writable disk lacks the guest's write"
+    );
 }

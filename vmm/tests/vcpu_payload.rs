@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use vm_memory::{Bytes, GuestAddress};
 use vmm::arch::{BootEntry, BootProtocol};
 use vmm::bus::{Bus, BusDevice};
-use vmm::devices::legacy::{self, BootMark, BoundedLog, I8042, Serial};
+use vmm::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
 use vmm::devices::IrqLine;
 use vmm::memory::{create_guest_memory, GuestMemory};
 use vmm::timings::Timings;
@@ -26,7 +26,11 @@ const MMIO_DEV: u64 = 0x6000;
 
 fn kvm_available(test: &str) -> bool {
     if std::path::Path::new("/dev/kvm").exists() {
-        if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        if let Err(e) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/kvm")
+        {
             panic!("/dev/kvm exists but cannot be opened read-write: {e}");
         }
         return true;
@@ -34,10 +38,18 @@ fn kvm_available(test: &str) -> bool {
     let line = format!("{test}: /dev/kvm does not exist");
     println!("SKIPPED {line}");
     if let Ok(log) = std::env::var("HULL_SKIP_LOG") {
-        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .unwrap();
         writeln!(f, "{line}").unwrap();
     }
-    assert_ne!(std::env::var("CI").as_deref(), Ok("true"), "skipped in CI (CI=true): {line}");
+    assert_ne!(
+        std::env::var("CI").as_deref(),
+        Ok("true"),
+        "skipped in CI (CI=true): {line}"
+    );
     false
 }
 
@@ -89,19 +101,50 @@ fn harness(mem: GuestMemory) -> Harness {
     let console = Shared::default();
     let timings = Timings::new(Instant::now(), false);
     let mut io = Bus::new();
-    let serial = Serial::new(IrqLine::new(4).unwrap(), BoundedLog::new(Box::new(console.clone()), 1024));
-    io.insert(Arc::new(Mutex::new(serial)), legacy::COM1_PORT, legacy::COM1_PORT_LEN).unwrap();
-    io.insert(Arc::new(Mutex::new(I8042::new(exit.clone()))), legacy::I8042_PORT, legacy::I8042_PORT_LEN).unwrap();
-    io.insert(Arc::new(Mutex::new(BootMark::new(timings.clone()))), legacy::BOOT_MARK_PORT, 1).unwrap();
+    let serial = Serial::new(
+        IrqLine::new(4).unwrap(),
+        BoundedLog::new(Box::new(console.clone()), 1024),
+    );
+    io.insert(
+        Arc::new(Mutex::new(serial)),
+        legacy::COM1_PORT,
+        legacy::COM1_PORT_LEN,
+    )
+    .unwrap();
+    io.insert(
+        Arc::new(Mutex::new(I8042::new(exit.clone()))),
+        legacy::I8042_PORT,
+        legacy::I8042_PORT_LEN,
+    )
+    .unwrap();
+    io.insert(
+        Arc::new(Mutex::new(BootMark::new(timings.clone()))),
+        legacy::BOOT_MARK_PORT,
+        1,
+    )
+    .unwrap();
     let mmio_dev = Arc::new(Mutex::new(Mmio::default()));
     let mut mmio = Bus::new();
     mmio.insert(mmio_dev.clone(), MMIO_DEV, 0x100).unwrap();
-    Harness { vm, mem, console, mmio_dev, timings, exit, exit_rx, io: Arc::new(io), mmio: Arc::new(mmio) }
+    Harness {
+        vm,
+        mem,
+        console,
+        mmio_dev,
+        timings,
+        exit,
+        exit_rx,
+        io: Arc::new(io),
+        mmio: Arc::new(mmio),
+    }
 }
 
 fn run(h: &Harness, vcpu: Vcpu) -> VmExit {
     vcpu.start(|| Ok(())).unwrap();
-    let exit = h.exit_rx.recv_timeout(Duration::from_secs(60)).expect("guest did not stop within 60 s");
+    let exit = h
+        .exit_rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("guest did not stop within 60 s");
     assert!(h.exit.is_stopped());
     exit
 }
@@ -134,7 +177,11 @@ fn real_mode_payload_drives_serial_mmio_boot_mark_and_reset() {
     let mut sregs = vcpu.fd().get_sregs().unwrap();
     (sregs.cs.base, sregs.cs.selector) = (0, 0);
     vcpu.fd().set_sregs(&sregs).unwrap();
-    let regs = kvm_bindings::kvm_regs { rip: LOAD, rflags: 2, ..Default::default() };
+    let regs = kvm_bindings::kvm_regs {
+        rip: LOAD,
+        rflags: 2,
+        ..Default::default()
+    };
     vcpu.fd().set_regs(&regs).unwrap();
     assert_eq!(run(&h, vcpu), VmExit::Reset);
     assert_eq!(&*h.console.0.lock().unwrap(), b"OKe");
@@ -157,10 +204,21 @@ fn boot_entry_runs(protocol: BootProtocol) {
     mem.write_slice(PROTECTED, GuestAddress(LOAD)).unwrap();
     let h = harness(mem);
     let kvm = Vm::open_kvm().unwrap();
-    let cpuid = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).unwrap();
+    let cpuid = kvm
+        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
+        .unwrap();
     let vcpu = Vcpu::new(&h.vm, 0, h.io.clone(), h.mmio.clone(), h.exit.clone()).unwrap();
-    let boot = BootEntry { protocol, entry: GuestAddress(LOAD) };
-    vcpu.configure(&VcpuConfig { cpuid: &cpuid, mem: &h.mem, count: 1, boot }).unwrap();
+    let boot = BootEntry {
+        protocol,
+        entry: GuestAddress(LOAD),
+    };
+    vcpu.configure(&VcpuConfig {
+        cpuid: &cpuid,
+        mem: &h.mem,
+        count: 1,
+        boot,
+    })
+    .unwrap();
     assert_eq!(run(&h, vcpu), VmExit::Reset, "{protocol:?}");
     assert_eq!(&*h.console.0.lock().unwrap(), b"PL", "{protocol:?}");
 }

@@ -13,11 +13,21 @@ pub struct Limits {
     pub fsize: u64,
 }
 
-fn set(resource: libc::__rlimit_resource_t, name: &'static str, value: u64) -> Result<(), ConfineError> {
-    let limit = libc::rlimit { rlim_cur: value, rlim_max: value };
+fn set(
+    resource: libc::__rlimit_resource_t,
+    name: &'static str,
+    value: u64,
+) -> Result<(), ConfineError> {
+    let limit = libc::rlimit {
+        rlim_cur: value,
+        rlim_max: value,
+    };
     // SAFETY: setrlimit reads a valid, initialised rlimit struct.
     if unsafe { libc::setrlimit(resource, &limit) } != 0 {
-        return Err(ConfineError::Rlimit { name, source: io::Error::last_os_error() });
+        return Err(ConfineError::Rlimit {
+            name,
+            source: io::Error::last_os_error(),
+        });
     }
     Ok(())
 }

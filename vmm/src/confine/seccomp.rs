@@ -84,11 +84,20 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
 
 /// Compiles the filter of `kind`.
 pub fn filter(kind: ThreadKind) -> Result<BpfProgram, ConfineError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allowed_syscalls(kind).into_iter().map(|nr| (nr, Vec::new())).collect();
-    let filter = SeccompFilter::new(rules, SeccompAction::KillProcess, SeccompAction::Allow, TargetArch::x86_64)
-        .map_err(|source| ConfineError::SeccompBuild { kind, source })?;
-    filter.try_into().map_err(|source| ConfineError::SeccompBuild { kind, source })
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = allowed_syscalls(kind)
+        .into_iter()
+        .map(|nr| (nr, Vec::new()))
+        .collect();
+    let filter = SeccompFilter::new(
+        rules,
+        SeccompAction::KillProcess,
+        SeccompAction::Allow,
+        TargetArch::x86_64,
+    )
+    .map_err(|source| ConfineError::SeccompBuild { kind, source })?;
+    filter
+        .try_into()
+        .map_err(|source| ConfineError::SeccompBuild { kind, source })
 }
 
 /// Installs the filter of `kind` on the calling thread (when `enabled`).
@@ -97,7 +106,8 @@ pub fn enter_thread(kind: ThreadKind, enabled: bool) -> Result<(), ConfineError>
         return Ok(());
     }
     let program = filter(kind)?;
-    seccompiler::apply_filter(&program).map_err(|source| ConfineError::SeccompApply { kind, source })
+    seccompiler::apply_filter(&program)
+        .map_err(|source| ConfineError::SeccompApply { kind, source })
 }
 
 #[cfg(test)]
@@ -114,7 +124,13 @@ mod tests {
     #[test]
     fn vcpu_threads_may_not_open_files_or_sockets() {
         let allowed = allowed_syscalls(ThreadKind::Vcpu);
-        for nr in [libc::SYS_openat, libc::SYS_socket, libc::SYS_connect, libc::SYS_execve, libc::SYS_clone] {
+        for nr in [
+            libc::SYS_openat,
+            libc::SYS_socket,
+            libc::SYS_connect,
+            libc::SYS_execve,
+            libc::SYS_clone,
+        ] {
             assert!(!allowed.contains(&nr), "{nr}");
         }
     }
@@ -123,7 +139,12 @@ mod tests {
     fn no_thread_may_exec_or_open_files() {
         for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
             let allowed = allowed_syscalls(kind);
-            for nr in [libc::SYS_execve, libc::SYS_openat, libc::SYS_open, libc::SYS_ptrace] {
+            for nr in [
+                libc::SYS_execve,
+                libc::SYS_openat,
+                libc::SYS_open,
+                libc::SYS_ptrace,
+            ] {
                 assert!(!allowed.contains(&nr), "{kind:?} {nr}");
             }
         }
@@ -144,7 +165,10 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child with a valid status pointer.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFSIGNALED(status), "child exited normally: filter not enforced");
+        assert!(
+            libc::WIFSIGNALED(status),
+            "child exited normally: filter not enforced"
+        );
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 }

@@ -15,7 +15,10 @@ pub struct IrqLine {
 impl IrqLine {
     /// A new, not yet registered line for `gsi`.
     pub fn new(gsi: u32) -> std::io::Result<IrqLine> {
-        Ok(IrqLine { evt: EventFd::new(EFD_NONBLOCK)?, gsi })
+        Ok(IrqLine {
+            evt: EventFd::new(EFD_NONBLOCK)?,
+            gsi,
+        })
     }
 
     /// The eventfd to register with KVM.
@@ -35,7 +38,10 @@ impl IrqLine {
 
     /// A second handle to the same line.
     pub fn try_clone(&self) -> std::io::Result<IrqLine> {
-        Ok(IrqLine { evt: self.evt.try_clone()?, gsi: self.gsi })
+        Ok(IrqLine {
+            evt: self.evt.try_clone()?,
+            gsi: self.gsi,
+        })
     }
 }
 

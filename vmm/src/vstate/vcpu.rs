@@ -5,7 +5,9 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use kvm_bindings::{CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
+use kvm_bindings::{
+    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
+};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use thiserror::Error;
 
@@ -77,7 +79,10 @@ pub struct ExitSignal {
 impl ExitSignal {
     /// A signal reporting to `tx`.
     pub fn new(tx: Sender<VmExit>) -> Arc<Self> {
-        Arc::new(ExitSignal { stopped: AtomicBool::new(false), tx: Mutex::new(tx) })
+        Arc::new(ExitSignal {
+            stopped: AtomicBool::new(false),
+            tx: Mutex::new(tx),
+        })
     }
 
     /// Requests a stop; only the first request is reported.
@@ -118,9 +123,24 @@ pub struct Vcpu {
 
 impl Vcpu {
     /// Creates vCPU `index` of `vm`.
-    pub fn new(vm: &Vm, index: u8, io: Arc<Bus>, mmio: Arc<Bus>, exit: Arc<ExitSignal>) -> Result<Vcpu, VcpuError> {
-        let fd = vm.fd().create_vcpu(u64::from(index)).map_err(|source| VcpuError::Create { index, source })?;
-        Ok(Vcpu { index, fd, io, mmio, exit })
+    pub fn new(
+        vm: &Vm,
+        index: u8,
+        io: Arc<Bus>,
+        mmio: Arc<Bus>,
+        exit: Arc<ExitSignal>,
+    ) -> Result<Vcpu, VcpuError> {
+        let fd = vm
+            .fd()
+            .create_vcpu(u64::from(index))
+            .map_err(|source| VcpuError::Create { index, source })?;
+        Ok(Vcpu {
+            index,
+            fd,
+            io,
+            mmio,
+            exit,
+        })
     }
 
     /// Sets CPUID, MSRs, LAPIC and, on the boot vCPU, the entry registers.
@@ -128,10 +148,17 @@ impl Vcpu {
         let index = self.index;
         let mut cpuid = config.cpuid.clone();
         filter_cpuid(&mut cpuid, index, config.count);
-        self.fd.set_cpuid2(&cpuid).map_err(|source| VcpuError::Cpuid { index, source })?;
+        self.fd
+            .set_cpuid2(&cpuid)
+            .map_err(|source| VcpuError::Cpuid { index, source })?;
         setup_msrs(&self.fd).map_err(|source| VcpuError::Msrs { index, source })?;
-        let regs = if index == 0 { setup_boot_vcpu(&self.fd, config.mem, config.boot) } else { setup_fpu(&self.fd) };
-        regs.and_then(|()| setup_lapic(&self.fd)).map_err(|source| VcpuError::Regs { index, source })
+        let regs = if index == 0 {
+            setup_boot_vcpu(&self.fd, config.mem, config.boot)
+        } else {
+            setup_fpu(&self.fd)
+        };
+        regs.and_then(|()| setup_lapic(&self.fd))
+            .map_err(|source| VcpuError::Regs { index, source })
     }
 
     /// The KVM vCPU fd, for callers that set registers themselves.
@@ -150,7 +177,10 @@ impl Vcpu {
             .name(format!("vcpu{index}"))
             .spawn(move || match on_start() {
                 Ok(()) => self.run(),
-                Err(message) => self.exit.stop(VmExit::VcpuError { vcpu: index, message }),
+                Err(message) => self.exit.stop(VmExit::VcpuError {
+                    vcpu: index,
+                    message,
+                }),
             })
             .map_err(|source| VcpuError::Spawn { index, source })
     }
@@ -170,7 +200,10 @@ impl Vcpu {
         match self.fd.run() {
             Ok(exit) => handle_exit(index, exit, &self.io, &self.mmio),
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
-            Err(e) => Some(VmExit::VcpuError { vcpu: index, message: format!("KVM_RUN failed: {e}") }),
+            Err(e) => Some(VmExit::VcpuError {
+                vcpu: index,
+                message: format!("KVM_RUN failed: {e}"),
+            }),
         }
     }
 }
@@ -207,8 +240,14 @@ fn handle_exit(index: u8, exit: VcpuExit, io: &Bus, mmio: &Bus) -> Option<VmExit
             vcpu: index,
             message: format!("vm entry failed: hardware reason {reason:#x} on cpu {cpu}"),
         }),
-        VcpuExit::InternalError => Some(VmExit::VcpuError { vcpu: index, message: "kvm internal error".into() }),
-        other => Some(VmExit::VcpuError { vcpu: index, message: format!("unexpected exit {other:?}") }),
+        VcpuExit::InternalError => Some(VmExit::VcpuError {
+            vcpu: index,
+            message: "kvm internal error".into(),
+        }),
+        other => Some(VmExit::VcpuError {
+            vcpu: index,
+            message: format!("unexpected exit {other:?}"),
+        }),
     }
 }
 
@@ -216,8 +255,14 @@ fn system_event(index: u8, kind: u32) -> VmExit {
     match kind {
         KVM_SYSTEM_EVENT_RESET => VmExit::Reset,
         KVM_SYSTEM_EVENT_SHUTDOWN => VmExit::Shutdown,
-        KVM_SYSTEM_EVENT_CRASH => VmExit::VcpuError { vcpu: index, message: "guest crashed".into() },
-        other => VmExit::VcpuError { vcpu: index, message: format!("unknown system event {other}") },
+        KVM_SYSTEM_EVENT_CRASH => VmExit::VcpuError {
+            vcpu: index,
+            message: "guest crashed".into(),
+        },
+        other => VmExit::VcpuError {
+            vcpu: index,
+            message: format!("unknown system event {other}"),
+        },
     }
 }
 
@@ -241,6 +286,9 @@ mod tests {
     fn system_event_maps_reset_and_shutdown() {
         assert_eq!(system_event(0, KVM_SYSTEM_EVENT_RESET), VmExit::Reset);
         assert_eq!(system_event(0, KVM_SYSTEM_EVENT_SHUTDOWN), VmExit::Shutdown);
-        assert!(matches!(system_event(1, 99), VmExit::VcpuError { vcpu: 1, .. }));
+        assert!(matches!(
+            system_event(1, 99),
+            VmExit::VcpuError { vcpu: 1, .. }
+        ));
     }
 }

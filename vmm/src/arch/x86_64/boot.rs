@@ -87,7 +87,8 @@ pub fn load_kernel(
     initramfs: Option<&mut File>,
     cmdline: &Cmdline,
 ) -> Result<BootEntry, BootError> {
-    let loaded = Elf::load(mem, None, kernel, Some(GuestAddress(HIMEM_START))).map_err(BootError::Kernel)?;
+    let loaded =
+        Elf::load(mem, None, kernel, Some(GuestAddress(HIMEM_START))).map_err(BootError::Kernel)?;
     let initrd = match initramfs {
         Some(file) => Some(load_initramfs(mem, file, loaded.kernel_end)?),
         None => None,
@@ -97,21 +98,34 @@ pub fn load_kernel(
     match loaded.pvh_boot_cap {
         PvhBootCapability::PvhEntryPresent(entry) => {
             write_pvh_start_info(mem, initrd)?;
-            Ok(BootEntry { protocol: BootProtocol::Pvh, entry })
+            Ok(BootEntry {
+                protocol: BootProtocol::Pvh,
+                entry,
+            })
         }
         _ => {
             write_zero_page(mem, initrd, cmdline_len)?;
-            Ok(BootEntry { protocol: BootProtocol::Linux64, entry: loaded.kernel_load })
+            Ok(BootEntry {
+                protocol: BootProtocol::Linux64,
+                entry: loaded.kernel_load,
+            })
         }
     }
 }
 
 fn cmdline_len(cmdline: &Cmdline) -> usize {
-    cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0)
+    cmdline
+        .as_cstring()
+        .map(|c| c.as_bytes().len())
+        .unwrap_or(0)
 }
 
 /// Copies the initramfs to the top of low RAM, page aligned, above the kernel.
-pub fn load_initramfs(mem: &GuestMemory, file: &mut File, kernel_end: u64) -> Result<InitramfsPlacement, BootError> {
+pub fn load_initramfs(
+    mem: &GuestMemory,
+    file: &mut File,
+    kernel_end: u64,
+) -> Result<InitramfsPlacement, BootError> {
     let size = file.metadata().map_err(BootError::InitramfsRead)?.len();
     let top = low_ram_end(mem.last_addr().raw_value() + 1).min(INITRD_ADDR_MAX);
     let addr = top.checked_sub(size).map(|a| a & !(PAGE_SIZE - 1));
@@ -120,8 +134,14 @@ pub fn load_initramfs(mem: &GuestMemory, file: &mut File, kernel_end: u64) -> Re
         _ => return Err(BootError::InitramfsTooLarge { size, kernel_end }),
     };
     mem.read_exact_volatile_from(GuestAddress(addr), file, size as usize)
-        .map_err(|source| BootError::Write { what: "initramfs", source })?;
-    Ok(InitramfsPlacement { addr: GuestAddress(addr), size })
+        .map_err(|source| BootError::Write {
+            what: "initramfs",
+            source,
+        })?;
+    Ok(InitramfsPlacement {
+        addr: GuestAddress(addr),
+        size,
+    })
 }
 
 /// The guest's RAM map: (start, size) pairs, as e820 / PVH memmap entries describe it.
@@ -134,16 +154,27 @@ pub fn ram_map(mem: &GuestMemory) -> Vec<(u64, u64)> {
             map.push((start, end - start));
         }
     }
-    debug_assert!(map.iter().all(|&(s, l)| s + l <= crate::memory::MMIO_HOLE_START || s >= MMIO_HOLE_END));
+    debug_assert!(map
+        .iter()
+        .all(|&(s, l)| s + l <= crate::memory::MMIO_HOLE_START || s >= MMIO_HOLE_END));
     map
 }
 
-fn write_bytes(mem: &GuestMemory, bytes: &[u8], addr: u64, what: &'static str) -> Result<(), BootError> {
-    mem.write_slice(bytes, GuestAddress(addr)).map_err(|source| BootError::Write { what, source })
+fn write_bytes(
+    mem: &GuestMemory,
+    bytes: &[u8],
+    addr: u64,
+    what: &'static str,
+) -> Result<(), BootError> {
+    mem.write_slice(bytes, GuestAddress(addr))
+        .map_err(|source| BootError::Write { what, source })
 }
 
 /// Writes `hvm_start_info`, its module list (the initramfs) and memory map.
-fn write_pvh_start_info(mem: &GuestMemory, initrd: Option<InitramfsPlacement>) -> Result<(), BootError> {
+fn write_pvh_start_info(
+    mem: &GuestMemory,
+    initrd: Option<InitramfsPlacement>,
+) -> Result<(), BootError> {
     let map = ram_map(mem);
     let mut memmap = Vec::with_capacity(map.len() * 24);
     for (addr, size) in &map {
@@ -175,7 +206,11 @@ fn write_pvh_start_info(mem: &GuestMemory, initrd: Option<InitramfsPlacement>) -
 }
 
 /// Writes the Linux boot protocol zero page.
-fn write_zero_page(mem: &GuestMemory, initrd: Option<InitramfsPlacement>, cmdline_len: usize) -> Result<(), BootError> {
+fn write_zero_page(
+    mem: &GuestMemory,
+    initrd: Option<InitramfsPlacement>,
+    cmdline_len: usize,
+) -> Result<(), BootError> {
     let mut params = boot_params::default();
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
     params.hdr.boot_flag = KERNEL_BOOT_FLAG_MAGIC;
@@ -189,11 +224,18 @@ fn write_zero_page(mem: &GuestMemory, initrd: Option<InitramfsPlacement>, cmdlin
     }
     let map = ram_map(mem);
     for (slot, (addr, size)) in params.e820_table.iter_mut().zip(&map) {
-        *slot = boot_e820_entry { addr: *addr, size: *size, r#type: E820_RAM };
+        *slot = boot_e820_entry {
+            addr: *addr,
+            size: *size,
+            r#type: E820_RAM,
+        };
     }
     params.e820_entries = map.len().min(params.e820_table.len()) as u8;
     mem.write_obj(params, GuestAddress(ZERO_PAGE_START))
-        .map_err(|source| BootError::Write { what: "zero page", source })
+        .map_err(|source| BootError::Write {
+            what: "zero page",
+            source,
+        })
 }
 
 /// Builds the command line with the capacity the boot protocol allows.
@@ -214,7 +256,10 @@ mod tests {
     #[test]
     fn ram_map_leaves_ebda_and_legacy_hole_out() {
         let mem = create_guest_memory(64 << 20).unwrap();
-        assert_eq!(ram_map(&mem), vec![(0, EBDA_START), (HIMEM_START, (64 << 20) - HIMEM_START)]);
+        assert_eq!(
+            ram_map(&mem),
+            vec![(0, EBDA_START), (HIMEM_START, (64 << 20) - HIMEM_START)]
+        );
     }
 
     #[test]
@@ -225,7 +270,10 @@ mod tests {
         let rd = load_initramfs(&mem, &mut f_rewound(f), 0x200_0000).unwrap();
         assert_eq!(rd.addr.raw_value() % PAGE_SIZE, 0);
         assert!(rd.addr.raw_value() + 5000 <= 64 << 20);
-        assert_eq!(mem.read_obj::<u8>(rd.addr.unchecked_add(4999)).unwrap(), 0xab);
+        assert_eq!(
+            mem.read_obj::<u8>(rd.addr.unchecked_add(4999)).unwrap(),
+            0xab
+        );
     }
 
     #[test]
@@ -250,22 +298,51 @@ mod tests {
     #[test]
     fn zero_page_carries_cmdline_initrd_and_e820() {
         let mem = create_guest_memory(64 << 20).unwrap();
-        let rd = InitramfsPlacement { addr: GuestAddress(0x300_0000), size: 1234 };
+        let rd = InitramfsPlacement {
+            addr: GuestAddress(0x300_0000),
+            size: 1234,
+        };
         write_zero_page(&mem, Some(rd), 17).unwrap();
         let p: boot_params = mem.read_obj(GuestAddress(ZERO_PAGE_START)).unwrap();
-        let (image, size, cmd, n) = (p.hdr.ramdisk_image, p.hdr.ramdisk_size, p.hdr.cmd_line_ptr, p.e820_entries);
-        assert_eq!((image, size, cmd, n), (0x300_0000, 1234, CMDLINE_START as u32, 2));
+        let (image, size, cmd, n) = (
+            p.hdr.ramdisk_image,
+            p.hdr.ramdisk_size,
+            p.hdr.cmd_line_ptr,
+            p.e820_entries,
+        );
+        assert_eq!(
+            (image, size, cmd, n),
+            (0x300_0000, 1234, CMDLINE_START as u32, 2)
+        );
     }
 
     #[test]
     fn pvh_start_info_has_magic_module_and_memmap() {
         let mem = create_guest_memory(64 << 20).unwrap();
-        let rd = InitramfsPlacement { addr: GuestAddress(0x300_0000), size: 99 };
+        let rd = InitramfsPlacement {
+            addr: GuestAddress(0x300_0000),
+            size: 99,
+        };
         write_pvh_start_info(&mem, Some(rd)).unwrap();
-        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START)).unwrap(), PVH_MAGIC);
-        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 12)).unwrap(), 1);
-        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 48)).unwrap(), 2);
-        assert_eq!(mem.read_obj::<u64>(GuestAddress(PVH_MODLIST_START + 8)).unwrap(), 99);
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START)).unwrap(),
+            PVH_MAGIC
+        );
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 12))
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 48))
+                .unwrap(),
+            2
+        );
+        assert_eq!(
+            mem.read_obj::<u64>(GuestAddress(PVH_MODLIST_START + 8))
+                .unwrap(),
+            99
+        );
     }
 
     fn f_rewound(mut f: File) -> File {

@@ -15,7 +15,8 @@ pub fn filter_cpuid(cpuid: &mut CpuId, index: u8, count: u8) {
     for entry in cpuid.as_mut_slice().iter_mut() {
         match entry.function {
             LEAF_FEATURES => {
-                entry.ebx = (entry.ebx & 0x0000_ffff) | (u32::from(index) << 24) | (u32::from(count) << 16);
+                entry.ebx =
+                    (entry.ebx & 0x0000_ffff) | (u32::from(index) << 24) | (u32::from(count) << 16);
                 entry.ecx |= ECX_HYPERVISOR;
                 if count > 1 {
                     entry.edx |= EDX_HTT;
@@ -38,9 +39,21 @@ mod tests {
     #[test]
     fn filter_cpuid_sets_apic_id_count_and_hypervisor_bit() {
         let entries = [
-            kvm_cpuid_entry2 { function: LEAF_FEATURES, ebx: 0xffff_1234, ..Default::default() },
-            kvm_cpuid_entry2 { function: LEAF_TOPOLOGY, edx: 77, ..Default::default() },
-            kvm_cpuid_entry2 { function: LEAF_PMU, eax: 5, ..Default::default() },
+            kvm_cpuid_entry2 {
+                function: LEAF_FEATURES,
+                ebx: 0xffff_1234,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: LEAF_TOPOLOGY,
+                edx: 77,
+                ..Default::default()
+            },
+            kvm_cpuid_entry2 {
+                function: LEAF_PMU,
+                eax: 5,
+                ..Default::default()
+            },
         ];
         let mut cpuid = CpuId::from_entries(&entries).unwrap();
         filter_cpuid(&mut cpuid, 3, 4);

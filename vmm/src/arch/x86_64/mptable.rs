@@ -139,7 +139,8 @@ pub fn mptable_bytes(vcpus: u8) -> Result<Vec<u8>, MpTableError> {
 /// Writes the MP table for `vcpus` CPUs into guest memory.
 pub fn setup_mptable(mem: &GuestMemory, vcpus: u8) -> Result<(), MpTableError> {
     let image = mptable_bytes(vcpus)?;
-    mem.write_slice(&image, GuestAddress(EBDA_START)).map_err(MpTableError::Write)
+    mem.write_slice(&image, GuestAddress(EBDA_START))
+        .map_err(MpTableError::Write)
 }
 
 #[cfg(test)]
@@ -165,8 +166,14 @@ mod tests {
     fn mptable_lists_each_cpu_with_bsp_first() {
         let image = mptable_bytes(2).unwrap();
         let first = &image[16 + HEADER_LEN..];
-        assert_eq!((first[0], first[1], first[3]), (ENTRY_PROCESSOR, 0, CPU_ENABLED | CPU_BOOTPROCESSOR));
-        assert_eq!((first[20], first[21], first[23]), (ENTRY_PROCESSOR, 1, CPU_ENABLED));
+        assert_eq!(
+            (first[0], first[1], first[3]),
+            (ENTRY_PROCESSOR, 0, CPU_ENABLED | CPU_BOOTPROCESSOR)
+        );
+        assert_eq!(
+            (first[20], first[21], first[23]),
+            (ENTRY_PROCESSOR, 1, CPU_ENABLED)
+        );
     }
 
     #[test]

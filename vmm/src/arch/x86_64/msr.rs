@@ -54,7 +54,11 @@ pub fn boot_msr_entries() -> Vec<kvm_msr_entry> {
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRBACK),
     ]
     .into_iter()
-    .map(|(index, data)| kvm_msr_entry { index, data, ..Default::default() })
+    .map(|(index, data)| kvm_msr_entry {
+        index,
+        data,
+        ..Default::default()
+    })
     .collect()
 }
 
@@ -64,7 +68,10 @@ pub fn setup_msrs(vcpu: &VcpuFd) -> Result<(), MsrError> {
     let msrs = Msrs::from_entries(&entries).map_err(MsrError::Build)?;
     let set = vcpu.set_msrs(&msrs).map_err(MsrError::Set)?;
     if set != entries.len() {
-        return Err(MsrError::Partial { set, wanted: entries.len() });
+        return Err(MsrError::Partial {
+            set,
+            wanted: entries.len(),
+        });
     }
     Ok(())
 }

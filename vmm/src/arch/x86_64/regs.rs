@@ -57,7 +57,11 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
     let base = ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24);
     let limit_raw = (entry & 0xffff) | (((entry >> 48) & 0xf) << 16);
     let g = ((entry >> 55) & 1) as u8;
-    let limit = if g == 1 { (limit_raw << 12) | 0xfff } else { limit_raw };
+    let limit = if g == 1 {
+        (limit_raw << 12) | 0xfff
+    } else {
+        limit_raw
+    };
     kvm_segment {
         base,
         limit: limit as u32,
@@ -78,18 +82,31 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
 fn write_gdt(mem: &GuestMemory) -> Result<(), RegsError> {
     for (i, entry) in GDT.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(GDT_START + 8 * i as u64))
-            .map_err(|source| RegsError::Memory { what: "GDT", source })?;
+            .map_err(|source| RegsError::Memory {
+                what: "GDT",
+                source,
+            })?;
     }
-    mem.write_obj(0u64, GuestAddress(IDT_START)).map_err(|source| RegsError::Memory { what: "IDT", source })
+    mem.write_obj(0u64, GuestAddress(IDT_START))
+        .map_err(|source| RegsError::Memory {
+            what: "IDT",
+            source,
+        })
 }
 
 /// Identity-maps the first GiB with 2 MiB pages (for a 64-bit entry).
 fn write_page_tables(mem: &GuestMemory) -> Result<(), RegsError> {
-    let err = |source| RegsError::Memory { what: "page tables", source };
-    mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START)).map_err(err)?;
-    mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START)).map_err(err)?;
+    let err = |source| RegsError::Memory {
+        what: "page tables",
+        source,
+    };
+    mem.write_obj(PDPTE_START | 0x03, GuestAddress(PML4_START))
+        .map_err(err)?;
+    mem.write_obj(PDE_START | 0x03, GuestAddress(PDPTE_START))
+        .map_err(err)?;
     for i in 0..512u64 {
-        mem.write_obj((i << 21) | 0x83, GuestAddress(PDE_START + i * 8)).map_err(err)?;
+        mem.write_obj((i << 21) | 0x83, GuestAddress(PDE_START + i * 8))
+            .map_err(err)?;
     }
     Ok(())
 }
@@ -126,7 +143,11 @@ pub fn boot_sregs(mut sregs: kvm_sregs, protocol: BootProtocol) -> kvm_sregs {
 
 /// General registers for the boot vCPU.
 pub fn boot_regs(entry: BootEntry) -> kvm_regs {
-    let mut regs = kvm_regs { rflags: 0x2, rip: entry.entry.0, ..Default::default() };
+    let mut regs = kvm_regs {
+        rflags: 0x2,
+        rip: entry.entry.0,
+        ..Default::default()
+    };
     match entry.protocol {
         BootProtocol::Pvh => regs.rbx = PVH_INFO_START,
         BootProtocol::Linux64 => {
@@ -139,21 +160,43 @@ pub fn boot_regs(entry: BootEntry) -> kvm_regs {
 }
 
 /// Puts the boot vCPU at the kernel entry.
-pub fn setup_boot_vcpu(vcpu: &VcpuFd, mem: &GuestMemory, entry: BootEntry) -> Result<(), RegsError> {
+pub fn setup_boot_vcpu(
+    vcpu: &VcpuFd,
+    mem: &GuestMemory,
+    entry: BootEntry,
+) -> Result<(), RegsError> {
     write_gdt(mem)?;
     if entry.protocol == BootProtocol::Linux64 {
         write_page_tables(mem)?;
     }
-    let sregs = vcpu.get_sregs().map_err(|source| RegsError::Kvm { what: "sregs", source })?;
-    vcpu.set_sregs(&boot_sregs(sregs, entry.protocol)).map_err(|source| RegsError::Kvm { what: "sregs", source })?;
-    vcpu.set_regs(&boot_regs(entry)).map_err(|source| RegsError::Kvm { what: "regs", source })?;
+    let sregs = vcpu.get_sregs().map_err(|source| RegsError::Kvm {
+        what: "sregs",
+        source,
+    })?;
+    vcpu.set_sregs(&boot_sregs(sregs, entry.protocol))
+        .map_err(|source| RegsError::Kvm {
+            what: "sregs",
+            source,
+        })?;
+    vcpu.set_regs(&boot_regs(entry))
+        .map_err(|source| RegsError::Kvm {
+            what: "regs",
+            source,
+        })?;
     setup_fpu(vcpu)
 }
 
 /// Default x87/SSE control words.
 pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), RegsError> {
-    let fpu = kvm_fpu { fcw: 0x37f, mxcsr: 0x1f80, ..Default::default() };
-    vcpu.set_fpu(&fpu).map_err(|source| RegsError::Kvm { what: "fpu", source })
+    let fpu = kvm_fpu {
+        fcw: 0x37f,
+        mxcsr: 0x1f80,
+        ..Default::default()
+    };
+    vcpu.set_fpu(&fpu).map_err(|source| RegsError::Kvm {
+        what: "fpu",
+        source,
+    })
 }
 
 const APIC_LVT0: usize = 0x350;
@@ -174,10 +217,16 @@ fn set_delivery_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mod
 
 /// Routes LINT0 as ExtINT and LINT1 as NMI, as the MP table announces.
 pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), RegsError> {
-    let mut lapic = vcpu.get_lapic().map_err(|source| RegsError::Kvm { what: "lapic", source })?;
+    let mut lapic = vcpu.get_lapic().map_err(|source| RegsError::Kvm {
+        what: "lapic",
+        source,
+    })?;
     set_delivery_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
     set_delivery_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
-    vcpu.set_lapic(&lapic).map_err(|source| RegsError::Kvm { what: "lapic", source })
+    vcpu.set_lapic(&lapic).map_err(|source| RegsError::Kvm {
+        what: "lapic",
+        source,
+    })
 }
 
 #[cfg(test)]
@@ -188,7 +237,10 @@ mod tests {
     #[test]
     fn segment_from_gdt_decodes_flat_64bit_code() {
         let s = segment_from_gdt(GDT[1], CODE64_SELECTOR);
-        assert_eq!((s.base, s.limit, s.l, s.db, s.type_, s.present, s.g), (0, 0xffff_ffff, 1, 0, 0xb, 1, 1));
+        assert_eq!(
+            (s.base, s.limit, s.l, s.db, s.type_, s.present, s.g),
+            (0, 0xffff_ffff, 1, 0, 0xb, 1, 1)
+        );
     }
 
     #[test]
@@ -210,7 +262,10 @@ mod tests {
     #[test]
     fn boot_sregs_linux64_enables_long_mode_paging() {
         let s = boot_sregs(kvm_sregs::default(), BootProtocol::Linux64);
-        assert_eq!((s.cr3, s.efer & EFER_LMA, s.cs.l), (PML4_START, EFER_LMA, 1));
+        assert_eq!(
+            (s.cr3, s.efer & EFER_LMA, s.cs.l),
+            (PML4_START, EFER_LMA, 1)
+        );
     }
 
     #[test]
@@ -227,6 +282,9 @@ mod tests {
         regs[APIC_LVT0] = 0x11;
         regs[APIC_LVT0 + 2] = 0x01;
         set_delivery_mode(&mut regs, APIC_LVT0, APIC_MODE_EXTINT);
-        assert_eq!((regs[APIC_LVT0], regs[APIC_LVT0 + 1], regs[APIC_LVT0 + 2]), (0x11, 0x07, 0x01));
+        assert_eq!(
+            (regs[APIC_LVT0], regs[APIC_LVT0 + 1], regs[APIC_LVT0 + 2]),
+            (0x11, 0x07, 0x01)
+        );
     }
 }

@@ -27,7 +27,12 @@ pub struct BoundedLog {
 impl BoundedLog {
     /// Wraps `out`, keeping at most `limit` bytes.
     pub fn new(out: Box<dyn Write + Send>, limit: u64) -> Self {
-        BoundedLog { out, written: 0, limit, dropped: Arc::new(AtomicU64::new(0)) }
+        BoundedLog {
+            out,
+            written: 0,
+            limit,
+            dropped: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     /// Counter of bytes dropped because the limit was reached or the sink failed.
@@ -38,12 +43,20 @@ impl BoundedLog {
 
 impl Write for BoundedLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self.limit.saturating_sub(self.written).min(buf.len() as u64) as usize;
-        let kept = if room > 0 { self.out.write(&buf[..room]).unwrap_or(0) } else { 0 };
+        let room = self
+            .limit
+            .saturating_sub(self.written)
+            .min(buf.len() as u64) as usize;
+        let kept = if room > 0 {
+            self.out.write(&buf[..room]).unwrap_or(0)
+        } else {
+            0
+        };
         // Console output is unbuffered: a guest that dies mid-line still shows it.
         let _ = self.out.flush();
         self.written += kept as u64;
-        self.dropped.fetch_add((buf.len() - kept) as u64, Ordering::Relaxed);
+        self.dropped
+            .fetch_add((buf.len() - kept) as u64, Ordering::Relaxed);
         // The guest never sees a sink error: a full or broken log only drops bytes.
         Ok(buf.len())
     }
@@ -112,7 +125,10 @@ mod tests {
     #[test]
     fn serial_transmits_bytes_written_to_thr() {
         let sink = Shared::default();
-        let mut serial = Serial::new(IrqLine::new(COM1_IRQ).unwrap(), BoundedLog::new(Box::new(sink.clone()), 1024));
+        let mut serial = Serial::new(
+            IrqLine::new(COM1_IRQ).unwrap(),
+            BoundedLog::new(Box::new(sink.clone()), 1024),
+        );
         for b in b"ok\n" {
             serial.write(0, &[*b]);
         }

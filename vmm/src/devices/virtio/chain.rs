@@ -77,7 +77,11 @@ where
         if buffers.len() == MAX_QUEUE_SIZE as usize {
             return Err(ChainError::Unterminated);
         }
-        let buffer = Buffer { addr: desc.addr(), len: desc.len(), writable: desc.is_write_only() };
+        let buffer = Buffer {
+            addr: desc.addr(),
+            len: desc.len(),
+            writable: desc.is_write_only(),
+        };
         check_buffer(mem, &buffer)?;
         last_has_next = desc.has_next();
         buffers.push(buffer);
@@ -93,11 +97,17 @@ where
 
 /// Checks that `buffer` lies entirely in guest RAM.
 pub fn check_buffer(mem: &GuestMemory, buffer: &Buffer) -> Result<(), ChainError> {
-    let out = ChainError::OutOfRange { addr: buffer.addr.raw_value(), len: buffer.len };
+    let out = ChainError::OutOfRange {
+        addr: buffer.addr.raw_value(),
+        len: buffer.len,
+    };
     if buffer.len == 0 {
         return mem.check_address(buffer.addr).map(|_| ()).ok_or(out);
     }
-    buffer.addr.checked_add(u64::from(buffer.len) - 1).ok_or(out.clone())?;
+    buffer
+        .addr
+        .checked_add(u64::from(buffer.len) - 1)
+        .ok_or(out.clone())?;
     if mem.check_range(buffer.addr, buffer.len as usize) {
         Ok(())
     } else {
@@ -106,20 +116,50 @@ pub fn check_buffer(mem: &GuestMemory, buffer: &Buffer) -> Result<(), ChainError
 }
 
 /// Copies guest bytes of `buffer` starting at `offset` into `dst`; returns bytes copied.
-pub fn read_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, dst: &mut [u8]) -> Result<usize, ChainError> {
+pub fn read_buffer(
+    mem: &GuestMemory,
+    buffer: &Buffer,
+    offset: u32,
+    dst: &mut [u8],
+) -> Result<usize, ChainError> {
     let avail = buffer.len.saturating_sub(offset) as usize;
     let n = avail.min(dst.len());
-    let addr = buffer.addr.checked_add(u64::from(offset)).ok_or(ChainError::OutOfRange { addr: buffer.addr.0, len: buffer.len })?;
-    mem.read_slice(&mut dst[..n], addr).map_err(|_| ChainError::OutOfRange { addr: addr.0, len: n as u32 })?;
+    let addr = buffer
+        .addr
+        .checked_add(u64::from(offset))
+        .ok_or(ChainError::OutOfRange {
+            addr: buffer.addr.0,
+            len: buffer.len,
+        })?;
+    mem.read_slice(&mut dst[..n], addr)
+        .map_err(|_| ChainError::OutOfRange {
+            addr: addr.0,
+            len: n as u32,
+        })?;
     Ok(n)
 }
 
 /// Copies `src` into guest `buffer` at `offset`; returns bytes copied.
-pub fn write_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, src: &[u8]) -> Result<usize, ChainError> {
+pub fn write_buffer(
+    mem: &GuestMemory,
+    buffer: &Buffer,
+    offset: u32,
+    src: &[u8],
+) -> Result<usize, ChainError> {
     let avail = buffer.len.saturating_sub(offset) as usize;
     let n = avail.min(src.len());
-    let addr = buffer.addr.checked_add(u64::from(offset)).ok_or(ChainError::OutOfRange { addr: buffer.addr.0, len: buffer.len })?;
-    mem.write_slice(&src[..n], addr).map_err(|_| ChainError::OutOfRange { addr: addr.0, len: n as u32 })?;
+    let addr = buffer
+        .addr
+        .checked_add(u64::from(offset))
+        .ok_or(ChainError::OutOfRange {
+            addr: buffer.addr.0,
+            len: buffer.len,
+        })?;
+    mem.write_slice(&src[..n], addr)
+        .map_err(|_| ChainError::OutOfRange {
+            addr: addr.0,
+            len: n as u32,
+        })?;
     Ok(n)
 }
 
@@ -160,7 +200,10 @@ pub mod test_utils {
     }
 
     /// Pops the first chain of `queue`.
-    pub fn first_chain<'a>(mem: &'a GuestMemory, queue: &mut Queue) -> Option<virtio_queue::DescriptorChain<&'a GuestMemory>> {
+    pub fn first_chain<'a>(
+        mem: &'a GuestMemory,
+        queue: &mut Queue,
+    ) -> Option<virtio_queue::DescriptorChain<&'a GuestMemory>> {
         queue.iter(mem).unwrap().next()
     }
 
@@ -188,7 +231,14 @@ mod tests {
     #[test]
     fn read_chain_returns_checked_buffers_in_order() {
         let mem = test_mem();
-        let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 16, F_NEXT, 1), desc(0x20_0000, 512, F_WRITE, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(0x10_0000, 16, F_NEXT, 1),
+                desc(0x20_0000, 512, F_WRITE, 0),
+            ],
+        );
         let req = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap();
         assert_eq!(req.head, 0);
         assert_eq!(req.buffers.len(), 2);
@@ -198,7 +248,14 @@ mod tests {
     #[test]
     fn read_chain_refuses_a_descriptor_cycle() {
         let mem = test_mem();
-        let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 16, F_NEXT, 1), desc(0x20_0000, 16, F_NEXT, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(0x10_0000, 16, F_NEXT, 1),
+                desc(0x20_0000, 16, F_NEXT, 0),
+            ],
+        );
         let err = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap_err();
         assert_eq!(err, ChainError::Unterminated);
     }
@@ -207,10 +264,18 @@ mod tests {
     fn read_chain_refuses_buffers_outside_or_straddling_the_end_of_ram() {
         let mem = test_mem();
         let end = TEST_MEM as u64;
-        for (addr, len) in [(end, 1), (end - 8, 16), (0x10_0000, u32::MAX), (u64::MAX - 3, 8)] {
+        for (addr, len) in [
+            (end, 1),
+            (end - 8, 16),
+            (0x10_0000, u32::MAX),
+            (u64::MAX - 3, 8),
+        ] {
             let mut q = queue_with(&mem, 16, &[desc(addr, len, 0, 0)]);
             let err = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap_err();
-            assert!(matches!(err, ChainError::OutOfRange { .. }), "{addr:#x}+{len:#x}: {err:?}");
+            assert!(
+                matches!(err, ChainError::OutOfRange { .. }),
+                "{addr:#x}+{len:#x}: {err:?}"
+            );
         }
     }
 
@@ -225,7 +290,11 @@ mod tests {
     #[test]
     fn read_and_write_buffer_copy_at_most_the_buffer() {
         let mem = test_mem();
-        let buf = Buffer { addr: GuestAddress(0x30_0000), len: 4, writable: true };
+        let buf = Buffer {
+            addr: GuestAddress(0x30_0000),
+            len: 4,
+            writable: true,
+        };
         assert_eq!(write_buffer(&mem, &buf, 2, b"abcdef").unwrap(), 2);
         let mut out = [0u8; 8];
         assert_eq!(read_buffer(&mem, &buf, 0, &mut out).unwrap(), 4);
@@ -238,10 +307,15 @@ pub type Popped = Result<Request, (u16, ChainError)>;
 
 /// Takes the next request from `queue`. `Err` means the ring itself is corrupt (the
 /// avail index ran more than a queue size ahead): the device must be marked broken.
-pub fn pop_request(queue: &mut virtio_queue::Queue, mem: &GuestMemory) -> Result<Option<Popped>, virtio_queue::Error> {
+pub fn pop_request(
+    queue: &mut virtio_queue::Queue,
+    mem: &GuestMemory,
+) -> Result<Option<Popped>, virtio_queue::Error> {
     use virtio_queue::QueueOwnedT;
     let mut iter = queue.iter(mem)?;
-    let Some(chain) = iter.next() else { return Ok(None) };
+    let Some(chain) = iter.next() else {
+        return Ok(None);
+    };
     let head = chain.head_index();
     Ok(Some(read_chain(chain, mem).map_err(|e| (head, e))))
 }

@@ -26,7 +26,11 @@ pub struct Interrupt {
 impl Interrupt {
     /// An interrupt raising `line`.
     pub fn new(line: IrqLine) -> Arc<Self> {
-        Arc::new(Interrupt { status: AtomicU32::new(0), broken: AtomicBool::new(false), line })
+        Arc::new(Interrupt {
+            status: AtomicU32::new(0),
+            broken: AtomicBool::new(false),
+            line,
+        })
     }
 
     /// Tells the driver a used ring changed.
@@ -117,13 +121,17 @@ pub trait VirtioDevice: Send {
     /// The device configuration space (read-only for all hull devices).
     fn config_space(&self) -> &[u8];
     /// Starts the device: returns the worker that owns the queues from now on.
-    fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError>;
+    fn activate(&mut self, ctx: ActivateContext)
+        -> Result<Box<dyn EventSubscriber>, ActivateError>;
 }
 
 /// Checks the queue count handed to `activate`.
 pub fn check_queue_count(ctx: &ActivateContext, expected: usize) -> Result<(), ActivateError> {
     if ctx.queues.len() != expected || ctx.queue_evts.len() != expected {
-        return Err(ActivateError::QueueCount { expected, got: ctx.queues.len() });
+        return Err(ActivateError::QueueCount {
+            expected,
+            got: ctx.queues.len(),
+        });
     }
     Ok(())
 }

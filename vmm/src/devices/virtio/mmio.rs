@@ -91,7 +91,10 @@ impl MmioTransport {
         let mut queues = Vec::new();
         let mut queue_evts = Vec::new();
         for &max in device.queue_max_sizes() {
-            queues.push(Queue::new(max).map_err(|e| std::io::Error::other(format!("queue size {max}: {e:?}")))?);
+            queues.push(
+                Queue::new(max)
+                    .map_err(|e| std::io::Error::other(format!("queue size {max}: {e:?}")))?,
+            );
             queue_evts.push(EventFd::new(EFD_NONBLOCK)?);
         }
         Ok(MmioTransport {
@@ -112,7 +115,12 @@ impl MmioTransport {
 
     /// The device status as the driver reads it.
     pub fn status(&self) -> u32 {
-        self.status | if self.interrupt.is_broken() { DEVICE_NEEDS_RESET } else { 0 }
+        self.status
+            | if self.interrupt.is_broken() {
+                DEVICE_NEEDS_RESET
+            } else {
+                0
+            }
     }
 
     /// Whether the device's worker is running.
@@ -164,29 +172,45 @@ impl MmioTransport {
             | reg::QUEUE_AVAIL_HIGH
             | reg::QUEUE_USED_LOW
             | reg::QUEUE_USED_HIGH => self.write_queue_register(offset, value),
-            _ => crate::warn_limited!("virtio-mmio: write of unknown or read-only register {offset:#x}"),
+            _ => crate::warn_limited!(
+                "virtio-mmio: write of unknown or read-only register {offset:#x}"
+            ),
         }
     }
 
     fn write_driver_features(&mut self, value: u32) {
         if self.status != ACKNOWLEDGE | DRIVER {
-            crate::warn_limited!("virtio-mmio: driver features written in status {:#x}; ignored", self.status);
+            crate::warn_limited!(
+                "virtio-mmio: driver features written in status {:#x}; ignored",
+                self.status
+            );
             return;
         }
         match self.driver_features_select {
             0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
-            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
-            _ => crate::warn_limited!("virtio-mmio: driver features select {} out of range", self.driver_features_select),
+            1 => {
+                self.driver_features =
+                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
+            }
+            _ => crate::warn_limited!(
+                "virtio-mmio: driver features select {} out of range",
+                self.driver_features_select
+            ),
         }
     }
 
     fn write_queue_register(&mut self, offset: u64, value: u32) {
         if self.status != ACKNOWLEDGE | DRIVER | FEATURES_OK {
-            crate::warn_limited!("virtio-mmio: queue register {offset:#x} written in status {:#x}; ignored", self.status);
+            crate::warn_limited!(
+                "virtio-mmio: queue register {offset:#x} written in status {:#x}; ignored",
+                self.status
+            );
             return;
         }
         let Some(q) = self.selected_queue() else {
-            crate::warn_limited!("virtio-mmio: queue register written for a queue that does not exist");
+            crate::warn_limited!(
+                "virtio-mmio: queue register written for a queue that does not exist"
+            );
             return;
         };
         match offset {
@@ -208,7 +232,9 @@ impl MmioTransport {
                     crate::warn_limited!("virtio-mmio: cannot signal queue {queue}: {e}");
                 }
             }
-            _ => crate::warn_limited!("virtio-mmio: notify of queue {queue} on an inactive device or missing queue"),
+            _ => crate::warn_limited!(
+                "virtio-mmio: notify of queue {queue} on an inactive device or missing queue"
+            ),
         }
     }
 
@@ -224,14 +250,21 @@ impl MmioTransport {
         let ok = match (self.status, value) {
             (0, ACKNOWLEDGE) => true,
             (ACKNOWLEDGE, v) if v == ACKNOWLEDGE | DRIVER => true,
-            (s, v) if s == ACKNOWLEDGE | DRIVER && v == s | FEATURES_OK => self.features_acceptable(),
-            (s, v) if s == ACKNOWLEDGE | DRIVER | FEATURES_OK && v == s | DRIVER_OK => self.activate(),
+            (s, v) if s == ACKNOWLEDGE | DRIVER && v == s | FEATURES_OK => {
+                self.features_acceptable()
+            }
+            (s, v) if s == ACKNOWLEDGE | DRIVER | FEATURES_OK && v == s | DRIVER_OK => {
+                self.activate()
+            }
             _ => false,
         };
         if ok {
             self.status = value;
         } else {
-            crate::warn_limited!("virtio-mmio: status transition {:#x} -> {value:#x} refused", self.status);
+            crate::warn_limited!(
+                "virtio-mmio: status transition {:#x} -> {value:#x} refused",
+                self.status
+            );
         }
     }
 
@@ -239,15 +272,24 @@ impl MmioTransport {
         let offered = self.device.features();
         let unknown = self.driver_features & !offered;
         if unknown != 0 || self.driver_features & VIRTIO_F_VERSION_1 == 0 {
-            crate::warn_limited!("virtio-mmio: driver features {:#x} refused (offered {offered:#x})", self.driver_features);
+            crate::warn_limited!(
+                "virtio-mmio: driver features {:#x} refused (offered {offered:#x})",
+                self.driver_features
+            );
             return false;
         }
         true
     }
 
     fn activate(&mut self) -> bool {
-        if let Some(i) = self.queues.iter().position(|q| !q.ready() || !q.is_valid(&self.mem)) {
-            crate::warn_limited!("virtio-mmio: queue {i} not ready or invalid at DRIVER_OK; device failed");
+        if let Some(i) = self
+            .queues
+            .iter()
+            .position(|q| !q.ready() || !q.is_valid(&self.mem))
+        {
+            crate::warn_limited!(
+                "virtio-mmio: queue {i} not ready or invalid at DRIVER_OK; device failed"
+            );
             self.interrupt.mark_broken();
             return false;
         }
@@ -297,9 +339,15 @@ impl MmioTransport {
     fn read_config(&self, offset: u64, data: &mut [u8]) {
         let config = self.device.config_space();
         let start = offset as usize;
-        match start.checked_add(data.len()).filter(|&end| offset < config.len() as u64 && end <= config.len()) {
+        match start
+            .checked_add(data.len())
+            .filter(|&end| offset < config.len() as u64 && end <= config.len())
+        {
             Some(end) => data.copy_from_slice(&config[start..end]),
-            None => crate::warn_limited!("virtio-mmio: config read at {offset:#x}+{} out of range", data.len()),
+            None => crate::warn_limited!(
+                "virtio-mmio: config read at {offset:#x}+{} out of range",
+                data.len()
+            ),
         }
     }
 }
@@ -312,7 +360,10 @@ impl BusDevice for MmioTransport {
         } else if data.len() == 4 {
             data.copy_from_slice(&self.read_register(offset).to_le_bytes());
         } else {
-            crate::warn_limited!("virtio-mmio: {}-byte register read at {offset:#x}", data.len());
+            crate::warn_limited!(
+                "virtio-mmio: {}-byte register read at {offset:#x}",
+                data.len()
+            );
         }
     }
 
@@ -322,7 +373,10 @@ impl BusDevice for MmioTransport {
         } else if let Ok(bytes) = <[u8; 4]>::try_from(data) {
             self.write_register(offset, u32::from_le_bytes(bytes));
         } else {
-            crate::warn_limited!("virtio-mmio: {}-byte register write at {offset:#x}", data.len());
+            crate::warn_limited!(
+                "virtio-mmio: {}-byte register write at {offset:#x}",
+                data.len()
+            );
         }
     }
 }

@@ -20,7 +20,10 @@ const DISK_RO_SEED: u8 = 9;
 const DISK_RW_SEED: u8 = 10;
 
 fn pattern(seed: u8, i: usize) -> u8 {
-    ((i % 251) as u8).wrapping_mul(7).wrapping_add(seed).rotate_left((i / 251 % 8) as u32)
+    ((i % 251) as u8)
+        .wrapping_mul(7)
+        .wrapping_add(seed)
+        .rotate_left((i / 251 % 8) as u32)
 }
 
 fn say(line: &str) {
@@ -45,33 +48,59 @@ fn mount(src: &str, target: &str, fstype: &str) {
     let c = |s: &str| std::ffi::CString::new(s).unwrap();
     let (src, target, fstype) = (c(src), c(target), c(fstype));
     // SAFETY: valid NUL-terminated strings, null data.
-    unsafe { libc::mount(src.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, std::ptr::null()) };
+    unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            0,
+            std::ptr::null(),
+        )
+    };
 }
 
 fn check_disks() -> Result<(), String> {
     let ro = File::open("/dev/vda").map_err(|e| format!("open vda: {e}"))?;
     let mut buf = vec![0u8; 65536];
-    ro.read_exact_at(&mut buf, 0).map_err(|e| format!("read vda: {e}"))?;
-    if buf.iter().enumerate().any(|(i, b)| *b != pattern(DISK_RO_SEED, i)) {
+    ro.read_exact_at(&mut buf, 0)
+        .map_err(|e| format!("read vda: {e}"))?;
+    if buf
+        .iter()
+        .enumerate()
+        .any(|(i, b)| *b != pattern(DISK_RO_SEED, i))
+    {
         return Err("vda content differs".into());
     }
-    if OpenOptions::new().write(true).open("/dev/vda").and_then(|f| f.write_all_at(&[0; 512], 0)).is_ok() {
+    if OpenOptions::new()
+        .write(true)
+        .open("/dev/vda")
+        .and_then(|f| f.write_all_at(&[0; 512], 0))
+        .is_ok()
+    {
         return Err("write to read-only vda succeeded".into());
     }
-    let rw = OpenOptions::new().read(true).write(true).open("/dev/vdb").map_err(|e| format!("open vdb: {e}"))?;
+    let rw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/vdb")
+        .map_err(|e| format!("open vdb: {e}"))?;
     let data: Vec<u8> = (0..4096).map(|i| pattern(DISK_RW_SEED, i)).collect();
-    rw.write_all_at(&data, 4096).map_err(|e| format!("write vdb: {e}"))?;
+    rw.write_all_at(&data, 4096)
+        .map_err(|e| format!("write vdb: {e}"))?;
     rw.sync_all().map_err(|e| format!("sync vdb: {e}"))?;
     Ok(())
 }
 
 fn check_rng() -> Result<(), String> {
-    let current = std::fs::read_to_string("/sys/class/misc/hw_random/rng_current").unwrap_or_default();
+    let current =
+        std::fs::read_to_string("/sys/class/misc/hw_random/rng_current").unwrap_or_default();
     if !current.starts_with("virtio_rng") {
         return Err(format!("rng_current is {current:?}"));
     }
     let mut buf = [0u8; 64];
-    File::open("/dev/hwrng").and_then(|mut f| f.read_exact(&mut buf)).map_err(|e| format!("read hwrng: {e}"))?;
+    File::open("/dev/hwrng")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| format!("read hwrng: {e}"))?;
     if buf == [0u8; 64] {
         return Err("hwrng returned zeros".into());
     }
@@ -106,8 +135,14 @@ fn send_pattern(stream: &mut File, seed: u8) -> Result<(), String> {
 
 fn recv_pattern(stream: &mut File, seed: u8) -> Result<(), String> {
     let mut data = vec![0u8; STREAM_LEN];
-    stream.read_exact(&mut data).map_err(|e| format!("recv: {e}"))?;
-    match data.iter().enumerate().position(|(i, b)| *b != pattern(seed, i)) {
+    stream
+        .read_exact(&mut data)
+        .map_err(|e| format!("recv: {e}"))?;
+    match data
+        .iter()
+        .enumerate()
+        .position(|(i, b)| *b != pattern(seed, i))
+    {
         Some(at) => Err(format!("byte {at} of stream {seed} differs")),
         None => Ok(()),
     }
@@ -117,7 +152,13 @@ fn vsock_to_host() -> Result<(), String> {
     let mut s = vsock_socket()?;
     let addr = vsock_addr(HOST_CID, HOST_PORT);
     // SAFETY: valid socket and address of ADDR_LEN bytes.
-    let rc = unsafe { libc::connect(std::os::unix::io::AsRawFd::as_raw_fd(&s), (&addr as *const libc::sockaddr_vm).cast(), ADDR_LEN) };
+    let rc = unsafe {
+        libc::connect(
+            std::os::unix::io::AsRawFd::as_raw_fd(&s),
+            (&addr as *const libc::sockaddr_vm).cast(),
+            ADDR_LEN,
+        )
+    };
     if rc != 0 {
         return Err(format!("connect: {}", std::io::Error::last_os_error()));
     }
@@ -131,11 +172,18 @@ fn vsock_from_host() -> Result<(), String> {
     let addr = vsock_addr(libc::VMADDR_CID_ANY, GUEST_PORT);
     // SAFETY: valid socket and address; listen/accept on it.
     let mut s = unsafe {
-        if libc::bind(fd, (&addr as *const libc::sockaddr_vm).cast(), ADDR_LEN) != 0 || libc::listen(fd, 1) != 0 {
+        if libc::bind(fd, (&addr as *const libc::sockaddr_vm).cast(), ADDR_LEN) != 0
+            || libc::listen(fd, 1) != 0
+        {
             return Err(format!("bind/listen: {}", std::io::Error::last_os_error()));
         }
         say("HULL-PROBE-LISTENING");
-        let c = libc::accept4(fd, std::ptr::null_mut(), std::ptr::null_mut(), libc::SOCK_CLOEXEC);
+        let c = libc::accept4(
+            fd,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            libc::SOCK_CLOEXEC,
+        );
         if c < 0 {
             return Err(format!("accept: {}", std::io::Error::last_os_error()));
         }

@@ -50,10 +50,22 @@ impl Disk {
             .read(true)
             .write(!read_only)
             .open(path)
-            .map_err(|source| DiskError::Open { path: path.into(), source })?;
-        let size = file.metadata().map_err(|source| DiskError::Open { path: path.into(), source })?.len();
+            .map_err(|source| DiskError::Open {
+                path: path.into(),
+                source,
+            })?;
+        let size = file
+            .metadata()
+            .map_err(|source| DiskError::Open {
+                path: path.into(),
+                source,
+            })?
+            .len();
         if size % DISK_ALIGNMENT != 0 {
-            return Err(DiskError::UnalignedSize { path: path.into(), size });
+            return Err(DiskError::UnalignedSize {
+                path: path.into(),
+                size,
+            });
         }
         Ok(Disk::from_file(file, size, read_only, id))
     }
@@ -64,7 +76,12 @@ impl Disk {
         for (d, s) in serial.iter_mut().zip(id.bytes()) {
             *d = s;
         }
-        Disk { file, size, read_only, id: serial }
+        Disk {
+            file,
+            size,
+            read_only,
+            id: serial,
+        }
     }
 
     /// Size in bytes.
@@ -128,7 +145,12 @@ mod tests {
         f.write_all(&[7; 4096]).unwrap();
         let disk = Disk::open(f.path(), true, "base").unwrap();
         // SAFETY: fcntl(F_GETFL) only reads the flags of a valid, owned fd.
-        let flags = unsafe { libc::fcntl(std::os::unix::io::AsRawFd::as_raw_fd(&disk.file), libc::F_GETFL) };
+        let flags = unsafe {
+            libc::fcntl(
+                std::os::unix::io::AsRawFd::as_raw_fd(&disk.file),
+                libc::F_GETFL,
+            )
+        };
         assert_eq!(flags & libc::O_ACCMODE, libc::O_RDONLY);
         assert!(disk.write_at(&[1], 0).is_err());
     }

@@ -10,7 +10,9 @@ use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
 use super::disk::{Disk, SECTOR_SIZE};
-use crate::devices::virtio::chain::{complete, pop_request, read_buffer, write_buffer, Buffer, ChainError, Request, COPY_CHUNK};
+use crate::devices::virtio::chain::{
+    complete, pop_request, read_buffer, write_buffer, Buffer, ChainError, Request, COPY_CHUNK,
+};
 use crate::devices::virtio::Interrupt;
 use crate::event_loop::{EventOps, EventSubscriber};
 use crate::memory::GuestMemory;
@@ -57,13 +59,26 @@ impl Outcome {
 
 fn read_header(mem: &GuestMemory, buffer: &Buffer) -> Result<Header, ChainError> {
     if buffer.writable || buffer.len < HEADER_LEN {
-        return Err(ChainError::Malformed { reason: "header must be a device-readable 16-byte buffer" });
+        return Err(ChainError::Malformed {
+            reason: "header must be a device-readable 16-byte buffer",
+        });
     }
-    let kind: u32 = mem.read_obj(buffer.addr).map_err(|_| ChainError::OutOfRange { addr: buffer.addr.0, len: 4 })?;
+    let kind: u32 = mem
+        .read_obj(buffer.addr)
+        .map_err(|_| ChainError::OutOfRange {
+            addr: buffer.addr.0,
+            len: 4,
+        })?;
     let sector: u64 = mem
         .read_obj(vm_memory::GuestAddress(buffer.addr.0 + 8))
-        .map_err(|_| ChainError::OutOfRange { addr: buffer.addr.0, len: 16 })?;
-    Ok(Header { kind: u32::from_le(kind), sector: u64::from_le(sector) })
+        .map_err(|_| ChainError::OutOfRange {
+            addr: buffer.addr.0,
+            len: 16,
+        })?;
+    Ok(Header {
+        kind: u32::from_le(kind),
+        sector: u64::from_le(sector),
+    })
 }
 
 /// Byte range `sector*512 .. +len` if it lies inside the disk.
@@ -84,7 +99,8 @@ fn do_read(mem: &GuestMemory, disk: &Disk, mut offset: u64, data: &[Buffer]) -> 
         let mut done = 0u32;
         while done < buffer.len {
             let n = (buffer.len - done).min(COPY_CHUNK as u32) as usize;
-            disk.read_at(&mut chunk[..n], offset).map_err(|e| crate::warn_limited!("virtio-blk: read failed: {e}"))?;
+            disk.read_at(&mut chunk[..n], offset)
+                .map_err(|e| crate::warn_limited!("virtio-blk: read failed: {e}"))?;
             write_buffer(mem, buffer, done, &chunk[..n]).map_err(|_| ())?;
             (done, offset, written) = (done + n as u32, offset + n as u64, written + n as u32);
         }
@@ -98,7 +114,8 @@ fn do_write(mem: &GuestMemory, disk: &Disk, mut offset: u64, data: &[Buffer]) ->
         let mut done = 0u32;
         while done < buffer.len {
             let n = read_buffer(mem, buffer, done, &mut chunk).map_err(|_| ())?;
-            disk.write_at(&chunk[..n], offset).map_err(|e| crate::warn_limited!("virtio-blk: write failed: {e}"))?;
+            disk.write_at(&chunk[..n], offset)
+                .map_err(|e| crate::warn_limited!("virtio-blk: write failed: {e}"))?;
             (done, offset) = (done + n as u32, offset + n as u64);
         }
     }
@@ -112,8 +129,12 @@ fn transfer(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) -> 
         return Outcome::status(VIRTIO_BLK_S_IOERR);
     }
     let len = data_len(data);
-    let Some(offset) = disk_range(disk, header.sector, len).filter(|_| len % SECTOR_SIZE == 0) else {
-        crate::warn_limited!("virtio-blk: request of {len} bytes at sector {} outside the disk", header.sector);
+    let Some(offset) = disk_range(disk, header.sector, len).filter(|_| len % SECTOR_SIZE == 0)
+    else {
+        crate::warn_limited!(
+            "virtio-blk: request of {len} bytes at sector {} outside the disk",
+            header.sector
+        );
         return Outcome::status(VIRTIO_BLK_S_IOERR);
     };
     if writing {
@@ -121,11 +142,18 @@ fn transfer(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) -> 
             crate::warn_limited!("virtio-blk: write to a read-only disk refused");
             return Outcome::status(VIRTIO_BLK_S_IOERR);
         }
-        let status = if do_write(mem, disk, offset, data).is_ok() { VIRTIO_BLK_S_OK } else { VIRTIO_BLK_S_IOERR };
+        let status = if do_write(mem, disk, offset, data).is_ok() {
+            VIRTIO_BLK_S_OK
+        } else {
+            VIRTIO_BLK_S_IOERR
+        };
         return Outcome::status(status);
     }
     match do_read(mem, disk, offset, data) {
-        Ok(written) => Outcome { status: VIRTIO_BLK_S_OK, written },
+        Ok(written) => Outcome {
+            status: VIRTIO_BLK_S_OK,
+            written,
+        },
         Err(()) => Outcome::status(VIRTIO_BLK_S_IOERR),
     }
 }
@@ -133,7 +161,10 @@ fn transfer(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) -> 
 fn get_id(mem: &GuestMemory, disk: &Disk, data: &[Buffer]) -> Outcome {
     match data {
         [buffer] if buffer.writable => match write_buffer(mem, buffer, 0, disk.id()) {
-            Ok(n) => Outcome { status: VIRTIO_BLK_S_OK, written: n as u32 },
+            Ok(n) => Outcome {
+                status: VIRTIO_BLK_S_OK,
+                written: n as u32,
+            },
             Err(_) => Outcome::status(VIRTIO_BLK_S_IOERR),
         },
         _ => Outcome::status(VIRTIO_BLK_S_IOERR),
@@ -158,7 +189,9 @@ pub fn execute(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) 
 
 /// Serves one request; returns the used length (data written plus the status byte).
 pub fn serve_request(mem: &GuestMemory, disk: &Disk, req: &Request) -> u32 {
-    let Some((status, rest)) = req.buffers.split_last() else { return 0 };
+    let Some((status, rest)) = req.buffers.split_last() else {
+        return 0;
+    };
     if !status.writable || status.len == 0 || rest.is_empty() {
         crate::warn_limited!("virtio-blk: request without a usable status buffer");
         return 0;
@@ -178,7 +211,11 @@ pub fn serve_request(mem: &GuestMemory, disk: &Disk, req: &Request) -> u32 {
 
 /// Serves every pending request. Returns how many completed, or `Err` when the ring
 /// itself is corrupt.
-pub fn process_queue(mem: &GuestMemory, disk: &Disk, queue: &mut Queue) -> Result<usize, virtio_queue::Error> {
+pub fn process_queue(
+    mem: &GuestMemory,
+    disk: &Disk,
+    queue: &mut Queue,
+) -> Result<usize, virtio_queue::Error> {
     let mut completed = 0;
     while let Some(popped) = pop_request(queue, mem)? {
         let (head, len) = match popped {
@@ -204,8 +241,20 @@ pub struct BlockWorker {
 
 impl BlockWorker {
     /// A worker serving `queue` from `disk`.
-    pub fn new(disk: Disk, mem: GuestMemory, queue: Queue, evt: EventFd, interrupt: Arc<Interrupt>) -> Self {
-        BlockWorker { disk, mem, queue, evt, interrupt }
+    pub fn new(
+        disk: Disk,
+        mem: GuestMemory,
+        queue: Queue,
+        evt: EventFd,
+        interrupt: Arc<Interrupt>,
+    ) -> Self {
+        BlockWorker {
+            disk,
+            mem,
+            queue,
+            evt,
+            interrupt,
+        }
     }
 }
 

@@ -2,7 +2,9 @@
 
 use super::worker::RngWorker;
 use crate::devices::virtio::device::check_queue_count;
-use crate::devices::virtio::{ActivateContext, ActivateError, VirtioDevice, MAX_QUEUE_SIZE, TYPE_RNG, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::{
+    ActivateContext, ActivateError, VirtioDevice, MAX_QUEUE_SIZE, TYPE_RNG, VIRTIO_F_VERSION_1,
+};
 use crate::event_loop::EventSubscriber;
 
 /// The entropy device.
@@ -14,7 +16,9 @@ pub struct Rng {
 impl Rng {
     /// A new entropy device.
     pub fn new() -> Self {
-        Rng { queue_sizes: [MAX_QUEUE_SIZE] }
+        Rng {
+            queue_sizes: [MAX_QUEUE_SIZE],
+        }
     }
 }
 
@@ -35,7 +39,10 @@ impl VirtioDevice for Rng {
         &[]
     }
 
-    fn activate(&mut self, mut ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(
+        &mut self,
+        mut ctx: ActivateContext,
+    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 1)?;
         let (queue, evt) = (ctx.queues.remove(0), ctx.queue_evts.remove(0));
         Ok(Box::new(RngWorker::new(ctx.mem, queue, evt, ctx.interrupt)))

@@ -48,8 +48,13 @@ where
     for buffer in &req.buffers {
         let mut offset = 0u32;
         while offset < buffer.len && total < MAX_BYTES_PER_REQUEST {
-            let n = chunk.len().min((buffer.len - offset) as usize).min(MAX_BYTES_PER_REQUEST - total);
-            source(&mut chunk[..n]).map_err(|_| ChainError::Malformed { reason: "host entropy unavailable" })?;
+            let n = chunk
+                .len()
+                .min((buffer.len - offset) as usize)
+                .min(MAX_BYTES_PER_REQUEST - total);
+            source(&mut chunk[..n]).map_err(|_| ChainError::Malformed {
+                reason: "host entropy unavailable",
+            })?;
             write_buffer(mem, buffer, offset, &chunk[..n])?;
             offset += n as u32;
             total += n;
@@ -60,7 +65,11 @@ where
 
 /// Serves every pending request. Returns how many were completed, or `Err` when the
 /// ring is corrupt.
-pub fn process_queue<F>(mem: &GuestMemory, queue: &mut Queue, source: &mut F) -> Result<usize, virtio_queue::Error>
+pub fn process_queue<F>(
+    mem: &GuestMemory,
+    queue: &mut Queue,
+    source: &mut F,
+) -> Result<usize, virtio_queue::Error>
 where
     F: FnMut(&mut [u8]) -> io::Result<()>,
 {
@@ -95,7 +104,12 @@ pub struct RngWorker {
 impl RngWorker {
     /// A worker over `queue`.
     pub fn new(mem: GuestMemory, queue: Queue, evt: EventFd, interrupt: Arc<Interrupt>) -> Self {
-        RngWorker { mem, queue, evt, interrupt }
+        RngWorker {
+            mem,
+            queue,
+            evt,
+            interrupt,
+        }
     }
 }
 
@@ -134,7 +148,14 @@ mod tests {
     #[test]
     fn rng_fills_writable_buffers_and_reports_length() {
         let mem = test_mem();
-        let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 100, F_WRITE | F_NEXT, 1), desc(0x20_0000, 28, F_WRITE, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(0x10_0000, 100, F_WRITE | F_NEXT, 1),
+                desc(0x20_0000, 28, F_WRITE, 0),
+            ],
+        );
         assert_eq!(process_queue(&mem, &mut q, &mut pattern).unwrap(), 1);
         assert_eq!(used_elem(&mem, &q, 0), (0, 128));
         assert_eq!(mem.read_obj::<u8>(GuestAddress(0x20_001b)).unwrap(), 0x5a);
@@ -152,7 +173,14 @@ mod tests {
     #[test]
     fn rng_caps_a_huge_request() {
         let mem = test_mem();
-        let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 0xffff_ffff, F_WRITE, 0), desc(0x10_0000, 0x80_0000, F_WRITE, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(0x10_0000, 0xffff_ffff, F_WRITE, 0),
+                desc(0x10_0000, 0x80_0000, F_WRITE, 0),
+            ],
+        );
         q.set_next_avail(0);
         assert_eq!(process_queue(&mem, &mut q, &mut pattern).unwrap(), 2);
         assert_eq!(used_elem(&mem, &q, 0), (0, 0));
@@ -163,7 +191,8 @@ mod tests {
     fn rng_reports_a_corrupt_avail_index() {
         let mem = test_mem();
         let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 8, F_WRITE, 0)]);
-        mem.write_obj::<u16>(100, GuestAddress(q.avail_ring() + 2)).unwrap();
+        mem.write_obj::<u16>(100, GuestAddress(q.avail_ring() + 2))
+            .unwrap();
         assert!(process_queue(&mem, &mut q, &mut pattern).is_err());
     }
 

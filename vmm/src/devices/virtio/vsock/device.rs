@@ -10,7 +10,9 @@ use thiserror::Error;
 use super::muxer::Muxer;
 use super::worker::VsockWorker;
 use crate::devices::virtio::device::check_queue_count;
-use crate::devices::virtio::{ActivateContext, ActivateError, VirtioDevice, MAX_QUEUE_SIZE, TYPE_VSOCK, VIRTIO_F_VERSION_1};
+use crate::devices::virtio::{
+    ActivateContext, ActivateError, VirtioDevice, MAX_QUEUE_SIZE, TYPE_VSOCK, VIRTIO_F_VERSION_1,
+};
 use crate::event_loop::EventSubscriber;
 
 /// Errors creating the vsock device.
@@ -37,8 +39,15 @@ pub struct Vsock {
 impl Vsock {
     /// A device for guest `cid`, listening on `uds`.
     pub fn new(cid: u64, uds: &Path) -> Result<Vsock, VsockError> {
-        let muxer = Muxer::new(cid, uds).map_err(|source| VsockError::Listen { path: uds.into(), source })?;
-        Ok(Vsock { muxer: Some(muxer), config: cid.to_le_bytes(), queue_sizes: [MAX_QUEUE_SIZE; 3] })
+        let muxer = Muxer::new(cid, uds).map_err(|source| VsockError::Listen {
+            path: uds.into(),
+            source,
+        })?;
+        Ok(Vsock {
+            muxer: Some(muxer),
+            config: cid.to_le_bytes(),
+            queue_sizes: [MAX_QUEUE_SIZE; 3],
+        })
     }
 }
 
@@ -59,7 +68,10 @@ impl VirtioDevice for Vsock {
         &self.config
     }
 
-    fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(
+        &mut self,
+        ctx: ActivateContext,
+    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 3)?;
         let muxer = self.muxer.take().ok_or(ActivateError::AlreadyActive)?;
         Ok(Box::new(VsockWorker::new(ctx, muxer)))

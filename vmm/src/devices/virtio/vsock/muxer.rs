@@ -108,7 +108,8 @@ impl Connection {
 
     /// Bytes the guest can still take.
     fn peer_credit(&self) -> u32 {
-        self.peer_buf_alloc.saturating_sub(self.rx_cnt.wrapping_sub(self.peer_fwd_cnt))
+        self.peer_buf_alloc
+            .saturating_sub(self.rx_cnt.wrapping_sub(self.peer_fwd_cnt))
     }
 
     fn wants_rx(&self) -> bool {
@@ -169,7 +170,13 @@ pub fn connect_nonblocking(path: &Path) -> io::Result<UnixStream> {
         *d = *s as libc::c_char;
     }
     // SAFETY: plain socket(2) call; the result is checked.
-    let fd = unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0) };
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_UNIX,
+            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+            0,
+        )
+    };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -196,7 +203,10 @@ fn parse_connect(line: &[u8]) -> Option<u32> {
 impl Muxer {
     /// Binds the host listener at `uds` (a stale socket there is replaced).
     pub fn new(guest_cid: u64, uds: &Path) -> io::Result<Muxer> {
-        if std::fs::symlink_metadata(uds).map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type())).unwrap_or(false) {
+        if std::fs::symlink_metadata(uds)
+            .map(|m| std::os::unix::fs::FileTypeExt::is_socket(&m.file_type()))
+            .unwrap_or(false)
+        {
             std::fs::remove_file(uds)?;
         }
         let listener = UnixListener::bind(uds)?;
@@ -269,7 +279,9 @@ impl Muxer {
 
     fn add_host_connection(&mut self, stream: UnixStream, reg: &mut dyn Registry) {
         if self.conns.len() >= MAX_CONNECTIONS {
-            crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; host connection closed");
+            crate::warn_limited!(
+                "vsock: connection limit {MAX_CONNECTIONS} reached; host connection closed"
+            );
             return;
         }
         if stream.set_nonblocking(true).is_err() {
@@ -277,12 +289,15 @@ impl Muxer {
         }
         let token = self.alloc_token();
         if reg.add(stream.as_raw_fd(), token, EventSet::IN).is_ok() {
-            self.conns.insert(token, Connection::new(stream, State::Handshake, 0, 0));
+            self.conns
+                .insert(token, Connection::new(stream, State::Handshake, 0, 0));
         }
     }
 
     fn stream_event(&mut self, token: u32, events: EventSet, reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         if events.intersects(EventSet::HANG_UP | EventSet::ERROR) && !conn.hup {
             conn.hup = true;
             reg.remove(conn.stream.as_raw_fd());
@@ -303,7 +318,9 @@ impl Muxer {
     }
 
     fn read_handshake(&mut self, token: u32, reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         let mut byte = [0u8; 1];
         while conn.handshake.len() < HANDSHAKE_MAX {
             match conn.stream.read(&mut byte) {
@@ -322,13 +339,20 @@ impl Muxer {
     }
 
     fn start_host_connection(&mut self, token: u32, reg: &mut dyn Registry) {
-        let port = self.conns.get(&token).and_then(|c| parse_connect(&c.handshake));
+        let port = self
+            .conns
+            .get(&token)
+            .and_then(|c| parse_connect(&c.handshake));
         let (Some(port), true) = (port, self.control_room()) else {
-            crate::warn_limited!("vsock: invalid CONNECT line or control queue full; connection closed");
+            crate::warn_limited!(
+                "vsock: invalid CONNECT line or control queue full; connection closed"
+            );
             return self.remove(token, reg);
         };
         let local_port = self.alloc_local_port();
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         (conn.state, conn.local_port, conn.peer_port) = (State::Connecting, local_port, port);
         self.ports.insert((local_port, port), token);
         let request = self.header(token, op::REQUEST, 0, 0);
@@ -347,7 +371,9 @@ impl Muxer {
 
     fn header(&mut self, token: u32, op: u16, len: u32, flags: u32) -> Header {
         let guest_cid = self.guest_cid;
-        let Some(conn) = self.conns.get_mut(&token) else { return Header::default() };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return Header::default();
+        };
         conn.last_fwd_sent = conn.fwd_cnt;
         Header {
             src_cid: HOST_CID,
@@ -402,7 +428,9 @@ impl Muxer {
     }
 
     fn update_interest(&mut self, token: u32, reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         let desired = conn.desired_events();
         if conn.hup || desired == conn.events {
             return;
@@ -415,7 +443,12 @@ impl Muxer {
     /// Handles one packet from the guest; `data` is its payload.
     pub fn on_guest_packet(&mut self, hdr: &Header, data: &[u8], reg: &mut dyn Registry) {
         if hdr.dst_cid != HOST_CID || hdr.src_cid != self.guest_cid || hdr.kind != TYPE_STREAM {
-            crate::warn_limited!("vsock: packet with bad addressing or type (cid {} -> {}, type {})", hdr.src_cid, hdr.dst_cid, hdr.kind);
+            crate::warn_limited!(
+                "vsock: packet with bad addressing or type (cid {} -> {}, type {})",
+                hdr.src_cid,
+                hdr.dst_cid,
+                hdr.kind
+            );
             if hdr.op != op::RST {
                 let rst = self.reset_for(hdr);
                 self.push_control(rst);
@@ -459,7 +492,9 @@ impl Muxer {
                 self.flush(token, reg);
             }
             (other, _) => {
-                crate::warn_limited!("vsock: unexpected op {other} in state {state:?}; connection reset");
+                crate::warn_limited!(
+                    "vsock: unexpected op {other} in state {state:?}; connection reset"
+                );
                 self.reset(token, reg);
             }
         }
@@ -467,7 +502,9 @@ impl Muxer {
 
     fn guest_connect(&mut self, hdr: &Header, reg: &mut dyn Registry) {
         if self.conns.len() >= MAX_CONNECTIONS {
-            crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; guest connection refused");
+            crate::warn_limited!(
+                "vsock: connection limit {MAX_CONNECTIONS} reached; guest connection refused"
+            );
             let rst = self.reset_for(hdr);
             return self.push_control(rst);
         }
@@ -493,7 +530,9 @@ impl Muxer {
     }
 
     fn host_connection_accepted(&mut self, token: u32, reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         let reply = format!("OK {}\n", conn.local_port);
         // A fresh stream's send buffer is empty, so this short write cannot block.
         if conn.stream.write_all(reply.as_bytes()).is_err() {
@@ -503,9 +542,15 @@ impl Muxer {
     }
 
     fn guest_data(&mut self, token: u32, data: &[u8], reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
-        if conn.peer_shutdown & SHUTDOWN_SEND != 0 || conn.pending.len() + data.len() > BUF_ALLOC as usize {
-            crate::warn_limited!("vsock: guest sent beyond its credit or after shutdown; connection reset");
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
+        if conn.peer_shutdown & SHUTDOWN_SEND != 0
+            || conn.pending.len() + data.len() > BUF_ALLOC as usize
+        {
+            crate::warn_limited!(
+                "vsock: guest sent beyond its credit or after shutdown; connection reset"
+            );
             return self.reset(token, reg);
         }
         conn.pending.extend(data);
@@ -514,7 +559,9 @@ impl Muxer {
 
     /// Writes buffered guest bytes to the host stream; handles close once drained.
     fn flush(&mut self, token: u32, reg: &mut dyn Registry) {
-        let Some(conn) = self.conns.get_mut(&token) else { return };
+        let Some(conn) = self.conns.get_mut(&token) else {
+            return;
+        };
         while !conn.pending.is_empty() {
             let (front, _) = conn.pending.as_slices();
             match conn.stream.write(front) {
@@ -542,11 +589,21 @@ impl Muxer {
 
     /// The next packet for the guest, with at most `max_payload` payload bytes
     /// written to `buf`. Returns the header; the payload is `buf[..header.len]`.
-    pub fn produce(&mut self, max_payload: usize, buf: &mut [u8], reg: &mut dyn Registry) -> Option<Header> {
+    pub fn produce(
+        &mut self,
+        max_payload: usize,
+        buf: &mut [u8],
+        reg: &mut dyn Registry,
+    ) -> Option<Header> {
         if let Some(header) = self.control.pop_front() {
             return Some(header);
         }
-        let ready: Vec<u32> = self.conns.iter().filter(|(_, c)| c.wants_rx()).map(|(t, _)| *t).collect();
+        let ready: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.wants_rx())
+            .map(|(t, _)| *t)
+            .collect();
         for token in ready {
             if let Some(header) = self.read_host(token, max_payload, buf, reg) {
                 return Some(header);
@@ -555,9 +612,18 @@ impl Muxer {
         None
     }
 
-    fn read_host(&mut self, token: u32, max_payload: usize, buf: &mut [u8], reg: &mut dyn Registry) -> Option<Header> {
+    fn read_host(
+        &mut self,
+        token: u32,
+        max_payload: usize,
+        buf: &mut [u8],
+        reg: &mut dyn Registry,
+    ) -> Option<Header> {
         let conn = self.conns.get_mut(&token)?;
-        let n = max_payload.min(conn.peer_credit() as usize).min(MAX_PKT_PAYLOAD).min(buf.len());
+        let n = max_payload
+            .min(conn.peer_credit() as usize)
+            .min(MAX_PKT_PAYLOAD)
+            .min(buf.len());
         if n == 0 {
             return None;
         }

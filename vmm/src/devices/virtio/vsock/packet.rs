@@ -96,7 +96,12 @@ impl Header {
 }
 
 /// Reads `dst.len()` bytes from the device-readable `buffers`, starting `skip` bytes in.
-fn gather(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, dst: &mut [u8]) -> Result<(), ChainError> {
+fn gather(
+    mem: &GuestMemory,
+    buffers: &[Buffer],
+    mut skip: usize,
+    dst: &mut [u8],
+) -> Result<(), ChainError> {
     let mut done = 0;
     for (index, buffer) in buffers.iter().enumerate() {
         if done == dst.len() {
@@ -114,20 +119,28 @@ fn gather(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, dst: &mut [u8]
         skip = 0;
     }
     if done < dst.len() {
-        return Err(ChainError::Malformed { reason: "packet shorter than its header says" });
+        return Err(ChainError::Malformed {
+            reason: "packet shorter than its header says",
+        });
     }
     Ok(())
 }
 
 /// Reads a TX packet: its header, and its payload into `payload` (which must hold
 /// [`MAX_PKT_PAYLOAD`] bytes). Returns the header; the payload is `payload[..len]`.
-pub fn read_packet(mem: &GuestMemory, buffers: &[Buffer], payload: &mut [u8]) -> Result<Header, ChainError> {
+pub fn read_packet(
+    mem: &GuestMemory,
+    buffers: &[Buffer],
+    payload: &mut [u8],
+) -> Result<Header, ChainError> {
     let mut raw = [0u8; HEADER_LEN];
     gather(mem, buffers, 0, &mut raw)?;
     let header = Header::from_bytes(&raw);
     let len = header.len as usize;
     if len > MAX_PKT_PAYLOAD || len > payload.len() {
-        return Err(ChainError::Malformed { reason: "packet payload larger than the maximum" });
+        return Err(ChainError::Malformed {
+            reason: "packet payload larger than the maximum",
+        });
     }
     gather(mem, buffers, HEADER_LEN, &mut payload[..len])?;
     Ok(header)
@@ -142,7 +155,12 @@ pub fn rx_capacity(buffers: &[Buffer]) -> Result<usize, ChainError> {
 }
 
 /// Scatters `bytes` into the device-writable `buffers` starting `skip` bytes in.
-fn scatter(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, bytes: &[u8]) -> Result<(), ChainError> {
+fn scatter(
+    mem: &GuestMemory,
+    buffers: &[Buffer],
+    mut skip: usize,
+    bytes: &[u8],
+) -> Result<(), ChainError> {
     let mut done = 0;
     for buffer in buffers {
         if done == bytes.len() {
@@ -157,13 +175,20 @@ fn scatter(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, bytes: &[u8])
         skip = 0;
     }
     if done < bytes.len() {
-        return Err(ChainError::Malformed { reason: "rx buffers too small" });
+        return Err(ChainError::Malformed {
+            reason: "rx buffers too small",
+        });
     }
     Ok(())
 }
 
 /// Writes a packet into an RX chain; returns the used length.
-pub fn write_packet(mem: &GuestMemory, buffers: &[Buffer], header: &Header, payload: &[u8]) -> Result<u32, ChainError> {
+pub fn write_packet(
+    mem: &GuestMemory,
+    buffers: &[Buffer],
+    header: &Header,
+    payload: &[u8],
+) -> Result<u32, ChainError> {
     scatter(mem, buffers, 0, &header.to_bytes())?;
     scatter(mem, buffers, HEADER_LEN, payload)?;
     Ok((HEADER_LEN + payload.len()) as u32)
@@ -176,22 +201,51 @@ mod tests {
     use vm_memory::GuestAddress;
 
     fn buf(addr: u64, len: u32, writable: bool) -> Buffer {
-        Buffer { addr: GuestAddress(addr), len, writable }
+        Buffer {
+            addr: GuestAddress(addr),
+            len,
+            writable,
+        }
     }
 
     #[test]
     fn header_round_trips_through_bytes() {
-        let h = Header { src_cid: 3, dst_cid: 2, src_port: 10, dst_port: 20, len: 5, kind: 1, op: 5, flags: 2, buf_alloc: 9, fwd_cnt: 8 };
+        let h = Header {
+            src_cid: 3,
+            dst_cid: 2,
+            src_port: 10,
+            dst_port: 20,
+            len: 5,
+            kind: 1,
+            op: 5,
+            flags: 2,
+            buf_alloc: 9,
+            fwd_cnt: 8,
+        };
         assert_eq!(Header::from_bytes(&h.to_bytes()), h);
     }
 
     #[test]
     fn packet_written_across_buffers_reads_back() {
         let mem = test_mem();
-        let h = Header { len: 6, op: op::RW, ..Default::default() };
-        let rx = [buf(0x1000, 10, true), buf(0x2000, 40, true), buf(0x3000, 100, true)];
+        let h = Header {
+            len: 6,
+            op: op::RW,
+            ..Default::default()
+        };
+        let rx = [
+            buf(0x1000, 10, true),
+            buf(0x2000, 40, true),
+            buf(0x3000, 100, true),
+        ];
         assert_eq!(write_packet(&mem, &rx, &h, b"abcdef").unwrap(), 50);
-        let tx: Vec<Buffer> = rx.iter().map(|b| Buffer { writable: false, ..*b }).collect();
+        let tx: Vec<Buffer> = rx
+            .iter()
+            .map(|b| Buffer {
+                writable: false,
+                ..*b
+            })
+            .collect();
         let mut payload = vec![0u8; MAX_PKT_PAYLOAD];
         assert_eq!(read_packet(&mem, &tx, &mut payload).unwrap(), h);
         assert_eq!(&payload[..6], b"abcdef");
@@ -202,9 +256,16 @@ mod tests {
         let mem = test_mem();
         let mut payload = vec![0u8; MAX_PKT_PAYLOAD];
         for len in [u32::MAX, MAX_PKT_PAYLOAD as u32 + 1, 100] {
-            let h = Header { len, ..Default::default() };
+            let h = Header {
+                len,
+                ..Default::default()
+            };
             vm_memory::Bytes::write_slice(&mem, &h.to_bytes(), GuestAddress(0x1000)).unwrap();
-            let err = read_packet(&mem, &[buf(0x1000, 44, false), buf(0x2000, 50, false)], &mut payload);
+            let err = read_packet(
+                &mem,
+                &[buf(0x1000, 44, false), buf(0x2000, 50, false)],
+                &mut payload,
+            );
             assert!(err.is_err(), "len {len}");
         }
         let err = read_packet(&mem, &[buf(0x1000, 44, true)], &mut payload).unwrap_err();
@@ -214,7 +275,10 @@ mod tests {
 
     #[test]
     fn rx_capacity_refuses_readable_buffers() {
-        assert_eq!(rx_capacity(&[buf(0, 10, true), buf(0, 5, true)]).unwrap(), 15);
+        assert_eq!(
+            rx_capacity(&[buf(0, 10, true), buf(0, 5, true)]).unwrap(),
+            15
+        );
         assert!(rx_capacity(&[buf(0, 10, true), buf(0, 5, false)]).is_err());
     }
 }

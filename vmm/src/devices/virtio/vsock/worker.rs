@@ -32,7 +32,9 @@ pub fn process_tx(
 ) -> Result<usize, virtio_queue::Error> {
     let mut completed = 0;
     while muxer.control_room() {
-        let Some(popped) = pop_request(queue, mem)? else { break };
+        let Some(popped) = pop_request(queue, mem)? else {
+            break;
+        };
         let head = match popped {
             Ok(req) => {
                 match read_packet(mem, &req.buffers, payload) {
@@ -61,7 +63,9 @@ pub fn fill_rx(
 ) -> Result<usize, virtio_queue::Error> {
     let mut completed = 0;
     while muxer.has_rx() {
-        let Some(popped) = pop_request(queue, mem)? else { break };
+        let Some(popped) = pop_request(queue, mem)? else {
+            break;
+        };
         let req = match popped {
             Ok(req) => req,
             Err((head, e)) => {
@@ -117,8 +121,20 @@ impl VsockWorker {
         let mut total = 0;
         for _ in 0..ROUNDS_PER_EVENT {
             let (rx, rest) = self.queues.split_at_mut(TX);
-            let sent = process_tx(&self.mem, &mut rest[0], &mut self.muxer, &mut self.payload, reg)?;
-            let received = fill_rx(&self.mem, &mut rx[RX], &mut self.muxer, &mut self.payload, reg)?;
+            let sent = process_tx(
+                &self.mem,
+                &mut rest[0],
+                &mut self.muxer,
+                &mut self.payload,
+                reg,
+            )?;
+            let received = fill_rx(
+                &self.mem,
+                &mut rx[RX],
+                &mut self.muxer,
+                &mut self.payload,
+                reg,
+            )?;
             if sent + received == 0 {
                 return Ok(total);
             }

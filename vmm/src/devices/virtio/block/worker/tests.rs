@@ -4,8 +4,8 @@ use proptest::prelude::*;
 use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
-use virtio_queue::QueueT;
 use crate::devices::virtio::chain::test_utils::*;
+use virtio_queue::QueueT;
 
 const HDR: u64 = 0x10_0000;
 const DATA: u64 = 0x20_0000;
@@ -25,11 +25,15 @@ fn header(mem: &GuestMemory, kind: u32, sector: u64) {
 }
 
 fn request(mem: &GuestMemory, data_len: u32, data_flags: u16) -> Queue {
-    queue_with(mem, 16, &[
-        desc(HDR, 16, F_NEXT, 1),
-        desc(DATA, data_len, data_flags | F_NEXT, 2),
-        desc(STATUS, 1, F_WRITE, 0),
-    ])
+    queue_with(
+        mem,
+        16,
+        &[
+            desc(HDR, 16, F_NEXT, 1),
+            desc(DATA, data_len, data_flags | F_NEXT, 2),
+            desc(STATUS, 1, F_WRITE, 0),
+        ],
+    )
 }
 
 fn status(mem: &GuestMemory) -> u8 {
@@ -51,7 +55,15 @@ fn block_read_copies_disk_sectors_into_guest_buffers() {
     assert_eq!(used_elem(&mem, &q, 0), (0, 1025));
     let mut got = [0u8; 4];
     mem.read_slice(&mut got, GuestAddress(DATA)).unwrap();
-    assert_eq!(got, [(1024 % 251) as u8, (1025 % 251) as u8, (1026 % 251) as u8, (1027 % 251) as u8]);
+    assert_eq!(
+        got,
+        [
+            (1024 % 251) as u8,
+            (1025 % 251) as u8,
+            (1026 % 251) as u8,
+            (1027 % 251) as u8
+        ]
+    );
 }
 
 #[test]
@@ -108,7 +120,11 @@ fn block_flush_and_get_id_succeed() {
     let mem = test_mem();
     let (d, _f) = disk(false, 4096);
     header(&mem, VIRTIO_BLK_T_FLUSH, 0);
-    let mut q = queue_with(&mem, 16, &[desc(HDR, 16, F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)]);
+    let mut q = queue_with(
+        &mem,
+        16,
+        &[desc(HDR, 16, F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)],
+    );
     process_queue(&mem, &d, &mut q).unwrap();
     assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
     header(&mem, VIRTIO_BLK_T_GET_ID, 0);
@@ -147,7 +163,15 @@ fn block_zero_length_or_readable_status_completes_with_nothing_written() {
         let mem = test_mem();
         let (d, _f) = disk(false, 4096);
         header(&mem, VIRTIO_BLK_T_IN, 0);
-        let mut q = queue_with(&mem, 16, &[desc(HDR, 16, F_NEXT, 1), desc(DATA, 512, F_WRITE | F_NEXT, 2), desc(STATUS, len, flags, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(HDR, 16, F_NEXT, 1),
+                desc(DATA, 512, F_WRITE | F_NEXT, 2),
+                desc(STATUS, len, flags, 0),
+            ],
+        );
         assert_eq!(process_queue(&mem, &d, &mut q).unwrap(), 1);
         assert_eq!(used_elem(&mem, &q, 0), (0, 0));
         assert_eq!(status(&mem), 0xff);
@@ -160,7 +184,14 @@ fn block_short_or_writable_header_fails() {
         let mem = test_mem();
         let (d, _f) = disk(false, 4096);
         header(&mem, VIRTIO_BLK_T_IN, 0);
-        let mut q = queue_with(&mem, 16, &[desc(HDR, len, flags | F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)]);
+        let mut q = queue_with(
+            &mem,
+            16,
+            &[
+                desc(HDR, len, flags | F_NEXT, 1),
+                desc(STATUS, 1, F_WRITE, 0),
+            ],
+        );
         process_queue(&mem, &d, &mut q).unwrap();
         assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
     }
@@ -170,10 +201,24 @@ fn block_short_or_writable_header_fails() {
 fn block_hostile_chains_complete_with_zero_length() {
     let end = TEST_MEM as u64;
     let cases = [
-        vec![desc(HDR, 16, F_NEXT, 1), desc(DATA, 512, F_WRITE | F_NEXT, 0)],
-        vec![desc(HDR, 16, F_NEXT, 1), desc(end - 256, 512, F_WRITE | F_NEXT, 2), desc(STATUS, 1, F_WRITE, 0)],
-        vec![desc(HDR, 16, F_NEXT, 1), desc(DATA, 0xffff_ffff, F_WRITE | F_NEXT, 2), desc(STATUS, 1, F_WRITE, 0)],
-        vec![desc(HDR, 16, F_NEXT, 1), desc(DATA, 512, F_WRITE | F_NEXT, 99)],
+        vec![
+            desc(HDR, 16, F_NEXT, 1),
+            desc(DATA, 512, F_WRITE | F_NEXT, 0),
+        ],
+        vec![
+            desc(HDR, 16, F_NEXT, 1),
+            desc(end - 256, 512, F_WRITE | F_NEXT, 2),
+            desc(STATUS, 1, F_WRITE, 0),
+        ],
+        vec![
+            desc(HDR, 16, F_NEXT, 1),
+            desc(DATA, 0xffff_ffff, F_WRITE | F_NEXT, 2),
+            desc(STATUS, 1, F_WRITE, 0),
+        ],
+        vec![
+            desc(HDR, 16, F_NEXT, 1),
+            desc(DATA, 512, F_WRITE | F_NEXT, 99),
+        ],
     ];
     for (i, descs) in cases.iter().enumerate() {
         let mem = test_mem();
@@ -191,14 +236,28 @@ fn block_avail_index_ahead_of_queue_size_is_reported() {
     let mem = test_mem();
     let (d, _f) = disk(false, 4096);
     let mut q = request(&mem, 512, F_WRITE);
-    mem.write_obj::<u16>(1000, GuestAddress(q.avail_ring() + 2)).unwrap();
+    mem.write_obj::<u16>(1000, GuestAddress(q.avail_ring() + 2))
+        .unwrap();
     assert!(process_queue(&mem, &d, &mut q).is_err());
 }
 
 fn arb_desc() -> impl Strategy<Value = (u64, u32, u16, u16)> {
     (
-        prop_oneof![Just(HDR), Just(DATA), Just(STATUS), Just(TEST_MEM as u64 - 8), any::<u64>()],
-        prop_oneof![Just(1u32), Just(16), Just(512), Just(0), Just(u32::MAX), any::<u32>()],
+        prop_oneof![
+            Just(HDR),
+            Just(DATA),
+            Just(STATUS),
+            Just(TEST_MEM as u64 - 8),
+            any::<u64>()
+        ],
+        prop_oneof![
+            Just(1u32),
+            Just(16),
+            Just(512),
+            Just(0),
+            Just(u32::MAX),
+            any::<u32>()
+        ],
         0u16..8,
         0u16..20,
     )

@@ -42,7 +42,13 @@ fn fixture() -> Fixture {
     let mut mux = Muxer::new(GUEST_CID, &uds).unwrap();
     let mut reg = FakeRegistry::default();
     mux.init(&mut reg);
-    Fixture { _dir: dir, uds, mux, reg, buf: vec![0; MAX_PKT_PAYLOAD] }
+    Fixture {
+        _dir: dir,
+        uds,
+        mux,
+        reg,
+        buf: vec![0; MAX_PKT_PAYLOAD],
+    }
 }
 
 fn guest(op: u16, src_port: u32, dst_port: u32, len: u32) -> Header {
@@ -72,7 +78,13 @@ impl Fixture {
 
     /// Delivers readiness for every registered connection, as epoll would.
     fn poll_streams(&mut self) {
-        let fds: Vec<(u32, EventSet)> = self.reg.fds.values().copied().filter(|(t, _)| *t >= FIRST_CONN_TOKEN).collect();
+        let fds: Vec<(u32, EventSet)> = self
+            .reg
+            .fds
+            .values()
+            .copied()
+            .filter(|(t, _)| *t >= FIRST_CONN_TOKEN)
+            .collect();
         for (token, events) in fds {
             self.mux.handle_event(token, events, &mut self.reg);
         }
@@ -91,14 +103,29 @@ fn accept(listener: &UnixListener) -> UnixStream {
 
 #[test]
 fn port_path_appends_the_port() {
-    assert_eq!(port_path(Path::new("/run/x/v.sock"), 52), PathBuf::from("/run/x/v.sock_52"));
+    assert_eq!(
+        port_path(Path::new("/run/x/v.sock"), 52),
+        PathBuf::from("/run/x/v.sock_52")
+    );
 }
 
 #[test]
 fn parse_connect_accepts_only_the_exact_form() {
     assert_eq!(parse_connect(b"CONNECT 52\n"), Some(52));
-    for bad in [&b"CONNECT 52"[..], b"CONNECT \n", b"CONNECT -1\n", b"connect 1\n", b"CONNECT 99999999999\n", b"CONNECT 1 2\n"] {
-        assert_eq!(parse_connect(bad), None, "{:?}", String::from_utf8_lossy(bad));
+    for bad in [
+        &b"CONNECT 52"[..],
+        b"CONNECT \n",
+        b"CONNECT -1\n",
+        b"connect 1\n",
+        b"CONNECT 99999999999\n",
+        b"CONNECT 1 2\n",
+    ] {
+        assert_eq!(
+            parse_connect(bad),
+            None,
+            "{:?}",
+            String::from_utf8_lossy(bad)
+        );
     }
 }
 
@@ -108,7 +135,10 @@ fn guest_connection_reaches_the_port_socket_and_carries_data_both_ways() {
     let listener = listen(&port_path(&f.uds, 1234));
     f.send(guest(op::REQUEST, 5000, 1234, 0), &[]);
     let (h, _) = f.produce(4096).unwrap();
-    assert_eq!((h.op, h.src_port, h.dst_port, h.dst_cid), (op::RESPONSE, 1234, 5000, GUEST_CID));
+    assert_eq!(
+        (h.op, h.src_port, h.dst_port, h.dst_cid),
+        (op::RESPONSE, 1234, 5000, GUEST_CID)
+    );
     let mut host = accept(&listener);
     f.send(guest(op::RW, 5000, 1234, 5), b"hello");
     let mut got = [0u8; 5];
@@ -134,12 +164,17 @@ fn guest_connection_to_a_port_without_listener_is_reset() {
 fn host_connect_handshake_requests_the_guest_port_and_replies_ok() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"CONNECT 52\n").unwrap();
     f.poll_streams();
     let (h, _) = f.produce(4096).unwrap();
-    assert_eq!((h.op, h.dst_port, h.src_port), (op::REQUEST, 52, LOCAL_PORT_BASE));
+    assert_eq!(
+        (h.op, h.dst_port, h.src_port),
+        (op::REQUEST, 52, LOCAL_PORT_BASE)
+    );
     f.send(guest(op::RESPONSE, 52, LOCAL_PORT_BASE, 0), &[]);
     let mut line = [0u8; 14];
     client.read_exact(&mut line).unwrap();
@@ -154,7 +189,9 @@ fn host_connect_handshake_requests_the_guest_port_and_replies_ok() {
 fn host_connect_with_a_bad_line_is_closed() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"HELLO THERE\n").unwrap();
     f.poll_streams();
@@ -168,7 +205,9 @@ fn host_connect_with_a_bad_line_is_closed() {
 fn host_connect_refused_by_the_guest_closes_the_client() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"CONNECT 9\n").unwrap();
     f.poll_streams();
@@ -212,7 +251,11 @@ fn guest_sending_beyond_its_credit_is_reset_with_bounded_buffering() {
         f.send(guest(op::RW, 1, 81, chunk.len() as u32), &chunk);
         sent += 1;
     }
-    assert_eq!(f.mux.connections(), 0, "connection must be reset once credit is exceeded");
+    assert_eq!(
+        f.mux.connections(),
+        0,
+        "connection must be reset once credit is exceeded"
+    );
     let ops: Vec<u16> = std::iter::from_fn(|| f.produce(4096).map(|(h, _)| h.op)).collect();
     assert_eq!(ops.last(), Some(&op::RST));
 }
@@ -237,8 +280,18 @@ fn guest_that_never_reads_gets_only_its_credit_and_host_reads_stop() {
     }
     assert_eq!(delivered, 8192);
     assert!(!f.mux.has_rx());
-    let fd_events: Vec<EventSet> = f.reg.fds.values().filter(|(t, _)| *t >= FIRST_CONN_TOKEN).map(|(_, e)| *e).collect();
-    assert_eq!(fd_events, vec![EventSet::empty()], "stream must not be polled while the guest has no credit");
+    let fd_events: Vec<EventSet> = f
+        .reg
+        .fds
+        .values()
+        .filter(|(t, _)| *t >= FIRST_CONN_TOKEN)
+        .map(|(_, e)| *e)
+        .collect();
+    assert_eq!(
+        fd_events,
+        vec![EventSet::empty()],
+        "stream must not be polled while the guest has no credit"
+    );
     let mut update = guest(op::CREDIT_UPDATE, 2, 82, 0);
     (update.buf_alloc, update.fwd_cnt) = (8192, 8192);
     f.send(update, &[]);
@@ -253,7 +306,13 @@ fn packets_with_bad_addressing_type_or_op_are_answered_with_reset() {
     bad_cid.src_cid = 99;
     let mut bad_type = guest(op::REQUEST, 1, 2, 0);
     bad_type.kind = 2;
-    for hdr in [bad_cid, bad_type, guest(op::RW, 1, 2, 0), guest(0, 1, 2, 0), guest(0xffff, 1, 2, 0)] {
+    for hdr in [
+        bad_cid,
+        bad_type,
+        guest(op::RW, 1, 2, 0),
+        guest(0, 1, 2, 0),
+        guest(0xffff, 1, 2, 0),
+    ] {
         f.send(hdr, &[]);
         assert_eq!(f.produce(4096).unwrap().0.op, op::RST, "{hdr:?}");
     }
