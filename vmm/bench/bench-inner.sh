@@ -34,25 +34,30 @@ JSON
     echo "$art/firecracker --no-api --config-file $work/fc.json"
 }
 
-# One boot: prints "<init_s> <exit_s> <overhead_kib>".
+# One boot: prints "<init_s> <exit_s> <overhead_kib>" (times from process start).
 boot_once() {
-    local cmd=$1 log=$work/console start pid t_init="" rss=""
+    local cmd=$1 log=$work/console fifo=$work/fifo start tpid vpid="" t_init="" rss="" reader
     : > "$log"
+    rm -f "$fifo"
+    mkfifo "$fifo"
+    (while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done < "$fifo" > "$log") &
+    reader=$!
     start=$EPOCHREALTIME
-    eval "timeout 120 $cmd" < /dev/null 2>&1 | while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done > "$log" &
-    pid=""
-    while [ -z "$t_init" ]; do
-        [ -z "$pid" ] && pid=$(pgrep -n -f "$(echo "$cmd" | cut -d' ' -f1)" || true)
-        if grep -q HULL-BENCH-INIT "$log" 2>/dev/null; then
+    eval "timeout 120 $cmd" < /dev/null > "$fifo" 2>&1 &
+    tpid=$!
+    while kill -0 "$tpid" 2>/dev/null; do
+        [ -n "$vpid" ] || vpid=$(pgrep -P "$tpid" | head -n1)
+        if [ -z "$t_init" ] && grep -q HULL-BENCH-INIT "$log"; then
             t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
-            [ -n "$pid" ] && rss=$(overhead_kib "$pid")
+            [ -n "$vpid" ] && rss=$(overhead_kib "$vpid")
         fi
-        jobs %1 >/dev/null 2>&1 || break
-        sleep 0.005
+        sleep 0.002
     done
-    wait
+    wait "$tpid"
     local end=$EPOCHREALTIME
-    [ -n "$t_init" ] || { echo "fail fail fail"; return; }
+    wait "$reader"
+    [ -n "$t_init" ] || t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
+    [ -n "$t_init" ] || { echo "fail fail fail"; sed 's/^/    | /' "$log" | tail -n 20 >&2; return; }
     echo "$(elapsed "$start" "$t_init") $(elapsed "$start" "$end") ${rss:-n/a}"
 }
 
@@ -72,5 +77,5 @@ bench() {
 
 echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mem} MiB, $vcpus vCPU(s)"
 bench hull "$(hull_cmd)"
-bench qemu "$(qemu_cmd)"
+if command -v qemu-system-x86_64 >/dev/null; then bench qemu "$(qemu_cmd)"; else echo "qemu-system-x86_64 not installed: QEMU not measured"; fi
 if [ -x "$art/firecracker" ]; then bench firecracker "$(fc_cmd)"; fi

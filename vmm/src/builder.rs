@@ -129,7 +129,7 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     timings.phase("vm");
     let (exit_tx, exit_rx) = channel();
     let exit = ExitSignal::new(exit_tx);
-    handle_stop_signals(exit.clone())?;
+    block_stop_signals();
     let (event_loop, loop_handle) = EventLoop::new().map_err(host("event loop"))?;
     let mut cmdline = new_cmdline(&config.cmdline).map_err(BuildError::Cmdline)?;
     let buses = attach_devices(
@@ -178,15 +178,24 @@ fn confine_process(config: &VmConfig) -> Result<(), BuildError> {
     Ok(())
 }
 
-/// Blocks the stop signals in every thread (threads inherit the mask) and waits for
-/// them on a dedicated thread, turning them into a reported stop.
-pub fn handle_stop_signals(exit: Arc<ExitSignal>) -> Result<(), BuildError> {
+/// Blocks the stop signals; threads created afterwards inherit the mask, so only the
+/// signal thread ([`spawn_signal_thread`]) ever takes them.
+pub fn block_stop_signals() {
     let set = stop_signal_set();
     // SAFETY: pthread_sigmask with a valid, initialised set and a null old-set.
     unsafe { libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut()) };
+}
+
+/// Waits for a stop signal on its own (confined) thread and reports it as the stop.
+pub fn spawn_signal_thread(exit: Arc<ExitSignal>, seccomp: bool) -> Result<(), BuildError> {
+    let set = stop_signal_set();
     std::thread::Builder::new()
         .name("signals".into())
         .spawn(move || {
+            if let Err(e) = confine::enter_thread(ThreadKind::Main, seccomp) {
+                let message = format!("signal thread: {e}");
+                return exit.stop(VmExit::VcpuError { vcpu: 0, message });
+            }
             let mut signal = 0;
             // SAFETY: sigwait with a valid set and output pointer.
             while unsafe { libc::sigwait(&set, &mut signal) } != 0 {}
@@ -368,6 +377,7 @@ fn start_threads(
     exit: &Arc<ExitSignal>,
 ) -> Result<(), BuildError> {
     let seccomp = config.seccomp;
+    spawn_signal_thread(exit.clone(), seccomp)?;
     let loop_exit = exit.clone();
     std::thread::Builder::new()
         .name("devices".into())

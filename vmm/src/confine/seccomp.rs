@@ -38,6 +38,8 @@ const COMMON: &[i64] = &[
     libc::SYS_writev,
     libc::SYS_read,
     libc::SYS_close,
+    // Descriptor flags; also what std checks when dropping an owned fd.
+    libc::SYS_fcntl,
     libc::SYS_getpid,
     libc::SYS_gettid,
     libc::SYS_tgkill,
@@ -67,7 +69,6 @@ const EVENT_LOOP: &[i64] = &[
     libc::SYS_sendmsg,
     libc::SYS_recvmsg,
     libc::SYS_ioctl,
-    libc::SYS_fcntl,
 ];
 
 const MAIN: &[i64] = &[libc::SYS_rt_sigtimedwait, libc::SYS_fsync];
