@@ -74,8 +74,8 @@ fn intsrc_entry(kind: u8, irq: u8, ioapic_id: u8) -> [u8; 8] {
     [ENTRY_INTSRC, kind, 0, 0, BUS_ISA, irq, ioapic_id, irq]
 }
 
-fn lintsrc_entry(kind: u8, lint: u8) -> [u8; 8] {
-    [ENTRY_LINTSRC, kind, 0, 0, BUS_ISA, 0, 0xff, lint]
+fn lintsrc_entry(kind: u8, dest_apic: u8, lint: u8) -> [u8; 8] {
+    [ENTRY_LINTSRC, kind, 0, 0, BUS_ISA, 0, dest_apic, lint]
 }
 
 /// The configuration table (header plus entries) for `vcpus` CPUs.
@@ -87,12 +87,14 @@ fn config_table(vcpus: u8) -> Vec<u8> {
     }
     entries.extend_from_slice(&[ENTRY_BUS, 0, b'I', b'S', b'A', b' ', b' ', b' ']);
     entries.extend_from_slice(&ioapic_entry(ioapic_id));
-    entries.extend_from_slice(&intsrc_entry(IRQ_EXTINT, 0, ioapic_id));
-    for irq in 1..IOAPIC_PINS as u8 {
+    // Every ISA IRQ, the timer included, goes straight to the IO-APIC pin of the same
+    // number: there is no 8259 in the path (an ExtINT entry here makes Linux take its
+    // "timer through the 8259" path, which crashes without one).
+    for irq in 0..IOAPIC_PINS as u8 {
         entries.extend_from_slice(&intsrc_entry(IRQ_INT, irq, ioapic_id));
     }
-    entries.extend_from_slice(&lintsrc_entry(IRQ_EXTINT, 0));
-    entries.extend_from_slice(&lintsrc_entry(IRQ_NMI, 1));
+    entries.extend_from_slice(&lintsrc_entry(IRQ_EXTINT, 0, 0));
+    entries.extend_from_slice(&lintsrc_entry(IRQ_NMI, 0xff, 1));
     let count = (vcpus as u16) + 1 + 1 + IOAPIC_PINS as u16 + 2;
     let mut table = Vec::with_capacity(HEADER_LEN + entries.len());
     table.extend_from_slice(b"PCMP");
@@ -174,6 +176,19 @@ mod tests {
             (first[20], first[21], first[23]),
             (ENTRY_PROCESSOR, 1, CPU_ENABLED)
         );
+    }
+
+    #[test]
+    fn mptable_routes_every_isa_irq_including_the_timer_as_a_plain_interrupt() {
+        let image = mptable_bytes(1).unwrap();
+        let intsrc: Vec<&[u8]> = image[16 + HEADER_LEN + 20..]
+            .chunks(8)
+            .filter(|e| e[0] == ENTRY_INTSRC)
+            .collect();
+        assert_eq!(intsrc.len(), IOAPIC_PINS as usize);
+        for (irq, e) in intsrc.iter().enumerate() {
+            assert_eq!((e[1], e[5], e[7]), (IRQ_INT, irq as u8, irq as u8));
+        }
     }
 
     #[test]
