@@ -171,8 +171,14 @@ fn confine_process(config: &VmConfig) -> Result<(), BuildError> {
     })?;
     if config.landlock {
         let outcome = confine::restrict_filesystem()?;
-        if outcome != confine::LandlockOutcome::Enforced {
-            eprintln!("vmm: landlock {outcome:?}: filesystem access is not fully restricted on this kernel");
+        match outcome {
+            confine::LandlockOutcome::Enforced => {}
+            confine::LandlockOutcome::Partial => eprintln!(
+                "vmm: landlock: this kernel's landlock ABI denies only part of the filesystem rights"
+            ),
+            confine::LandlockOutcome::Unsupported => {
+                eprintln!("vmm: landlock: not supported by this kernel; filesystem access not restricted")
+            }
         }
     }
     Ok(())
