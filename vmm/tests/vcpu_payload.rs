@@ -217,6 +217,7 @@ fn boot_entry_runs(protocol: BootProtocol) {
         mem: &h.mem,
         count: 1,
         boot,
+        tsc_deadline: true,
     })
     .unwrap();
     assert_eq!(run(&h, vcpu), VmExit::Reset, "{protocol:?}");

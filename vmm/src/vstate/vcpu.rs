@@ -110,6 +110,8 @@ pub struct VcpuConfig<'a> {
     pub count: u8,
     /// Entry point; used by the boot vCPU (index 0) only.
     pub boot: BootEntry,
+    /// KVM emulates the TSC-deadline timer (`KVM_CAP_TSC_DEADLINE_TIMER`).
+    pub tsc_deadline: bool,
 }
 
 /// One virtual CPU and the buses its exits are routed to.
@@ -147,7 +149,7 @@ impl Vcpu {
     pub fn configure(&self, config: &VcpuConfig) -> Result<(), VcpuError> {
         let index = self.index;
         let mut cpuid = config.cpuid.clone();
-        filter_cpuid(&mut cpuid, index, config.count);
+        filter_cpuid(&mut cpuid, index, config.count, config.tsc_deadline);
         self.fd
             .set_cpuid2(&cpuid)
             .map_err(|source| VcpuError::Cpuid { index, source })?;

@@ -8,16 +8,23 @@ const LEAF_PMU: u32 = 0xa;
 const LEAF_TOPOLOGY: u32 = 0xb;
 const LEAF_TOPOLOGY_V2: u32 = 0x1f;
 const ECX_HYPERVISOR: u32 = 1 << 31;
+const ECX_TSC_DEADLINE: u32 = 1 << 24;
 const EDX_HTT: u32 = 1 << 28;
 
-/// Adjusts `cpuid` for vCPU `index` of `count`.
-pub fn filter_cpuid(cpuid: &mut CpuId, index: u8, count: u8) {
+/// Adjusts `cpuid` for vCPU `index` of `count`. `tsc_deadline` says whether KVM's
+/// LAPIC emulates the TSC-deadline timer (KVM supports it but does not report it in
+/// its supported CPUID); with it the guest needs no LAPIC timer calibration, which
+/// is slow and unreliable in a VM.
+pub fn filter_cpuid(cpuid: &mut CpuId, index: u8, count: u8, tsc_deadline: bool) {
     for entry in cpuid.as_mut_slice().iter_mut() {
         match entry.function {
             LEAF_FEATURES => {
                 entry.ebx =
                     (entry.ebx & 0x0000_ffff) | (u32::from(index) << 24) | (u32::from(count) << 16);
                 entry.ecx |= ECX_HYPERVISOR;
+                if tsc_deadline {
+                    entry.ecx |= ECX_TSC_DEADLINE;
+                }
                 if count > 1 {
                     entry.edx |= EDX_HTT;
                 } else {
@@ -56,10 +63,11 @@ mod tests {
             },
         ];
         let mut cpuid = CpuId::from_entries(&entries).unwrap();
-        filter_cpuid(&mut cpuid, 3, 4);
+        filter_cpuid(&mut cpuid, 3, 4, true);
         let e = cpuid.as_slice();
         assert_eq!(e[0].ebx, (3 << 24) | (4 << 16) | 0x1234);
         assert_ne!(e[0].ecx & ECX_HYPERVISOR, 0);
+        assert_ne!(e[0].ecx & ECX_TSC_DEADLINE, 0);
         assert_ne!(e[0].edx & EDX_HTT, 0);
         assert_eq!(e[1].edx, 3);
         assert_eq!(e[2].eax, 0);

@@ -23,7 +23,6 @@ pub enum MsrError {
     },
 }
 
-const MSR_IA32_TSC: u32 = 0x10;
 const MSR_IA32_SYSENTER_CS: u32 = 0x174;
 const MSR_IA32_SYSENTER_ESP: u32 = 0x175;
 const MSR_IA32_SYSENTER_EIP: u32 = 0x176;
@@ -49,7 +48,6 @@ pub fn boot_msr_entries() -> Vec<kvm_msr_entry> {
         (MSR_KERNEL_GS_BASE, 0),
         (MSR_SYSCALL_MASK, 0),
         (MSR_LSTAR, 0),
-        (MSR_IA32_TSC, 0),
         (MSR_IA32_MISC_ENABLE, MISC_ENABLE_FAST_STRING),
         (MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRBACK),
     ]

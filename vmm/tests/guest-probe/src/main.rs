@@ -32,15 +32,19 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
+/// Writes the boot mark. Needs `ioperm(2)`, which the guest kernel only has with
+/// `CONFIG_X86_IOPL_IOPERM`; without it the mark is reported unavailable.
 fn mark_boot() {
     // SAFETY: ioperm grants this process access to one I/O port; then a single `out`
     // to that port. PID 1 runs as root in the guest.
     unsafe {
         if libc::ioperm(u64::from(BOOT_MARK_PORT), 1, 1) != 0 {
-            return say("HULL-PROBE-FAIL ioperm");
+            let err = std::io::Error::last_os_error();
+            return say(&format!("HULL-PROBE-MARK unavailable (ioperm: {err})"));
         }
         std::arch::asm!("out dx, al", in("dx") BOOT_MARK_PORT, in("al") BOOT_MARK_MAGIC);
     }
+    say("HULL-PROBE-MARK sent");
 }
 
 fn mount(src: &str, target: &str, fstype: &str) {
