@@ -9,6 +9,15 @@ use crate::bus::BusDevice;
 use crate::vstate::vcpu::ExitSignal;
 use crate::vstate::VmExit;
 
+/// Status register value: "output buffer full" with the input buffer empty. A
+/// driver flushing the output buffer never sees it drain and concludes quickly that
+/// there is no controller (no keyboard probing, which costs thousands of exits),
+/// while the reset path, which waits for the input buffer (bit 1) to clear, never
+/// waits.
+pub const STATUS_NO_CONTROLLER: u8 = 0x01;
+/// Offset of the command/status port.
+const COMMAND_OFFSET: u64 = 4;
+
 /// First i8042 port (data); the command/status port is at offset 4.
 pub const I8042_PORT: u64 = 0x60;
 /// Ports covered: 0x60..=0x64.
@@ -38,8 +47,12 @@ impl I8042 {
 
 impl BusDevice for I8042 {
     fn read(&mut self, offset: u64, data: &mut [u8]) {
-        if let ([byte], Ok(offset)) = (data, u8::try_from(offset)) {
-            *byte = self.0.read(offset);
+        if let [byte] = data {
+            *byte = if offset == COMMAND_OFFSET {
+                STATUS_NO_CONTROLLER
+            } else {
+                0
+            };
         }
     }
 
@@ -61,6 +74,20 @@ mod tests {
         let mut dev = I8042::new(ExitSignal::new(tx));
         dev.write(4, &[0xfe]);
         assert_eq!(rx.try_recv().unwrap(), VmExit::Reset);
+    }
+
+    #[test]
+    fn i8042_status_reads_full_output_and_empty_input_buffer() {
+        let (tx, _rx) = channel();
+        let mut dev = I8042::new(ExitSignal::new(tx));
+        let mut status = [0u8; 1];
+        dev.read(4, &mut status);
+        assert_eq!(status[0] & 0x01, 0x01, "output buffer full");
+        assert_eq!(
+            status[0] & 0x02,
+            0,
+            "input buffer empty: the reset path never waits"
+        );
     }
 
     #[test]
