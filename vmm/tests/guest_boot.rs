@@ -191,6 +191,12 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
             .unwrap_or("")
     );
 
+    if let Some(up) = console_text
+        .lines()
+        .find(|l| l.starts_with("HULL-PROBE-UP"))
+    {
+        println!("guest: {up} (seconds of guest uptime when /init started)");
+    }
     assert!(status.success(), "vmm exit {status}\n{report}");
     assert!(stderr.contains("vmm: guest requested reset"), "{report}");
     if console_text.contains("HULL-PROBE-MARK sent") {

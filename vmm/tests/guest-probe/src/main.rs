@@ -209,7 +209,11 @@ fn main() {
     mount("devtmpfs", "/dev", "devtmpfs");
     mount("proc", "/proc", "proc");
     mount("sysfs", "/sys", "sysfs");
-    say("HULL-PROBE-UP");
+    let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
+    say(&format!(
+        "HULL-PROBE-UP uptime={}",
+        uptime.split(' ').next().unwrap_or("?")
+    ));
     step("BLK", check_disks());
     step("RNG", check_rng());
     step("VSOCK-OUT", vsock_to_host());
