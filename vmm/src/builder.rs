@@ -32,6 +32,7 @@ use crate::memory::{
     create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE,
 };
 use crate::timings::Timings;
+use crate::vstate::exit_stats::ExitStats;
 use crate::vstate::vcpu::{ExitSignal, Vcpu, VcpuConfig, VcpuError};
 use crate::vstate::vm::{Vm, VmError};
 use crate::vstate::VmExit;
@@ -145,12 +146,20 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     let entry = load_boot_images(&mem, config, &cmdline)?;
     setup_mptable(&mem, config.vcpus)?;
     timings.phase("kernel");
-    let vcpus = create_vcpus(&kvm, &vm, &mem, config, entry, &buses, &exit)?;
+    let mut vcpus = create_vcpus(&kvm, &vm, &mem, config, entry, &buses, &exit)?;
+    let stats = config.timings.then(|| Arc::new(ExitStats::default()));
+    if let Some(stats) = &stats {
+        vcpus.iter_mut().for_each(|v| v.count_exits(stats.clone()));
+    }
     confine_process(config)?;
     start_threads(config, event_loop, vcpus, &exit)?;
     confine::enter_thread(ThreadKind::Main, config.seccomp)?;
     timings.phase("vcpus");
-    Ok(wait_for_exit(&exit_rx))
+    let stop = wait_for_exit(&exit_rx);
+    if let Some(stats) = stats {
+        eprintln!("{}", stats.line(8));
+    }
+    Ok(stop)
 }
 
 /// Descriptors the VMM may hold: fixed ones plus vsock connections.

@@ -1,5 +1,6 @@
 //! KVM state: the VM (memory slots, irqchip, PIT) and its vCPUs.
 
+pub mod exit_stats;
 pub mod vcpu;
 pub mod vm;
 

@@ -11,6 +11,7 @@ use kvm_bindings::{
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use thiserror::Error;
 
+use super::exit_stats::{ExitKind, ExitStats};
 use super::vm::Vm;
 use super::VmExit;
 use crate::arch::cpuid::filter_cpuid;
@@ -121,6 +122,7 @@ pub struct Vcpu {
     io: Arc<Bus>,
     mmio: Arc<Bus>,
     exit: Arc<ExitSignal>,
+    stats: Option<Arc<ExitStats>>,
 }
 
 impl Vcpu {
@@ -142,6 +144,7 @@ impl Vcpu {
             io,
             mmio,
             exit,
+            stats: None,
         })
     }
 
@@ -161,6 +164,11 @@ impl Vcpu {
         };
         regs.and_then(|()| setup_lapic(&self.fd))
             .map_err(|source| VcpuError::Regs { index, source })
+    }
+
+    /// Counts this vCPU's exits into `stats`.
+    pub fn count_exits(&mut self, stats: Arc<ExitStats>) {
+        self.stats = Some(stats);
     }
 
     /// The KVM vCPU fd, for callers that set registers themselves.
@@ -200,13 +208,28 @@ impl Vcpu {
     pub fn run_once(&mut self) -> Option<VmExit> {
         let index = self.index;
         match self.fd.run() {
-            Ok(exit) => handle_exit(index, exit, &self.io, &self.mmio),
+            Ok(exit) => {
+                if let Some(stats) = &self.stats {
+                    count(stats, &exit);
+                }
+                handle_exit(index, exit, &self.io, &self.mmio)
+            }
             Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => None,
             Err(e) => Some(VmExit::VcpuError {
                 vcpu: index,
                 message: format!("KVM_RUN failed: {e}"),
             }),
         }
+    }
+}
+
+fn count(stats: &ExitStats, exit: &VcpuExit) {
+    match exit {
+        VcpuExit::IoIn(port, _) => stats.record(ExitKind::IoIn, u64::from(*port)),
+        VcpuExit::IoOut(port, _) => stats.record(ExitKind::IoOut, u64::from(*port)),
+        VcpuExit::MmioRead(addr, _) => stats.record(ExitKind::MmioRead, *addr),
+        VcpuExit::MmioWrite(addr, _) => stats.record(ExitKind::MmioWrite, *addr),
+        _ => {}
     }
 }
 
