@@ -191,6 +191,9 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
             .unwrap_or("")
     );
 
+    if let Some(exits) = stderr.lines().find(|l| l.starts_with("vmm-exits")) {
+        println!("{exits}");
+    }
     if let Some(up) = console_text
         .lines()
         .find(|l| l.starts_with("HULL-PROBE-UP"))
