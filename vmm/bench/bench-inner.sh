@@ -34,6 +34,13 @@ JSON
     echo "$art/firecracker --no-api --config-file $work/fc.json"
 }
 
+# The deepest descendant of $1 (the VMM under `timeout` and the eval subshell).
+leaf_process() {
+    local p=$1 c
+    while c=$(pgrep -P "$p" | head -n1) && [ -n "$c" ]; do p=$c; done
+    [ "$p" != "$1" ] && echo "$p"
+}
+
 # One boot: prints "<init_s> <exit_s> <overhead_kib>" (times from process start).
 boot_once() {
     local cmd=$1 log=$work/console fifo=$work/fifo start tpid vpid="" t_init="" rss="" reader
@@ -46,7 +53,7 @@ boot_once() {
     eval "timeout 120 $cmd" < /dev/null > "$fifo" 2>&1 &
     tpid=$!
     while kill -0 "$tpid" 2>/dev/null; do
-        [ -n "$vpid" ] || vpid=$(pgrep -P "$tpid" | head -n1)
+        [ -n "$vpid" ] || vpid=$(leaf_process "$tpid")
         if [ -z "$t_init" ] && grep -q HULL-BENCH-INIT "$log"; then
             t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
             [ -n "$vpid" ] && rss=$(overhead_kib "$vpid")
