@@ -32,39 +32,44 @@ impl ExitKind {
     }
 }
 
+/// Per-key counts plus the count of exits whose key did not fit.
+#[derive(Default)]
+struct Counts {
+    by_key: BTreeMap<(ExitKind, u64), u64>,
+    other: u64,
+}
+
 /// Shared exit counters.
 #[derive(Default)]
 pub struct ExitStats {
-    counts: Mutex<(BTreeMap<(ExitKind, u64), u64>, u64)>,
+    counts: Mutex<Counts>,
 }
 
 impl ExitStats {
     /// Counts one exit.
     pub fn record(&self, kind: ExitKind, addr: u64) {
-        let mut guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, other) = &mut *guard;
-        if let Some(n) = map.get_mut(&(kind, addr)) {
+        let mut counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = counts.by_key.get_mut(&(kind, addr)) {
             *n += 1;
-        } else if map.len() < MAX_KEYS {
-            map.insert((kind, addr), 1);
+        } else if counts.by_key.len() < MAX_KEYS {
+            counts.by_key.insert((kind, addr), 1);
         } else {
-            *other += 1;
+            counts.other += 1;
         }
     }
 
     /// `vmm-exits total=N <kind>@<addr>=N ...`, the `top` largest first.
     pub fn line(&self, top: usize) -> String {
-        let guard = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let (map, other) = &*guard;
-        let total: u64 = map.values().sum::<u64>() + other;
-        let mut entries: Vec<_> = map.iter().collect();
+        let counts = self.counts.lock().unwrap_or_else(|p| p.into_inner());
+        let total: u64 = counts.by_key.values().sum::<u64>() + counts.other;
+        let mut entries: Vec<_> = counts.by_key.iter().collect();
         entries.sort_by(|a, b| b.1.cmp(a.1));
         let mut line = format!("vmm-exits total={total}");
         for ((kind, addr), n) in entries.into_iter().take(top) {
             line.push_str(&format!(" {}@{addr:#x}={n}", kind.name()));
         }
-        if *other > 0 {
-            line.push_str(&format!(" other={other}"));
+        if counts.other > 0 {
+            line.push_str(&format!(" other={}", counts.other));
         }
         line
     }
