@@ -1,0 +1,283 @@
+//! The VMM's configuration and its command-line form.
+//!
+//! ```text
+//! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
+//!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
+//!     [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+//!     [--no-seccomp] [--no-landlock]
+//! ```
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+/// Kernel command line used when none is given.
+pub const DEFAULT_CMDLINE: &str =
+    "console=ttyS0 reboot=k panic=1 pci=off nomodule i8042.noaux i8042.nomux i8042.nopnp i8042.dumbkbd";
+/// Default guest memory in MiB.
+pub const DEFAULT_MEM_MIB: u64 = 256;
+/// Default console log cap: 16 MiB.
+pub const DEFAULT_CONSOLE_LIMIT: u64 = 16 << 20;
+/// Lowest guest CID (0-2 are reserved).
+pub const MIN_GUEST_CID: u64 = 3;
+
+/// A virtio-blk disk.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DiskConfig {
+    /// Image file.
+    pub path: PathBuf,
+    /// Open O_RDONLY and advertise read-only.
+    pub read_only: bool,
+}
+
+/// The vsock device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VsockConfig {
+    /// Unix socket the host connects to; guest-initiated connections go to `<uds>_<port>`.
+    pub uds: PathBuf,
+    /// Guest context id.
+    pub cid: u64,
+}
+
+/// Where the serial console goes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Console {
+    /// The VMM's stdout.
+    Stdout,
+    /// Nowhere.
+    Null,
+    /// A log file (created or truncated).
+    File(PathBuf),
+}
+
+/// Everything the VMM needs to boot a guest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Uncompressed ELF vmlinux.
+    pub kernel: PathBuf,
+    /// Optional initramfs (cpio).
+    pub initramfs: Option<PathBuf>,
+    /// Kernel command line (virtio-mmio entries are appended).
+    pub cmdline: String,
+    /// Guest memory in MiB.
+    pub mem_mib: u64,
+    /// Number of vCPUs.
+    pub vcpus: u8,
+    /// Disks, in order (`/dev/vda`, `/dev/vdb`, ...).
+    pub disks: Vec<DiskConfig>,
+    /// vsock device, if any.
+    pub vsock: Option<VsockConfig>,
+    /// Console destination.
+    pub console: Console,
+    /// Most console bytes kept.
+    pub console_limit: u64,
+    /// Print the timings line.
+    pub timings: bool,
+    /// Install seccomp filters.
+    pub seccomp: bool,
+    /// Apply Landlock where the kernel supports it.
+    pub landlock: bool,
+}
+
+/// Errors in the command line.
+#[derive(Debug, Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// an option is not known
+    #[error("unknown option {0}")]
+    Unknown(String),
+    /// an option lacks its value
+    #[error("option {0} needs a value")]
+    MissingValue(String),
+    /// a value does not parse
+    #[error("invalid value {value:?} for {option}")]
+    Invalid {
+        /// The option.
+        option: String,
+        /// Its value.
+        value: String,
+    },
+    /// --kernel was not given
+    #[error("--kernel is required")]
+    NoKernel,
+    /// help was asked for
+    #[error("usage requested")]
+    Help,
+}
+
+/// One-screen usage text.
+pub const USAGE: &str =
+    "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
+           [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
+           [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+           [--no-seccomp] [--no-landlock]";
+
+fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        option: option.into(),
+        value: value.into(),
+    })
+}
+
+fn parse_disk(value: &str) -> Result<DiskConfig, ConfigError> {
+    let (path, read_only) = match value.strip_suffix(",ro") {
+        Some(path) => (path, true),
+        None => (value.strip_suffix(",rw").unwrap_or(value), false),
+    };
+    if path.is_empty() {
+        return Err(ConfigError::Invalid {
+            option: "--disk".into(),
+            value: value.into(),
+        });
+    }
+    Ok(DiskConfig {
+        path: path.into(),
+        read_only,
+    })
+}
+
+impl VmConfig {
+    /// Parses the arguments after the program name.
+    pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<VmConfig, ConfigError> {
+        let mut cfg = VmConfig {
+            kernel: PathBuf::new(),
+            initramfs: None,
+            cmdline: DEFAULT_CMDLINE.into(),
+            mem_mib: DEFAULT_MEM_MIB,
+            vcpus: 1,
+            disks: Vec::new(),
+            vsock: None,
+            console: Console::Stdout,
+            console_limit: DEFAULT_CONSOLE_LIMIT,
+            timings: false,
+            seccomp: true,
+            landlock: true,
+        };
+        let (mut uds, mut cid) = (None, MIN_GUEST_CID);
+        let mut args = args.into_iter();
+        while let Some(option) = args.next() {
+            let mut value = || {
+                args.next()
+                    .ok_or_else(|| ConfigError::MissingValue(option.clone()))
+            };
+            match option.as_str() {
+                "--kernel" => cfg.kernel = value()?.into(),
+                "--initramfs" => cfg.initramfs = Some(value()?.into()),
+                "--cmdline" => cfg.cmdline = value()?,
+                "--memory" => cfg.mem_mib = parse_num(&option, &value()?)?,
+                "--vcpus" => cfg.vcpus = parse_num(&option, &value()?)?,
+                "--disk" => cfg.disks.push(parse_disk(&value()?)?),
+                "--vsock-uds" => uds = Some(PathBuf::from(value()?)),
+                "--vsock-cid" => cid = parse_num(&option, &value()?)?,
+                "--console" => cfg.console = parse_console(&value()?),
+                "--console-limit" => cfg.console_limit = parse_num(&option, &value()?)?,
+                "--timings" => cfg.timings = true,
+                "--no-seccomp" => cfg.seccomp = false,
+                "--no-landlock" => cfg.landlock = false,
+                "-h" | "--help" => return Err(ConfigError::Help),
+                _ => return Err(ConfigError::Unknown(option)),
+            }
+        }
+        if cid < MIN_GUEST_CID || cid > u64::from(u32::MAX) {
+            return Err(ConfigError::Invalid {
+                option: "--vsock-cid".into(),
+                value: cid.to_string(),
+            });
+        }
+        cfg.vsock = uds.map(|uds| VsockConfig { uds, cid });
+        if cfg.kernel.as_os_str().is_empty() {
+            return Err(ConfigError::NoKernel);
+        }
+        Ok(cfg)
+    }
+
+    /// Guest memory in bytes.
+    pub fn mem_bytes(&self) -> u64 {
+        self.mem_mib.saturating_mul(1 << 20)
+    }
+}
+
+fn parse_console(value: &str) -> Console {
+    match value {
+        "stdout" | "-" => Console::Stdout,
+        "none" => Console::Null,
+        path => Console::File(path.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &str) -> Result<VmConfig, ConfigError> {
+        VmConfig::from_args(args.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn config_parses_a_full_command_line() {
+        let cfg = parse("--kernel /k --initramfs /i --memory 512 --vcpus 2 --disk /a,ro --disk /b --vsock-uds /run/v.sock --vsock-cid 7 --console /log --timings --no-seccomp").unwrap();
+        assert_eq!(cfg.kernel, PathBuf::from("/k"));
+        assert_eq!(cfg.initramfs, Some(PathBuf::from("/i")));
+        assert_eq!((cfg.mem_mib, cfg.vcpus), (512, 2));
+        assert_eq!(
+            cfg.disks,
+            vec![
+                DiskConfig {
+                    path: "/a".into(),
+                    read_only: true
+                },
+                DiskConfig {
+                    path: "/b".into(),
+                    read_only: false
+                },
+            ]
+        );
+        assert_eq!(
+            cfg.vsock,
+            Some(VsockConfig {
+                uds: "/run/v.sock".into(),
+                cid: 7
+            })
+        );
+        assert_eq!(cfg.console, Console::File("/log".into()));
+        assert!(cfg.timings && !cfg.seccomp && cfg.landlock);
+    }
+
+    #[test]
+    fn config_defaults_apply() {
+        let cfg = parse("--kernel /k").unwrap();
+        assert_eq!(
+            (cfg.mem_mib, cfg.vcpus, cfg.cmdline.as_str()),
+            (DEFAULT_MEM_MIB, 1, DEFAULT_CMDLINE)
+        );
+        assert_eq!(cfg.console, Console::Stdout);
+    }
+
+    #[test]
+    fn config_rejects_bad_input() {
+        assert_eq!(parse("--initramfs /i"), Err(ConfigError::NoKernel));
+        assert_eq!(
+            parse("--kernel"),
+            Err(ConfigError::MissingValue("--kernel".into()))
+        );
+        assert_eq!(
+            parse("--kernel /k --frobnicate"),
+            Err(ConfigError::Unknown("--frobnicate".into()))
+        );
+        assert!(matches!(
+            parse("--kernel /k --vcpus 300"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --memory lots"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --vsock-uds /v --vsock-cid 2"),
+            Err(ConfigError::Invalid { .. })
+        ));
+        assert!(matches!(
+            parse("--kernel /k --disk ,ro"),
+            Err(ConfigError::Invalid { .. })
+        ));
+    }
+}
