@@ -2,3 +2,5 @@
 //!
 //! Modules follow the data flow of `hull run`: `image` (references, registry, store,
 //! archives) and `rootfs` (tar layers to a flattened read-only disk).
+
+pub mod rootfs;
