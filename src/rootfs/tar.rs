@@ -263,17 +263,13 @@ fn lossy(bytes: &[u8]) -> String {
 
 fn verify_checksum(block: &[u8; 512]) -> Result<(), TarError> {
     let stored = parse_number(&block[148..156], "chksum")?;
-    let unsigned: u64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { u64::from(b' ') } else { u64::from(b) })
-        .sum();
+    // The checksum field itself counts as eight spaces.
+    let (mut unsigned, mut signed) = (8 * u64::from(b' '), 8 * i64::from(b' '));
+    for &b in block[..148].iter().chain(&block[156..]) {
+        unsigned += u64::from(b);
+        signed += i64::from(b as i8);
+    }
     // Some historic writers summed signed bytes; accept either form.
-    let signed: i64 = block
-        .iter()
-        .enumerate()
-        .map(|(i, &b)| if (148..156).contains(&i) { i64::from(b' ') } else { i64::from(b as i8) })
-        .sum();
     if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
         return Ok(());
     }
