@@ -199,3 +199,16 @@ fn same_layers_give_byte_identical_images() {
     let layers = [layer(&entries), layer(&[whiteout("d3/.wh..wh..opq"), file("d3/n", b"n", 0o600)])];
     assert_eq!(flatten(&layers), flatten(&layers));
 }
+
+#[test]
+fn fsck_accepts_images_whose_metadata_ends_on_any_slot_of_a_block() {
+    // Each extra empty file adds one 32-byte inode: 130 counts walk the end of the
+    // metadata area across every slot of a block, including its very end.
+    let dir = tempfile::tempdir().unwrap();
+    for count in 0..130 {
+        let entries: Vec<Entry> = (0..count).map(|i| file(&format!("f{i:03}"), b"", 0o644).mtime(0)).collect();
+        let image = dir.path().join(format!("{count}.erofs"));
+        std::fs::write(&image, flatten(&[layer(&entries)])).unwrap();
+        fsck(&image);
+    }
+}

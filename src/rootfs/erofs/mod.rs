@@ -64,7 +64,9 @@ pub fn write_image<S: ImageSink>(
     let meta_bytes = assign_nids(tree, &mut plan);
     let extra_blocks = count_extra_blocks(tree, &plan);
     let meta_blkaddr = data_end + extra_blocks;
-    let blocks = meta_blkaddr + meta_bytes.div_ceil(BLOCK_SIZE);
+    // fsck.erofs 1.5 reads an xattr header after every inode, even without xattrs:
+    // keep that many bytes after the last one inside the image.
+    let blocks = meta_blkaddr + (meta_bytes + XATTR_IBODY_HEADER_SIZE as u64).div_ceil(BLOCK_SIZE);
     let limit = max_blocks.min(u64::from(u32::MAX));
     if blocks > limit {
         return Err(WriteError::TooLarge { limit });
