@@ -94,7 +94,7 @@ impl<R: Read> HashingReader<R> {
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         // Never ask for more than one byte past the limit, so a bomb stops early.
-        let allowed = (self.limit - self.count).saturating_add(1);
+        let allowed = self.limit.saturating_sub(self.count).saturating_add(1);
         let want = buf.len().min(usize::try_from(allowed).unwrap_or(usize::MAX));
         let got = self.inner.read(&mut buf[..want])?;
         self.count += got as u64;
