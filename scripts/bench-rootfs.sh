@@ -58,7 +58,7 @@ cat >"$BENCH_DIR/extract-mkfs.sh" <<EOF
 #!/bin/sh
 set -e
 "$BENCH_DIR/extract.sh"
-mkfs.erofs -q "$BENCH_DIR/mkfs.erofs" "$BENCH_DIR/x"
+mkfs.erofs --quiet --preserve-mtime "$BENCH_DIR/mkfs.erofs" "$BENCH_DIR/x"
 EOF
 chmod +x "$BENCH_DIR/extract.sh" "$BENCH_DIR/extract-mkfs.sh"
 
