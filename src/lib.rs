@@ -4,3 +4,4 @@
 //! archives) and `rootfs` (tar layers to a flattened read-only disk).
 
 pub mod image;
+pub mod rootfs;

@@ -1,0 +1,113 @@
+//! Errors of flattening: every one names the layer and, for entries, their index.
+
+use std::io;
+use std::path::PathBuf;
+
+use super::data::DataError;
+use super::erofs::WriteError;
+use super::layer::too_long_limit;
+use super::path::{InvalidWhiteout, PathError};
+use super::tar::TarError;
+use super::tree::TreeError;
+
+/// Why flattening an image's layers failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FlattenError {
+    #[error("layer {digest}: entry {entry}")]
+    Entry {
+        digest: String,
+        /// 0-based index of the tar member (extension headers belong to their member).
+        entry: u64,
+        #[source]
+        reason: EntryError,
+    },
+    #[error("layer {digest}: cannot open blob {path}")]
+    OpenLayer {
+        digest: String,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("layer {digest}: uncompressed content has digest {actual}, expected diff_id {expected}")]
+    DiffIdMismatch { digest: String, expected: String, actual: String },
+    #[error("an image needs at least one layer")]
+    NoLayers,
+    #[error("more than {limit} layers")]
+    TooManyLayers { limit: usize },
+    #[error("writing the image metadata failed")]
+    Write(#[source] WriteError),
+    #[error("{op} {path}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("rootfs cache directory {path} is not a directory owned by this user")]
+    UnsafeCacheDir { path: PathBuf },
+}
+
+/// Why one tar member was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EntryError {
+    #[error(transparent)]
+    Tar(TarError),
+    #[error(transparent)]
+    Path(#[from] PathError),
+    #[error(transparent)]
+    Whiteout(#[from] InvalidWhiteout),
+    #[error(transparent)]
+    Tree(#[from] TreeError),
+    #[error("writing file data failed")]
+    Write(#[source] io::Error),
+    #[error("the image would exceed {limit} bytes")]
+    ImageTooLarge { limit: u64 },
+    #[error("the uncompressed layer exceeds {limit} bytes")]
+    LayerTooLarge { limit: u64 },
+    #[error("the layer has more than {limit} entries")]
+    TooManyEntries { limit: u64 },
+    #[error("{what} {value} is out of range")]
+    IdOutOfRange { what: &'static str, value: u64 },
+    #[error("device number {major}:{minor} is out of range")]
+    DeviceOutOfRange { major: u64, minor: u64 },
+    #[error("extended attribute `{name}` has no EROFS name prefix")]
+    UnsupportedXattr { name: String },
+    #[error("extended attributes of the entry exceed {limit} bytes")]
+    XattrsTooLarge { limit: usize },
+    #[error("symbolic link target of {len} bytes is empty, too long or holds a NUL byte")]
+    BadSymlinkTarget { len: usize },
+}
+
+impl From<TarError> for EntryError {
+    fn from(err: TarError) -> Self {
+        match &err {
+            TarError::Io(io) => match too_long_limit(io) {
+                Some(limit) => EntryError::LayerTooLarge { limit },
+                None => EntryError::Tar(err),
+            },
+            _ => EntryError::Tar(err),
+        }
+    }
+}
+
+impl From<DataError> for EntryError {
+    fn from(err: DataError) -> Self {
+        match err {
+            DataError::Tar(tar) => tar.into(),
+            DataError::Write(io) => EntryError::Write(io),
+            DataError::ImageTooLarge { limit, .. } => EntryError::ImageTooLarge { limit },
+        }
+    }
+}
+
+/// The error and all its causes on one line, as `hull` prints them.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut line = err.to_string();
+    let mut cause = err.source();
+    while let Some(e) = cause {
+        line.push_str(": ");
+        line.push_str(&e.to_string());
+        cause = e.source();
+    }
+    line
+}
