@@ -55,7 +55,7 @@ fn ten_concurrent_callers_get_one_image_built_once() {
 #[test]
 fn a_half_built_temporary_file_is_never_used() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = write_layers(dir.path(), &two_layers(), Compression::Tar);
+    let inputs = write_layers(dir.path(), &two_layers(), Compression::None);
     let cache = RootfsCache::new(dir.path().join("rootfs"), Limits::default());
     let diff_ids: Vec<_> = inputs.iter().map(|l| l.diff_id.clone()).collect();
     let final_path = cache.image_path(&chain_id(&diff_ids).unwrap());
@@ -89,7 +89,7 @@ fn a_failed_build_leaves_no_image_and_a_retry_succeeds() {
 #[test]
 fn a_symlinked_cache_directory_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let inputs = write_layers(dir.path(), &two_layers(), Compression::Tar);
+    let inputs = write_layers(dir.path(), &two_layers(), Compression::None);
     std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
     std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("rootfs")).unwrap();
     let err = RootfsCache::new(dir.path().join("rootfs"), Limits::default()).ensure(&inputs).unwrap_err();

@@ -69,7 +69,7 @@ fn distribution_tree_in_three_layers_matches_the_reference_reader() {
         .iter()
         .map(|p| {
             let digest = sha256(&std::fs::read(p).unwrap());
-            LayerInput { digest: digest.clone(), diff_id: digest, compression: Compression::Tar, path: p.clone() }
+            LayerInput { digest: digest.clone(), diff_id: digest, compression: Compression::None, path: p.clone() }
         })
         .collect();
     let cache = RootfsCache::new(dir.path().join("rootfs"), Limits::default());

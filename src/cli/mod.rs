@@ -8,6 +8,7 @@ mod load;
 mod prune;
 mod pull;
 mod rmi;
+mod rootfs;
 mod save;
 mod tag;
 
@@ -63,6 +64,8 @@ pub enum ImageCommand {
     Rm(rmi::RmiArgs),
     /// Remove unused images
     Prune(prune::PruneArgs),
+    /// Build (or find) an image's read-only root disk and print its path and size
+    Rootfs(rootfs::RootfsArgs),
     /// Load images from a tar archive (docker save or OCI layout) or STDIN
     Load(load::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
@@ -81,6 +84,7 @@ pub fn main() -> ExitCode {
         Command::Image(ImageCommand::Inspect(a)) => inspect::run(a),
         Command::Image(ImageCommand::History(a)) => history::run(a),
         Command::Image(ImageCommand::Prune(a)) => prune::run(a),
+        Command::Image(ImageCommand::Rootfs(a)) => rootfs::run(a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a),
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a),
     };

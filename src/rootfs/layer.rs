@@ -7,34 +7,9 @@ use std::path::PathBuf;
 
 use sha2::{Digest as _, Sha256};
 
-/// How a layer blob is compressed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Compression {
-    /// `application/vnd.oci.image.layer.v1.tar`
-    Tar,
-    /// `...tar+gzip` and Docker's `rootfs.diff.tar.gzip`
-    Gzip,
-    /// `...tar+zstd`
-    Zstd,
-}
-
-impl Compression {
-    /// The compression a layer media type names, if hull reads it.
-    pub fn from_media_type(media_type: &str) -> Option<Self> {
-        match media_type {
-            "application/vnd.oci.image.layer.v1.tar"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::Tar),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
-            | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Some(Compression::Gzip),
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-            | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Some(Compression::Zstd),
-            _ => None,
-        }
-    }
-}
+/// How a layer blob is compressed: the image side's type, so the media type of a layer
+/// is interpreted in one place (`image::manifest::layer_compression`).
+pub use crate::image::manifest::Compression;
 
 /// One layer of an image, as the image store hands it over.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,7 +27,7 @@ pub struct LayerInput {
 pub fn open_uncompressed(layer: &LayerInput) -> io::Result<Box<dyn Read>> {
     let file = BufReader::with_capacity(256 << 10, File::open(&layer.path)?);
     Ok(match layer.compression {
-        Compression::Tar => Box::new(file),
+        Compression::None => Box::new(file),
         Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(file)),
         Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(file)?),
     })

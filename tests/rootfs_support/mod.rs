@@ -232,7 +232,7 @@ pub fn write_layers(dir: &Path, layers: &[Vec<u8>], compression: Compression) ->
         .enumerate()
         .map(|(i, tar)| {
             let blob = match compression {
-                Compression::Tar => tar.clone(),
+                Compression::None => tar.clone(),
                 Compression::Gzip => gzip(tar),
                 Compression::Zstd => zstd(tar),
             };
@@ -254,7 +254,7 @@ pub fn build_compressed(layers: &[Vec<u8>], compression: Compression) -> Built {
 
 /// Builds through the cache from uncompressed layers, then runs `fsck.erofs`.
 pub fn build(layers: &[Vec<u8>]) -> Built {
-    let built = build_compressed(layers, Compression::Tar);
+    let built = build_compressed(layers, Compression::None);
     fsck(&built.image);
     built
 }
