@@ -45,6 +45,7 @@ mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144,cache=loose hostroot /
     || fail "cannot mount the host root over 9p"
 mount --bind /host /orig
 [ -d "/host$job" ] || fail "job directory $job not found on the host root"
+touch "/host$job/booted"
 
 # A private view of the kernel file systems and scratch space; nothing of the host's
 # /dev, /proc, /sys, /tmp or /run is used or written.
@@ -71,6 +72,11 @@ as_user() { chroot /host /usr/bin/setpriv --reuid="$uid" --regid="$gid" --clear-
 # (a clone in /root).  Cover the first such ancestor with an empty tmpfs and bind the
 # directory back at its own path; the host's permissions are left as they are.
 for dir in $(echo "$expose" | tr ',' ' '); do
+    # Below L1's own /tmp or /run (a checkout in /tmp): bind the host's directory in.
+    if [ ! -d "/host$dir" ] && [ -d "/orig$dir" ]; then
+        mkdir -p "/host$dir"
+        mount --bind "/orig$dir" "/host$dir"
+    fi
     as_user test -x "$dir" && continue
     blocked=""
     path=""
@@ -88,7 +94,6 @@ for dir in $(echo "$expose" | tr ',' ' '); do
     as_user test -x "$dir" || fail "user $uid still cannot enter $dir"
 done
 
-touch "/host$job/started"
 stty -opost 2>/dev/null || true
 say "running job as uid $uid"
 ( as_user /bin/bash "$job/cmd.sh"; echo $? > /run/rc ) 2>&1 | cat

@@ -220,11 +220,11 @@ run_lab() {
     for attempt in 1 2; do
         qemu_rc=0
         start_l1 "$kernel" "$initramfs" "$job" "$uid" "$gid" "$cpus" "$mem" || qemu_rc=$?
-        # Retry only a boot that never reached the command (an emulated early-boot
-        # failure); a command that started is never run twice.
-        [ ! -f "$job/started" ] && [ "$qemu_rc" -ne 124 ] && [ "$qemu_rc" -ne 137 ] \
+        # Retry only an L1 that never booted as far as the shared root (an emulated
+        # early-boot failure); a command that started is never run twice.
+        [ ! -f "$job/booted" ] && [ "$qemu_rc" -ne 124 ] && [ "$qemu_rc" -ne 137 ] \
             && [ "$attempt" -eq 1 ] || break
-        say "L1 stopped before running the command (qemu status $qemu_rc); booting it again"
+        say "L1 stopped before it reached the shared root (qemu status $qemu_rc); booting it again"
     done
     if [ "$qemu_rc" -eq 124 ] || [ "$qemu_rc" -eq 137 ]; then
         say "error: L1 timed out after ${timeout_s}s"
