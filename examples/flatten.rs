@@ -11,7 +11,9 @@ use hull::rootfs::{chain_id, Flattener, Limits};
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((out, layers)) = args.split_first() else { bail!("usage: flatten OUT.erofs LAYER...") };
+    let Some((out, layers)) = args.split_first() else {
+        bail!("usage: flatten OUT.erofs LAYER...")
+    };
     if layers.is_empty() {
         bail!("usage: flatten OUT.erofs LAYER...");
     }
@@ -21,17 +23,29 @@ fn main() -> anyhow::Result<()> {
     for layer in layers {
         let stream = open(Path::new(layer))?;
         let digest = format!("file:{layer}");
-        let diff_id = flattener.add_layer(&digest, stream).map_err(|e| anyhow::anyhow!(hull::rootfs::error_chain(&e)))?;
+        let diff_id = flattener
+            .add_layer(&digest, stream)
+            .map_err(|e| anyhow::anyhow!(hull::rootfs::error_chain(&e)))?;
         diff_ids.push(diff_id);
     }
-    let done = flattener.finish().map_err(|e| anyhow::anyhow!(hull::rootfs::error_chain(&e)))?;
+    let done = flattener
+        .finish()
+        .map_err(|e| anyhow::anyhow!(hull::rootfs::error_chain(&e)))?;
     file.sync_all()?;
-    println!("{out} {} bytes, {} inodes, chain {}", done.info.size, done.info.inodes, chain_id(&diff_ids).unwrap_or_default());
+    println!(
+        "{out} {} bytes, {} inodes, chain {}",
+        done.info.size,
+        done.info.inodes,
+        chain_id(&diff_ids).unwrap_or_default()
+    );
     Ok(())
 }
 
 fn open(path: &Path) -> anyhow::Result<Box<dyn std::io::Read>> {
-    let file = std::io::BufReader::with_capacity(256 << 10, File::open(path).with_context(|| format!("opening {}", path.display()))?);
+    let file = std::io::BufReader::with_capacity(
+        256 << 10,
+        File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    );
     let name = path.to_string_lossy();
     Ok(if name.ends_with(".gz") {
         Box::new(flate2::bufread::MultiGzDecoder::new(file))

@@ -77,7 +77,10 @@ fn load_oci_layout_tarball() {
     let archive = oci_archive(&hull, &image);
     let out = hull.ok(&["load", "-i", archive.to_str().unwrap()]);
     assert_loaded(&hull, &out, &image);
-    assert_eq!(store::skopeo_inspect(&hull.root, NAME, &[])["Digest"], image.digest.as_str());
+    assert_eq!(
+        store::skopeo_inspect(&hull.root, NAME, &[])["Digest"],
+        image.digest.as_str()
+    );
 }
 
 #[test]
@@ -141,7 +144,8 @@ fn save_writes_an_archive_skopeo_reads() {
     let m = &image.manifests[0];
 
     let mut cmd = Command::new("skopeo");
-    cmd.args(["inspect", "--config"]).arg(format!("docker-archive:{}", saved.display()));
+    cmd.args(["inspect", "--config"])
+        .arg(format!("docker-archive:{}", saved.display()));
     let config: serde_json::Value = serde_json::from_str(&run_ok(cmd)).unwrap();
     assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(m.diff_ids));
 
@@ -175,9 +179,14 @@ fn save_of_two_images_holds_both() {
     hull.ok(&["save", "-o", saved.to_str().unwrap(), NAME, "example.com/hull/zstd:2.0"]);
     for (name, img) in [(NAME, &image), ("example.com/hull/zstd:2.0", &zimage)] {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["inspect", "--config"]).arg(format!("docker-archive:{}:{name}", saved.display()));
+        cmd.args(["inspect", "--config"])
+            .arg(format!("docker-archive:{}:{name}", saved.display()));
         let config: serde_json::Value = serde_json::from_str(&run_ok(cmd)).unwrap();
-        assert_eq!(config["rootfs"]["diff_ids"], serde_json::json!(img.manifests[0].diff_ids), "{name}");
+        assert_eq!(
+            config["rootfs"]["diff_ids"],
+            serde_json::json!(img.manifests[0].diff_ids),
+            "{name}"
+        );
     }
 }
 
@@ -226,12 +235,22 @@ fn load_of_an_archive_naming_paths_outside_it_is_refused() {
     let before = store::tree(&top);
     // Run from beside the archive, so `../../` relative to either stays in the test's tree.
     let args = ["load", "-i", archive.to_str().unwrap()];
-    let out = hull.command(&args).current_dir(archive.parent().unwrap()).output().unwrap();
+    let out = hull
+        .command(&args)
+        .current_dir(archive.parent().unwrap())
+        .output()
+        .unwrap();
     check_failure(&args, out);
-    let created: Vec<String> =
-        store::tree(&top).into_iter().filter(|p| !before.contains(p) && !p.starts_with("store")).collect();
+    let created: Vec<String> = store::tree(&top)
+        .into_iter()
+        .filter(|p| !before.contains(p) && !p.starts_with("store"))
+        .collect();
     assert!(created.is_empty(), "load wrote outside its store: {created:?}");
-    assert!(store::tree(&top).iter().all(|p| !p.contains("escape")), "{:?}", store::tree(&top));
+    assert!(
+        store::tree(&top).iter().all(|p| !p.contains("escape")),
+        "{:?}",
+        store::tree(&top)
+    );
     assert!(store::ref_names(&hull.root).is_empty());
     store::assert_consistent(&hull.root);
 }

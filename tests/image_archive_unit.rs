@@ -9,7 +9,9 @@ use std::process::Command;
 
 use hull::image::archive::{self, ArchiveError, Loaded};
 use hull::image::digest::Digest;
-use hull::image::manifest::{Platform, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST};
+use hull::image::manifest::{
+    Platform, OCI_CONFIG, OCI_INDEX, OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
+};
 use hull::image::store::ImageStore;
 use serde_json::{json, Value};
 
@@ -128,7 +130,11 @@ fn oci_layout(dir: &Path, ref_name: Option<&str>, layers: &[(Vec<u8>, Pack)]) ->
     let (entry, config, diff_ids) = image_blobs(dir, layers, &Platform::host());
     let manifest = Digest::parse(entry["digest"].as_str().unwrap()).unwrap();
     write_index(dir, vec![entry], ref_name);
-    Layout { manifest, config, diff_ids }
+    Layout {
+        manifest,
+        config,
+        diff_ids,
+    }
 }
 
 /// A tarball of a directory (`tar -C dir -cf - .`), optionally compressed.
@@ -143,8 +149,11 @@ fn docker_members(tags: Value, layers: &[Vec<u8>]) -> Vec<(String, Vec<u8>)> {
     let diff_ids: Vec<Digest> = layers.iter().map(|l| Digest::of(l)).collect();
     let config = config_json(&diff_ids, &Platform::host());
     let config_name = format!("{}.json", Digest::of(&config).hex());
-    let mut members: Vec<(String, Vec<u8>)> =
-        layers.iter().zip(&diff_ids).map(|(l, d)| (format!("{}/layer.tar", d.hex()), l.clone())).collect();
+    let mut members: Vec<(String, Vec<u8>)> = layers
+        .iter()
+        .zip(&diff_ids)
+        .map(|(l, d)| (format!("{}/layer.tar", d.hex()), l.clone()))
+        .collect();
     let layer_names: Vec<String> = members.iter().map(|(n, _)| n.clone()).collect();
     let manifest = json!([{ "Config": config_name, "RepoTags": tags, "Layers": layer_names }]);
     members.push((config_name, config));
@@ -161,7 +170,11 @@ fn tar_of(members: &[(String, Vec<u8>)]) -> Vec<u8> {
 fn tar_with_links(members: &[(String, Vec<u8>)], links: &[(&str, &str)]) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, bytes) in members {
-        tar.append(&raw_header(name.as_bytes(), bytes.len() as u64, tar::EntryType::Regular), &bytes[..]).unwrap();
+        tar.append(
+            &raw_header(name.as_bytes(), bytes.len() as u64, tar::EntryType::Regular),
+            &bytes[..],
+        )
+        .unwrap();
     }
     for (name, target) in links {
         let mut link = raw_header(name.as_bytes(), 0, tar::EntryType::Symlink);
@@ -197,7 +210,12 @@ fn env() -> Env {
     fs::create_dir(&work).unwrap();
     let root = tmp.path().join("store");
     let store = ImageStore::open(&root).unwrap();
-    Env { _tmp: tmp, work, root, store }
+    Env {
+        _tmp: tmp,
+        work,
+        root,
+        store,
+    }
 }
 
 impl Env {
@@ -207,23 +225,42 @@ impl Env {
 
     /// Runs the hull binary against this store.
     fn hull(&self, args: &[&str]) -> std::process::Output {
-        Command::new(env!("CARGO_BIN_EXE_hull")).args(args).env("HULL_ROOT", &self.root).output().unwrap()
+        Command::new(env!("CARGO_BIN_EXE_hull"))
+            .args(args)
+            .env("HULL_ROOT", &self.root)
+            .output()
+            .unwrap()
     }
 
     fn assert_untouched(&self) {
         assert!(self.store.records().unwrap().is_empty(), "an index entry was added");
-        assert_eq!(listing(&self.root.join("blobs/sha256")), Vec::<String>::new(), "a blob was published");
-        assert_eq!(listing(&self.root.join("tmp")), Vec::<String>::new(), "a temp file was left");
+        assert_eq!(
+            listing(&self.root.join("blobs/sha256")),
+            Vec::<String>::new(),
+            "a blob was published"
+        );
+        assert_eq!(
+            listing(&self.root.join("tmp")),
+            Vec::<String>::new(),
+            "a temp file was left"
+        );
     }
 }
 
 fn listing(dir: &Path) -> Vec<String> {
-    fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 fn run_ok(cmd: &mut Command) -> String {
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(out.status.success(), "{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -272,12 +309,18 @@ fn load_cli_docker_archive_from_skopeo_is_readable_by_skopeo() {
     let env = env();
     let dir = env.work.join("layout");
     // skopeo 1.9 refuses zstd layers in docker archives, so gzip and plain here.
-    let built = oci_layout(&dir, Some("v1"), &[(busybox_layer(), Pack::Gzip), (small_layer("plain"), Pack::Plain)]);
+    let built = oci_layout(
+        &dir,
+        Some("v1"),
+        &[(busybox_layer(), Pack::Gzip), (small_layer("plain"), Pack::Plain)],
+    );
     let file = env.work.join("docker.tar");
-    run_ok(Command::new("skopeo").args(["copy", "--quiet"]).arg(format!("oci:{}:v1", dir.display())).arg(format!(
-        "docker-archive:{}:example/tool:1.0",
-        file.display()
-    )));
+    run_ok(
+        Command::new("skopeo")
+            .args(["copy", "--quiet"])
+            .arg(format!("oci:{}:v1", dir.display()))
+            .arg(format!("docker-archive:{}:example/tool:1.0", file.display())),
+    );
 
     let out = env.hull(&["load", "-i", file.to_str().unwrap()]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -288,7 +331,10 @@ fn load_cli_docker_archive_from_skopeo_is_readable_by_skopeo() {
     assert_eq!(config["rootfs"]["diff_ids"], json!(built.diff_ids));
     let image = env.store.find("example/tool:1.0").unwrap();
     let layers: Vec<Digest> = image.manifest.layers.iter().map(|l| l.blob.digest.clone()).collect();
-    assert_eq!(layers, built.diff_ids, "docker archives carry uncompressed layers: digests are the diff_ids");
+    assert_eq!(
+        layers, built.diff_ids,
+        "docker archives carry uncompressed layers: digests are the diff_ids"
+    );
     assert_eq!(image.config_digest, built.config);
 }
 
@@ -300,14 +346,21 @@ fn load_oci_tarball_plain_and_gzip_keeps_the_manifest_digest() {
         let built = oci_layout(
             &dir,
             Some("docker.io/library/demo:2"),
-            &[(small_layer("a"), Pack::Gzip), (small_layer("b"), Pack::Zstd), (small_layer("c"), Pack::Plain)],
+            &[
+                (small_layer("a"), Pack::Gzip),
+                (small_layer("b"), Pack::Zstd),
+                (small_layer("c"), Pack::Plain),
+            ],
         );
         let loaded = env.load(tarball(&dir, how)).unwrap();
         assert_eq!(tagged(&loaded), ["Loaded image: demo:2"]);
         let image = env.store.find("demo:2").unwrap();
         assert_eq!(image.manifest_digest, built.manifest);
         let reference = format!("oci:{}:docker.io/library/demo:2", env.root.display());
-        assert_eq!(skopeo_json(&["inspect", &reference])["Digest"], built.manifest.to_string());
+        assert_eq!(
+            skopeo_json(&["inspect", &reference])["Digest"],
+            built.manifest.to_string()
+        );
     }
 }
 
@@ -337,7 +390,10 @@ fn load_oci_tarball_with_bare_ref_name_loads_untagged_image() {
     assert_eq!(tagged(&loaded), [format!("Loaded image ID: {}", built.config)]);
     let records = env.store.records().unwrap();
     assert_eq!(records.len(), 1);
-    assert_eq!((records[0].name.as_deref(), &records[0].manifest.digest), (None, &built.manifest));
+    assert_eq!(
+        (records[0].name.as_deref(), &records[0].manifest.digest),
+        (None, &built.manifest)
+    );
 }
 
 #[test]
@@ -347,10 +403,15 @@ fn load_oci_index_picks_the_host_platform() {
     let other = Platform::parse("linux/s390x").unwrap();
     let (foreign, ..) = image_blobs(&dir, &[(small_layer("s390x"), Pack::Gzip)], &other);
     let (host, config, _) = image_blobs(&dir, &[(small_layer("host"), Pack::Gzip)], &Platform::host());
-    let index = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [foreign, host] }))
-        .unwrap();
+    let index =
+        serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [foreign, host] }))
+            .unwrap();
     let index_digest = put(&dir, &index);
-    write_index(&dir, vec![descriptor(OCI_INDEX, &index, &index_digest)], Some("example.com/multi:1"));
+    write_index(
+        &dir,
+        vec![descriptor(OCI_INDEX, &index, &index_digest)],
+        Some("example.com/multi:1"),
+    );
     env.load(tarball(&dir, Pack::Gzip)).unwrap();
     assert_eq!(env.store.find("example.com/multi:1").unwrap().config_digest, config);
 }
@@ -369,16 +430,25 @@ fn load_old_docker_archive_with_symlinked_layer_and_untagged_image() {
     let mut members = vec![first[0].clone(), first[1].clone(), second[1].clone(), second[2].clone()];
     members.push(("manifest.json".into(), manifest));
     let target = format!("../{}/layer.tar", Digest::of(&shared).hex());
-    let loaded = env.load(tar_with_links(&members, &[("linked/layer.tar", &target)])).unwrap();
+    let loaded = env
+        .load(tar_with_links(&members, &[("linked/layer.tar", &target)]))
+        .unwrap();
     let id = second[2].0.trim_end_matches(".json");
-    assert_eq!(tagged(&loaded), ["Loaded image: one:1".to_owned(), format!("Loaded image ID: sha256:{id}")]);
+    assert_eq!(
+        tagged(&loaded),
+        [
+            "Loaded image: one:1".to_owned(),
+            format!("Loaded image ID: sha256:{id}")
+        ]
+    );
     assert_eq!(env.store.find(id).unwrap().manifest.layers.len(), 2);
 }
 
 #[test]
 fn load_failure_keeps_the_image_a_tag_named_before() {
     let env = env();
-    env.load(tar_of(&docker_members(json!(["app:1"]), &[small_layer("good")]))).unwrap();
+    env.load(tar_of(&docker_members(json!(["app:1"]), &[small_layer("good")])))
+        .unwrap();
     let before = env.store.find("app:1").unwrap().manifest_digest;
     let mut bad = docker_members(json!(["app:1"]), &[small_layer("bad")]);
     bad[0].1[600] ^= 1;
@@ -437,7 +507,10 @@ fn bad_input_docker_layer_not_matching_its_diff_id() {
     let mut members = docker_members(json!(["app:1"]), &[small_layer("a"), small_layer("b")]);
     members[1].1[600] ^= 1;
     let msg = load_fails(&env, tar_of(&members));
-    assert!(msg.contains(&members[1].0) && msg.contains("app:1") && msg.contains("diff_id"), "{msg}");
+    assert!(
+        msg.contains(&members[1].0) && msg.contains("app:1") && msg.contains("diff_id"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -450,7 +523,10 @@ fn bad_input_oci_blob_not_matching_its_digest() {
     bytes[600] ^= 1;
     fs::write(&path, bytes).unwrap();
     let msg = load_fails(&env, tarball(&dir, Pack::Plain));
-    assert!(msg.contains(built.diff_ids[0].hex()) && msg.contains("example.com/app:1"), "{msg}");
+    assert!(
+        msg.contains(built.diff_ids[0].hex()) && msg.contains("example.com/app:1"),
+        "{msg}"
+    );
     assert!(msg.contains("does not match its digest"), "{msg}");
 }
 
@@ -478,7 +554,10 @@ fn bad_input_malformed_digest_member_name() {
     let mut members = docker_members(json!(["app:1"]), &[small_layer("a")]);
     members.insert(0, ("blobs/sha256/not-a-digest".into(), b"x".to_vec()));
     let msg = load_fails(&env, tar_of(&members));
-    assert!(msg.contains("blobs/sha256/not-a-digest") && msg.contains("malformed digest"), "{msg}");
+    assert!(
+        msg.contains("blobs/sha256/not-a-digest") && msg.contains("malformed digest"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -498,7 +577,10 @@ fn bad_input_symlink_escaping_the_archive() {
     let mut members = docker_members(json!(["app:1"]), &[small_layer("a")]);
     let layer_name = members.remove(0).0;
     let msg = load_fails(&env, tar_with_links(&members, &[(&layer_name, "../../../etc/passwd")]));
-    assert!(msg.contains(&layer_name) && msg.contains("outside the archive"), "{msg}");
+    assert!(
+        msg.contains(&layer_name) && msg.contains("outside the archive"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -515,7 +597,10 @@ fn bad_input_missing_layer_member() {
     let mut members = docker_members(json!(["app:1"]), &[small_layer("a"), small_layer("b")]);
     let gone = members.remove(1).0;
     let msg = load_fails(&env, tar_of(&members));
-    assert!(msg.contains(&gone) && msg.contains("app:1") && msg.contains("missing"), "{msg}");
+    assert!(
+        msg.contains(&gone) && msg.contains("app:1") && msg.contains("missing"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -527,7 +612,10 @@ fn bad_input_layer_count_differs_from_diff_ids() {
     manifest[0]["Layers"] = json!([layer, layer]);
     members.last_mut().unwrap().1 = serde_json::to_vec(&manifest).unwrap();
     let msg = load_fails(&env, tar_of(&members));
-    assert!(msg.contains("app:1 has 2 layers but its config lists 1 diff_ids"), "{msg}");
+    assert!(
+        msg.contains("app:1 has 2 layers but its config lists 1 diff_ids"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -538,7 +626,10 @@ fn bad_input_config_not_matching_its_digest_name() {
     let at = config.len() - 2;
     config.insert(at, b' ');
     let msg = load_fails(&env, tar_of(&members));
-    assert!(msg.contains(&members[1].0) && msg.contains("does not match its digest"), "{msg}");
+    assert!(
+        msg.contains(&members[1].0) && msg.contains("does not match its digest"),
+        "{msg}"
+    );
 }
 
 #[test]
@@ -547,9 +638,14 @@ fn bad_input_oci_index_without_the_host_platform() {
     let dir = env.work.join("layout");
     let other = Platform::parse("linux/s390x").unwrap();
     let (foreign, ..) = image_blobs(&dir, &[(small_layer("s390x"), Pack::Gzip)], &other);
-    let index = serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [foreign] })).unwrap();
+    let index =
+        serde_json::to_vec(&json!({ "schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [foreign] })).unwrap();
     let digest = put(&dir, &index);
-    write_index(&dir, vec![descriptor(OCI_INDEX, &index, &digest)], Some("example.com/multi:1"));
+    write_index(
+        &dir,
+        vec![descriptor(OCI_INDEX, &index, &digest)],
+        Some("example.com/multi:1"),
+    );
     let err = env.load(tarball(&dir, Pack::Plain)).unwrap_err();
     assert!(chain(&err).contains("it offers: linux/s390x"), "{err}");
     // The foreign image's blobs were staged, never published.
@@ -571,7 +667,11 @@ fn bad_input_unsupported_oci_layout_version() {
 /// Loads an image with a gzip and a zstd layer into the store; returns its layout.
 fn stored_image(env: &Env, name: &str) -> Layout {
     let dir = env.work.join("src-layout");
-    let built = oci_layout(&dir, Some(name), &[(busybox_layer(), Pack::Gzip), (small_layer("z"), Pack::Zstd)]);
+    let built = oci_layout(
+        &dir,
+        Some(name),
+        &[(busybox_layer(), Pack::Gzip), (small_layer("z"), Pack::Zstd)],
+    );
     env.load(tarball(&dir, Pack::Plain)).unwrap();
     built
 }
@@ -585,10 +685,18 @@ fn save_cli_archive_is_read_by_skopeo_as_docker_and_oci_archive() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
 
     let docker = skopeo_json(&["inspect", &format!("docker-archive:{}", file.display())]);
-    assert_eq!(docker["Layers"], json!(strings(&built.diff_ids)), "docker layers are the uncompressed diff_ids");
+    assert_eq!(
+        docker["Layers"],
+        json!(strings(&built.diff_ids)),
+        "docker layers are the uncompressed diff_ids"
+    );
     let oci = skopeo_json(&["inspect", &format!("oci-archive:{}", file.display())]);
     assert_eq!(oci["Layers"], json!(strings(&built.diff_ids)));
-    let config = skopeo_json(&["inspect", "--config", &format!("docker-archive:{}:demo:2", file.display())]);
+    let config = skopeo_json(&[
+        "inspect",
+        "--config",
+        &format!("docker-archive:{}:demo:2", file.display()),
+    ]);
     assert_eq!(config["rootfs"]["diff_ids"], json!(built.diff_ids));
 
     let copy = env.work.join("copy");
@@ -614,7 +722,10 @@ fn save_then_load_into_a_fresh_store_gives_the_same_image() {
     let other = self::env();
     let loaded = other.load(bytes).unwrap();
     assert_eq!(tagged(&loaded), ["Loaded image: example.com/round/trip:7"]);
-    assert_eq!(other.store.find("example.com/round/trip:7").unwrap().config_digest, built.config);
+    assert_eq!(
+        other.store.find("example.com/round/trip:7").unwrap().config_digest,
+        built.config
+    );
 }
 
 #[test]
@@ -637,13 +748,17 @@ fn save_by_image_id_writes_an_untagged_entry() {
         .expect("manifest.json");
     assert_eq!(manifest[0]["RepoTags"], Value::Null);
     let other = self::env();
-    assert_eq!(tagged(&other.load(bytes).unwrap()), [format!("Loaded image ID: {}", built.config)]);
+    assert_eq!(
+        tagged(&other.load(bytes).unwrap()),
+        [format!("Loaded image ID: {}", built.config)]
+    );
 }
 
 #[test]
 fn save_of_a_corrupt_layer_fails_and_leaves_no_file() {
     let env = env();
-    env.load(tar_of(&docker_members(json!(["app:1"]), &[small_layer("a")]))).unwrap();
+    env.load(tar_of(&docker_members(json!(["app:1"]), &[small_layer("a")])))
+        .unwrap();
     let image = env.store.find("app:1").unwrap();
     let blob = env.store.blob_path(&image.manifest.layers[0].blob.digest);
     let mut bytes = fs::read(&blob).unwrap();
@@ -672,7 +787,10 @@ fn save_cli_refuses_no_images_and_writes_to_a_pipe() {
     let out = env.hull(&["save", "example.com/app:1"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let other = self::env();
-    assert_eq!(tagged(&other.load(out.stdout).unwrap()), ["Loaded image: example.com/app:1"]);
+    assert_eq!(
+        tagged(&other.load(out.stdout).unwrap()),
+        ["Loaded image: example.com/app:1"]
+    );
 }
 
 /// The members of a tar, by name, with their contents.
@@ -693,8 +811,16 @@ fn members_of(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
 fn save_of_two_images_sharing_a_layer_writes_it_once() {
     let env = env();
     let shared = small_layer("shared");
-    env.load(tar_of(&docker_members(json!(["one:1", "one:latest"]), std::slice::from_ref(&shared)))).unwrap();
-    env.load(tar_of(&docker_members(json!(["two:1"]), &[shared.clone(), small_layer("top")]))).unwrap();
+    env.load(tar_of(&docker_members(
+        json!(["one:1", "one:latest"]),
+        std::slice::from_ref(&shared),
+    )))
+    .unwrap();
+    env.load(tar_of(&docker_members(
+        json!(["two:1"]),
+        &[shared.clone(), small_layer("top")],
+    )))
+    .unwrap();
     let queries = ["one:1", "one:latest", "two:1"].map(String::from);
     let mut bytes = Vec::new();
     archive::save(&env.store, &queries, &mut bytes).unwrap();
@@ -709,7 +835,10 @@ fn save_of_two_images_sharing_a_layer_writes_it_once() {
 
     let other = self::env();
     let loaded = tagged(&other.load(bytes).unwrap());
-    assert_eq!(loaded, ["Loaded image: one:1", "Loaded image: one:latest", "Loaded image: two:1"]);
+    assert_eq!(
+        loaded,
+        ["Loaded image: one:1", "Loaded image: one:latest", "Loaded image: two:1"]
+    );
 }
 
 #[test]

@@ -33,14 +33,24 @@ fn serve_with_layer(hull: &Hull, layer: impl FnOnce(Vec<u8>) -> Vec<u8>) -> (Fak
 /// Pull fails; nothing is tagged; every stored blob matches its name.
 fn assert_pull_rejected(hull: &Hull, reference: &str) -> String {
     let err = hull.fails(&["pull", reference]);
-    assert!(store::ref_names(&hull.root).is_empty(), "a failed pull tagged something");
+    assert!(
+        store::ref_names(&hull.root).is_empty(),
+        "a failed pull tagged something"
+    );
     store::assert_consistent(&hull.root);
-    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a failed pull left temp files");
+    assert_eq!(
+        store::temp_files(&hull.root),
+        Vec::<String>::new(),
+        "a failed pull left temp files"
+    );
     err
 }
 
 fn assert_names_layer(err: &str, digest: &str) {
-    assert!(err.contains(&hex(digest)[..12]), "the error must name layer {digest}: {err}");
+    assert!(
+        err.contains(&hex(digest)[..12]),
+        "the error must name layer {digest}: {err}"
+    );
 }
 
 #[test]
@@ -108,7 +118,11 @@ fn assert_reference_refused(bad_digest: &str) {
     let mut fake = FakeRegistry::start(spec);
     let reference = format!("{}/{REPO}@{bad_digest}", fake.host);
     hull.fails(&["pull", &reference]);
-    assert!(fake.requests().is_empty(), "hull sent requests for {reference}: {:?}", fake.requests());
+    assert!(
+        fake.requests().is_empty(),
+        "hull sent requests for {reference}: {:?}",
+        fake.requests()
+    );
     assert!(store::ref_names(&hull.root).is_empty());
     assert!(store::blob_names(&hull.root).is_empty());
     assert!(!hull.root.join("x").exists() && !hull.root.parent().unwrap().join("x").exists());
@@ -149,7 +163,9 @@ fn assert_manifest_digest_refused(field: &str, bad_digest: &str) {
     assert_pull_rejected(&hull, &fake.reference(&format!("{REPO}:latest")));
     let requests = fake.requests();
     assert!(
-        requests.iter().all(|r| !r.path.contains(bad_digest) && !r.path.contains("..")),
+        requests
+            .iter()
+            .all(|r| !r.path.contains(bad_digest) && !r.path.contains("..")),
         "hull requested a URL built from {bad_digest}: {requests:?}"
     );
     let parent = hull.root.parent().unwrap();
@@ -186,7 +202,10 @@ fn assert_document_refused(content_type: &str, body: &[u8]) -> String {
     }
     let fake = FakeRegistry::start(spec);
     let err = assert_pull_rejected(&hull, &fake.reference(&format!("{REPO}:latest")));
-    assert!(store::blob_names(&hull.root).is_empty(), "blobs of a refused manifest were stored");
+    assert!(
+        store::blob_names(&hull.root).is_empty(),
+        "blobs of a refused manifest were stored"
+    );
     err
 }
 
@@ -235,7 +254,10 @@ fn unknown_manifest_media_type_is_unsupported() {
     let odd = "application/vnd.example.unknown.manifest.v1+json";
     doc["mediaType"] = json!(odd);
     let err = assert_document_refused(odd, &serde_json::to_vec(&doc).unwrap());
-    assert!(err.to_lowercase().contains("unsupported"), "want an `unsupported` error: {err}");
+    assert!(
+        err.to_lowercase().contains("unsupported"),
+        "want an `unsupported` error: {err}"
+    );
     assert!(err.contains(odd), "the error must name the media type: {err}");
 }
 
@@ -244,7 +266,10 @@ fn unknown_layer_media_type_is_unsupported() {
     let mut doc = busybox_manifest();
     doc["layers"][0]["mediaType"] = json!("application/vnd.example.layer.v1.tar+lz4");
     let err = assert_document_refused(MT_MANIFEST, &serde_json::to_vec(&doc).unwrap());
-    assert!(err.to_lowercase().contains("unsupported"), "want an `unsupported` error: {err}");
+    assert!(
+        err.to_lowercase().contains("unsupported"),
+        "want an `unsupported` error: {err}"
+    );
 }
 
 #[test]
@@ -262,7 +287,10 @@ fn schema1_manifest_is_unsupported() {
         "application/vnd.docker.distribution.manifest.v1+prettyjws",
         &serde_json::to_vec_pretty(&doc).unwrap(),
     );
-    assert!(err.to_lowercase().contains("unsupported"), "want an `unsupported` error: {err}");
+    assert!(
+        err.to_lowercase().contains("unsupported"),
+        "want an `unsupported` error: {err}"
+    );
 }
 
 #[test]
@@ -270,7 +298,10 @@ fn config_with_an_unknown_media_type_is_unsupported() {
     let mut doc = busybox_manifest();
     doc["config"]["mediaType"] = json!("application/vnd.example.config.v1+json");
     let err = assert_document_refused(MT_MANIFEST, &serde_json::to_vec(&doc).unwrap());
-    assert!(err.to_lowercase().contains("unsupported"), "want an `unsupported` error: {err}");
+    assert!(
+        err.to_lowercase().contains("unsupported"),
+        "want an `unsupported` error: {err}"
+    );
 }
 
 #[test]
@@ -282,7 +313,10 @@ fn index_without_the_host_platform_lists_the_platforms_present() {
     let err = assert_pull_rejected(&hull, &registry.reference("foreign:latest"));
     assert!(err.contains("linux/ppc64le"), "platforms present must be listed: {err}");
     assert!(err.contains("linux/s390x"), "platforms present must be listed: {err}");
-    assert!(store::blob_names(&hull.root).is_empty(), "no blob of another platform is stored");
+    assert!(
+        store::blob_names(&hull.root).is_empty(),
+        "no blob of another platform is stored"
+    );
 }
 
 #[test]
@@ -318,7 +352,10 @@ fn kill_9_during_a_pull_leaves_no_partial_blob_and_a_retry_succeeds() {
         .expect("spawn hull pull");
     let blob_path = format!("/blobs/{layer}");
     wait_for("hull to start downloading the layer", Duration::from_secs(30), || {
-        let started = fake.requests().iter().any(|r| r.method == "GET" && r.path.ends_with(&blob_path));
+        let started = fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(&blob_path));
         started.then_some(())
     });
     // Give it time to write the bytes it was sent.
@@ -327,7 +364,10 @@ fn kill_9_during_a_pull_leaves_no_partial_blob_and_a_retry_succeeds() {
     child.wait().unwrap();
 
     store::assert_consistent(&hull.root);
-    assert!(!store::has_blob(&hull.root, &layer), "a partial layer sits under its final name");
+    assert!(
+        !store::has_blob(&hull.root, &layer),
+        "a partial layer sits under its final name"
+    );
     assert!(!store::ref_names(&hull.root).contains(&reference));
 
     hull.ok(&["pull", &reference]);
@@ -337,7 +377,11 @@ fn kill_9_during_a_pull_leaves_no_partial_blob_and_a_retry_succeeds() {
 
     // What the killed pull left in tmp/ is garbage once nobody holds it.
     hull.ok(&["image", "prune", "-f"]);
-    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "prune kept a dead pull's temp file");
+    assert_eq!(
+        store::temp_files(&hull.root),
+        Vec::<String>::new(),
+        "prune kept a dead pull's temp file"
+    );
     assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
 }
 
@@ -350,13 +394,20 @@ fn full_disk_during_a_pull_fails_cleanly_and_a_retry_succeeds() {
     let reference = registry.reference("busybox:latest");
     let m = &image.manifests[0];
     let limit = 128 * 1024;
-    assert!(m.layer_sizes[0] > 4 * limit, "the first layer must not fit under the limit");
+    assert!(
+        m.layer_sizes[0] > 4 * limit,
+        "the first layer must not fit under the limit"
+    );
 
     let args = ["pull", reference.as_str()];
     let err = check_failure(&args, hull.run_with_file_size_limit(&args, limit));
     assert!(!err.contains("panicked"), "{err}");
     store::assert_consistent(&hull.root);
-    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a failed pull left temp files");
+    assert_eq!(
+        store::temp_files(&hull.root),
+        Vec::<String>::new(),
+        "a failed pull left temp files"
+    );
     assert!(!store::has_blob(&hull.root, &m.layers[0]));
     assert!(store::ref_names(&hull.root).is_empty());
 
@@ -381,13 +432,22 @@ fn redirect_to_another_host_does_not_carry_credentials() {
 
     let requests = fake.requests();
     assert!(
-        requests.iter().any(|r| r.listener == "registry" && r.authorization.is_some()),
+        requests
+            .iter()
+            .any(|r| r.listener == "registry" && r.authorization.is_some()),
         "hull never sent its credentials to the registry: {requests:?}"
     );
     let redirected: Vec<_> = requests.iter().filter(|r| r.listener == "redirect").collect();
-    assert!(!redirected.is_empty(), "no blob was fetched from the redirect target: {requests:?}");
+    assert!(
+        !redirected.is_empty(),
+        "no blob was fetched from the redirect target: {requests:?}"
+    );
     for r in redirected {
-        assert_eq!(r.authorization, None, "credentials went to {:?}: {r:?}", fake.redirect_host);
+        assert_eq!(
+            r.authorization, None,
+            "credentials went to {:?}: {r:?}",
+            fake.redirect_host
+        );
     }
 }
 
@@ -397,7 +457,10 @@ fn store_directory_writable_by_others_is_refused() {
     std::fs::create_dir(&hull.root).unwrap();
     std::fs::set_permissions(&hull.root, std::fs::Permissions::from_mode(0o777)).unwrap();
     let err = hull.fails(&["images"]);
-    assert!(err.contains(hull.root.to_str().unwrap()), "the error must name the store: {err}");
+    assert!(
+        err.contains(hull.root.to_str().unwrap()),
+        "the error must name the store: {err}"
+    );
     assert!(store::tree(&hull.root).is_empty(), "hull wrote into a store it refused");
 }
 
@@ -416,7 +479,10 @@ fn store_directory_owned_by_another_user_is_refused() {
     let args = ["images"];
     let out = hull.command(&args).env("HULL_ROOT", &root).output().unwrap();
     let err = check_failure(&args, out);
-    assert!(err.contains(root.to_str().unwrap()), "the error must name the store: {err}");
+    assert!(
+        err.contains(root.to_str().unwrap()),
+        "the error must name the store: {err}"
+    );
 }
 
 #[test]
@@ -437,7 +503,10 @@ fn invalid_references_are_refused_without_side_effects() {
     for reference in bad {
         let args = ["pull", reference];
         let err = check_failure(&args, hull.run(&args));
-        assert!(err.contains("reference") || err.contains("invalid"), "{reference:?}: {err}");
+        assert!(
+            err.contains("reference") || err.contains("invalid"),
+            "{reference:?}: {err}"
+        );
     }
     assert!(store::ref_names(&hull.root).is_empty());
     assert!(store::blob_names(&hull.root).is_empty());
@@ -480,17 +549,27 @@ fn prune_during_a_pull_keeps_the_blobs_the_pull_has_written() {
         .expect("spawn hull pull");
     let blob_path = format!("/blobs/{layer}");
     wait_for("hull to start downloading the layer", Duration::from_secs(30), || {
-        let started = fake.requests().iter().any(|r| r.method == "GET" && r.path.ends_with(&blob_path));
+        let started = fake
+            .requests()
+            .iter()
+            .any(|r| r.method == "GET" && r.path.ends_with(&blob_path));
         started.then_some(())
     });
     std::thread::sleep(Duration::from_millis(500));
     hull.ok(&["image", "prune", "-a", "-f"]);
 
     let out = child.wait_with_output().expect("wait for hull pull");
-    assert!(out.status.success(), "the pull failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "the pull failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     store::assert_consistent(&hull.root);
     for blob in Image::blobs_of(m) {
-        assert!(store::has_blob(&hull.root, &blob), "prune removed {blob} from under a running pull");
+        assert!(
+            store::has_blob(&hull.root, &blob),
+            "prune removed {blob} from under a running pull"
+        );
     }
     assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
 }

@@ -28,7 +28,13 @@ fn pulled() -> Pulled {
     let reference = registry.reference("busybox:latest");
     hull.ok(&["pull", "-q", &reference]);
     let repository = registry.reference("busybox");
-    Pulled { hull, image, reference, repository, _registry: registry }
+    Pulled {
+        hull,
+        image,
+        reference,
+        repository,
+        _registry: registry,
+    }
 }
 
 /// Rows of a table, header checked and dropped.
@@ -69,7 +75,10 @@ fn images_quiet_prints_the_short_ids() {
 fn images_no_trunc_prints_the_full_id() {
     let p = pulled();
     let out = p.hull.ok(&["images", "--no-trunc"]);
-    assert!(out.contains(&p.image.manifests[0].config), "full config digest missing:\n{out}");
+    assert!(
+        out.contains(&p.image.manifests[0].config),
+        "full config digest missing:\n{out}"
+    );
 }
 
 #[test]
@@ -84,15 +93,20 @@ fn images_digests_adds_the_manifest_digest() {
 fn images_format_json_prints_one_object_per_image() {
     let p = pulled();
     let out = p.hull.ok(&["images", "--format", "json"]);
-    let objects: Vec<serde_json::Value> =
-        lines(&out).iter().map(|l| serde_json::from_str(l).expect("one JSON object per line")).collect();
+    let objects: Vec<serde_json::Value> = lines(&out)
+        .iter()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per line"))
+        .collect();
     assert_eq!(objects.len(), 1);
     let o = &objects[0];
     assert_eq!(o["Repository"], p.repository.as_str());
     assert_eq!(o["Tag"], "latest");
     let id = o["ID"].as_str().expect("ID");
     let id = id.strip_prefix("sha256:").unwrap_or(id);
-    assert!(id.len() >= 12 && hex(&p.image.manifests[0].config).starts_with(id), "ID {id}");
+    assert!(
+        id.len() >= 12 && hex(&p.image.manifests[0].config).starts_with(id),
+        "ID {id}"
+    );
     assert_eq!(o["Digest"], p.image.digest.as_str());
     for key in ["CreatedAt", "Size"] {
         assert!(o.get(key).is_some(), "{key} missing in {o}");
@@ -120,8 +134,15 @@ fn image_inspect_reports_id_tags_digests_config_and_layers() {
     let v = p.hull.inspect(&p.reference);
     assert_eq!(v["Id"], m.config.as_str());
     assert_eq!(v["RepoTags"], serde_json::json!([p.reference]));
-    assert_eq!(v["RepoDigests"], serde_json::json!([format!("{}@{}", p.repository, p.image.digest)]));
-    assert_eq!(v["Created"].as_str().map(|c| c.starts_with("2024-01-02T03:04:05")), Some(true), "{v}");
+    assert_eq!(
+        v["RepoDigests"],
+        serde_json::json!([format!("{}@{}", p.repository, p.image.digest)])
+    );
+    assert_eq!(
+        v["Created"].as_str().map(|c| c.starts_with("2024-01-02T03:04:05")),
+        Some(true),
+        "{v}"
+    );
     assert_eq!(v["Architecture"], "amd64");
     assert_eq!(v["Os"], "linux");
     assert_eq!(v["Config"]["Cmd"], serde_json::json!(["/bin/sh"]));
@@ -155,13 +176,23 @@ fn image_history_lists_every_entry_newest_first() {
     let m = &p.image.manifests[0];
     let out = p.hull.ok(&["image", "history", "--no-trunc", &p.reference]);
     let rows = rows(&out, &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]);
-    assert_eq!(rows.len(), m.history, "one row per history entry, empty layers too:\n{out}");
+    assert_eq!(
+        rows.len(),
+        m.history,
+        "one row per history entry, empty layers too:\n{out}"
+    );
     assert_eq!(rows[0][0], m.config, "top row is the image:\n{out}");
     for row in &rows[1..] {
         assert_eq!(row[0], "<missing>", "{out}");
     }
-    assert!(rows[0].iter().any(|c| c.contains(r#"CMD ["/bin/sh"]"#)), "newest first:\n{out}");
-    assert!(rows[m.history - 1].iter().any(|c| c.contains("ADD file:busybox in /")), "oldest last:\n{out}");
+    assert!(
+        rows[0].iter().any(|c| c.contains(r#"CMD ["/bin/sh"]"#)),
+        "newest first:\n{out}"
+    );
+    assert!(
+        rows[m.history - 1].iter().any(|c| c.contains("ADD file:busybox in /")),
+        "oldest last:\n{out}"
+    );
 }
 
 #[test]
@@ -189,7 +220,10 @@ fn tag_adds_a_normalised_reference_to_the_same_image() {
     let names = store::ref_names(&p.hull.root);
     assert!(names.contains(&"docker.io/example/other:v1".to_string()), "{names:?}");
     assert!(names.contains(&p.reference), "{names:?}");
-    assert_eq!(p.hull.inspect("example/other:v1")["Id"], p.image.manifests[0].config.as_str());
+    assert_eq!(
+        p.hull.inspect("example/other:v1")["Id"],
+        p.image.manifests[0].config.as_str()
+    );
     let skopeo = store::skopeo_inspect(&p.hull.root, "docker.io/example/other:v1", &[]);
     assert_eq!(skopeo["Digest"], p.image.digest.as_str());
 }
@@ -223,7 +257,10 @@ fn image_rm_of_the_last_tag_then_prune_removes_every_blob() {
     p.hull.ok(&["image", "prune", "-f"]);
     let left = store::blob_names(&p.hull.root);
     for blob in Image::blobs_of(&p.image.manifests[0]) {
-        assert!(!left.contains(&hex(&blob).to_string()), "blob {blob} survived rmi and prune");
+        assert!(
+            !left.contains(&hex(&blob).to_string()),
+            "blob {blob} survived rmi and prune"
+        );
     }
     store::assert_consistent(&p.hull.root);
 }
@@ -243,9 +280,15 @@ fn image_prune_keeps_tagged_images_and_removes_stray_blobs() {
     let stray_digest = sha256(stray);
     fs::write(p.hull.root.join("blobs/sha256").join(hex(&stray_digest)), stray).unwrap();
     p.hull.ok(&["image", "prune", "-f"]);
-    assert!(!store::has_blob(&p.hull.root, &stray_digest), "prune left an unreferenced blob");
+    assert!(
+        !store::has_blob(&p.hull.root, &stray_digest),
+        "prune left an unreferenced blob"
+    );
     for blob in Image::blobs_of(&p.image.manifests[0]) {
-        assert!(store::has_blob(&p.hull.root, &blob), "prune removed {blob} of a tagged image");
+        assert!(
+            store::has_blob(&p.hull.root, &blob),
+            "prune removed {blob} of a tagged image"
+        );
     }
     store::assert_consistent(&p.hull.root);
     let skopeo = store::skopeo_inspect(&p.hull.root, &p.reference, &[]);
@@ -265,7 +308,11 @@ fn rmi_force_by_id_removes_every_tag_of_the_image() {
     p.hull.ok(&["tag", &p.reference, "second:tag"]);
     let id = short_id(&p.image.manifests[0].config);
     p.hull.ok(&["rmi", "-f", id]);
-    assert!(store::ref_names(&p.hull.root).is_empty(), "{:?}", store::ref_names(&p.hull.root));
+    assert!(
+        store::ref_names(&p.hull.root).is_empty(),
+        "{:?}",
+        store::ref_names(&p.hull.root)
+    );
     store::assert_consistent(&p.hull.root);
 }
 
@@ -288,8 +335,15 @@ fn pull_of_a_second_image_reuses_the_layer_it_shares() {
     hull.ok(&["pull", &a]);
     let out = hull.ok(&["pull", &b]);
     let shared = &busybox.manifests[0].layers[0];
-    assert_eq!(registry.blob_downloads(shared), 1, "the shared layer was downloaded again");
-    assert!(out.contains(&format!("{}: Already exists", &hex(shared)[..12])), "{out}");
+    assert_eq!(
+        registry.blob_downloads(shared),
+        1,
+        "the shared layer was downloaded again"
+    );
+    assert!(
+        out.contains(&format!("{}: Already exists", &hex(shared)[..12])),
+        "{out}"
+    );
 }
 
 #[test]
@@ -301,7 +355,10 @@ fn rmi_and_prune_keep_a_layer_another_image_uses() {
     hull.ok(&["image", "prune", "-f"]);
     store::assert_consistent(&hull.root);
     for blob in Image::blobs_of(&zstd.manifests[0]) {
-        assert!(store::has_blob(&hull.root, &blob), "{blob} of the remaining image was removed");
+        assert!(
+            store::has_blob(&hull.root, &blob),
+            "{blob} of the remaining image was removed"
+        );
     }
     let only_busybox: Vec<_> = Image::blobs_of(&busybox.manifests[0])
         .into_iter()
@@ -309,7 +366,10 @@ fn rmi_and_prune_keep_a_layer_another_image_uses() {
         .collect();
     assert!(!only_busybox.is_empty());
     for blob in only_busybox {
-        assert!(!store::has_blob(&hull.root, &blob), "{blob} of the removed image survived prune");
+        assert!(
+            !store::has_blob(&hull.root, &blob),
+            "{blob} of the removed image survived prune"
+        );
     }
     assert_eq!(hull.inspect(&b)["Id"], zstd.manifests[0].config.as_str());
 }
@@ -322,18 +382,34 @@ fn pull_of_a_moved_tag_takes_the_new_image_and_prune_drops_the_old() {
     hull.ok(&["pull", "-q", &app]);
     registry.push(&zstd.layout, TAG, "app:latest");
     let out = hull.ok(&["pull", &app]);
-    assert!(out.contains(&format!("Status: Downloaded newer image for {app}")), "{out}");
+    assert!(
+        out.contains(&format!("Status: Downloaded newer image for {app}")),
+        "{out}"
+    );
     assert_eq!(hull.inspect(&app)["Id"], zstd.manifests[0].config.as_str());
     let listed = hull.ok(&["images", "-q"]);
-    assert!(lines(&listed).contains(&short_id(&zstd.manifests[0].config)), "{listed}");
+    assert!(
+        lines(&listed).contains(&short_id(&zstd.manifests[0].config)),
+        "{listed}"
+    );
 
     hull.ok(&["image", "prune", "-f"]);
     store::assert_consistent(&hull.root);
     let listed = hull.ok(&["images", "-q"]);
-    assert_eq!(lines(&listed), [short_id(&zstd.manifests[0].config)], "the old image is gone");
-    assert!(!store::has_blob(&hull.root, &busybox.manifests[0].config), "prune kept the old config");
+    assert_eq!(
+        lines(&listed),
+        [short_id(&zstd.manifests[0].config)],
+        "the old image is gone"
+    );
+    assert!(
+        !store::has_blob(&hull.root, &busybox.manifests[0].config),
+        "prune kept the old config"
+    );
     for blob in Image::blobs_of(&zstd.manifests[0]) {
-        assert!(store::has_blob(&hull.root, &blob), "prune removed {blob} of the tagged image");
+        assert!(
+            store::has_blob(&hull.root, &blob),
+            "prune removed {blob} of the tagged image"
+        );
     }
 }
 
@@ -357,11 +433,23 @@ fn a_closed_stdout_ends_the_command_without_a_panic() {
     let (reader, writer) = unsafe { (fs::File::from_raw_fd(fds[0]), fs::File::from_raw_fd(fds[1])) };
     drop(reader);
     for args in [vec!["images"], vec!["image", "inspect", p.reference.as_str()]] {
-        let out = p.hull.command(&args).stdout(writer.try_clone().unwrap()).output().unwrap();
+        let out = p
+            .hull
+            .command(&args)
+            .stdout(writer.try_clone().unwrap())
+            .output()
+            .unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!stderr.contains("panicked"), "hull {args:?} panicked on EPIPE:\n{stderr}");
+        assert!(
+            !stderr.contains("panicked"),
+            "hull {args:?} panicked on EPIPE:\n{stderr}"
+        );
         let killed_by_sigpipe = out.status.signal() == Some(libc::SIGPIPE);
         let clean = matches!(out.status.code(), Some(0) | Some(125)) && lines(&stderr).len() <= 1;
-        assert!(killed_by_sigpipe || clean, "hull {args:?} on a closed stdout: {}\n{stderr}", out.status);
+        assert!(
+            killed_by_sigpipe || clean,
+            "hull {args:?} on a closed stdout: {}\n{stderr}",
+            out.status
+        );
     }
 }

@@ -30,8 +30,12 @@ fn registry_anonymous_serves_pushed_multiarch_index() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(sha256(&out.stdout), image.digest, "the index is served byte for byte");
     let index: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let archs: Vec<&str> =
-        index["manifests"].as_array().unwrap().iter().map(|m| m["platform"]["architecture"].as_str().unwrap()).collect();
+    let archs: Vec<&str> = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["platform"]["architecture"].as_str().unwrap())
+        .collect();
     assert_eq!(archs, ["amd64", "arm64"]);
 }
 
@@ -62,7 +66,11 @@ fn registry_token_auth_issues_tokens_only_to_the_user() {
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let requests = registry.token_requests();
     assert!(requests.iter().any(|r| r["basic_auth"] == true
-        && r["scopes"].as_array().unwrap().iter().any(|s| s == "repository:busybox:pull")));
+        && r["scopes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s == "repository:busybox:pull")));
 }
 
 #[test]
@@ -92,7 +100,14 @@ fn fake_registry_serves_crafted_bytes_and_logs_requests() {
     assert_eq!(http_status(&fake.host, "/v2/odd/blobs/sha256:1234"), Some(200));
     assert_eq!(http_status(&fake.host, "/v2/odd/blobs/sha256:5678"), Some(404));
     let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
-    assert_eq!(paths, ["/v2/odd/manifests/v1", "/v2/odd/blobs/sha256:1234", "/v2/odd/blobs/sha256:5678"]);
+    assert_eq!(
+        paths,
+        [
+            "/v2/odd/manifests/v1",
+            "/v2/odd/blobs/sha256:1234",
+            "/v2/odd/blobs/sha256:5678"
+        ]
+    );
 }
 
 fn skopeo_copy_from(reference: &str, creds: Option<&str>, dest: &std::path::Path) -> std::process::Output {
@@ -101,7 +116,8 @@ fn skopeo_copy_from(reference: &str, creds: Option<&str>, dest: &std::path::Path
     if let Some(creds) = creds {
         cmd.arg("--src-creds").arg(creds);
     }
-    cmd.arg(format!("docker://{reference}")).arg(format!("oci:{}:x", dest.display()));
+    cmd.arg(format!("docker://{reference}"))
+        .arg(format!("oci:{}:x", dest.display()));
     cmd.output().expect("run skopeo")
 }
 
@@ -126,11 +142,16 @@ fn fake_registry_redirects_blobs_to_a_second_host_behind_basic_auth() {
     spec.redirect_blobs = true;
     let mut fake = FakeRegistry::start(spec);
     let reference = fake.reference("r/busybox:latest");
-    assert!(!skopeo_copy_from(&reference, None, &work.path().join("anon")).status.success());
+    assert!(!skopeo_copy_from(&reference, None, &work.path().join("anon"))
+        .status
+        .success());
     let out = skopeo_copy_from(&reference, Some("u:p"), &work.path().join("copy"));
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let requests = fake.requests();
-    let redirected = requests.iter().filter(|r| r.listener == "redirect" && r.method == "GET").count();
+    let redirected = requests
+        .iter()
+        .filter(|r| r.listener == "redirect" && r.method == "GET")
+        .count();
     assert_eq!(redirected, 1 + image.manifests[0].layers.len(), "{requests:?}");
 }
 
@@ -144,10 +165,17 @@ fn fake_registry_stalls_a_blob_once() {
     let path = format!("/v2/s/blobs/{digest}");
     let url = format!("http://{}{path}", fake.host);
     let fetch = |limit: &str| {
-        Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{size_download}", "-m", limit, &url]).output().unwrap()
+        Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{size_download}", "-m", limit, &url])
+            .output()
+            .unwrap()
     };
     let first = fetch("2");
-    assert_eq!(String::from_utf8_lossy(&first.stdout), "1000", "the first GET stalls after 1000 bytes");
+    assert_eq!(
+        String::from_utf8_lossy(&first.stdout),
+        "1000",
+        "the first GET stalls after 1000 bytes"
+    );
     let second = fetch("10");
     assert_eq!(String::from_utf8_lossy(&second.stdout), "100000");
 }

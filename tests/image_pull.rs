@@ -26,15 +26,26 @@ fn assert_pull_output(stdout: &str, digest: &str, status: &str, reference: &str)
     let n = lines.len();
     assert!(n >= 3, "pull printed too little:\n{stdout}");
     assert_eq!(lines[n - 3], format!("Digest: {digest}"), "in:\n{stdout}");
-    assert_eq!(lines[n - 2], format!("Status: {status} for {reference}"), "in:\n{stdout}");
+    assert_eq!(
+        lines[n - 2],
+        format!("Status: {status} for {reference}"),
+        "in:\n{stdout}"
+    );
     assert_eq!(lines[n - 1], reference, "in:\n{stdout}");
 }
 
 fn assert_stored(hull: &Hull, reference: &str, image: &Image, arch: &str) {
     let m = image.manifest(arch);
     store::assert_consistent(&hull.root);
-    assert_eq!(store::temp_files(&hull.root), Vec::<String>::new(), "a pull left temp files");
-    assert!(store::ref_names(&hull.root).contains(&reference.to_string()), "index.json lacks {reference}");
+    assert_eq!(
+        store::temp_files(&hull.root),
+        Vec::<String>::new(),
+        "a pull left temp files"
+    );
+    assert!(
+        store::ref_names(&hull.root).contains(&reference.to_string()),
+        "index.json lacks {reference}"
+    );
     for blob in Image::blobs_of(m) {
         assert!(store::has_blob(&hull.root, &blob), "blob {blob} not stored");
     }
@@ -49,7 +60,10 @@ fn pull_anonymous_stores_an_image_skopeo_can_read() {
     let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
     let out = hull.ok(&["pull", &reference]);
     assert_pull_output(&out, &image.digest, "Downloaded newer image", &reference);
-    assert!(!out.contains('\r') && !out.contains('\x1b'), "no progress bars without a TTY:\n{out:?}");
+    assert!(
+        !out.contains('\r') && !out.contains('\x1b'),
+        "no progress bars without a TTY:\n{out:?}"
+    );
     assert_stored(&hull, &reference, &image, "amd64");
 
     let m = &image.manifests[0];
@@ -69,7 +83,11 @@ fn pull_twice_reports_the_image_is_up_to_date() {
     assert_eq!(registry.blob_downloads(layer), 1);
     let out = hull.ok(&["pull", &reference]);
     assert_pull_output(&out, &image.digest, "Image is up to date", &reference);
-    assert_eq!(registry.blob_downloads(layer), 1, "a second pull downloads no layer again");
+    assert_eq!(
+        registry.blob_downloads(layer),
+        1,
+        "a second pull downloads no layer again"
+    );
 }
 
 #[test]
@@ -137,7 +155,11 @@ fn pull_token_auth_gets_a_bearer_token_with_the_configured_credentials() {
     assert!(
         pulls.iter().any(|r| r["basic_auth"] == true
             && r["service"] == "hull-test-registry"
-            && r["scopes"].as_array().unwrap().iter().any(|s| s == "repository:private/busybox:pull")),
+            && r["scopes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s == "repository:private/busybox:pull")),
         "hull asked no token for repository:private/busybox:pull with credentials: {pulls:?}"
     );
 }
@@ -147,7 +169,10 @@ fn pull_token_auth_without_credentials_fails_and_stores_nothing() {
     let (hull, registry, _image, reference) = serve(Kind::Busybox, Auth::Token, "private/busybox");
     let pushes = registry.token_requests().len();
     hull.fails(&["pull", &reference]);
-    assert!(registry.token_requests().len() > pushes, "hull never asked the token server");
+    assert!(
+        registry.token_requests().len() > pushes,
+        "hull never asked the token server"
+    );
     assert!(store::ref_names(&hull.root).is_empty());
     assert!(store::blob_names(&hull.root).is_empty());
 }
@@ -160,7 +185,10 @@ fn pull_multiarch_selects_the_host_platform_by_default() {
     assert_stored(&hull, &reference, &image, host_arch());
     let other = image.manifests.iter().find(|m| m.architecture != host_arch()).unwrap();
     for layer in &other.layers {
-        assert!(!store::has_blob(&hull.root, layer), "layer {layer} of another platform was pulled");
+        assert!(
+            !store::has_blob(&hull.root, layer),
+            "layer {layer} of another platform was pulled"
+        );
     }
     let skopeo = store::skopeo_inspect(&hull.root, &reference, &[]);
     assert_eq!(skopeo["Architecture"], host_arch());
@@ -173,7 +201,10 @@ fn pull_multiarch_with_platform_linux_arm64_selects_arm64() {
     assert_stored(&hull, &reference, &image, "arm64");
     let amd64 = image.manifest("amd64");
     for layer in &amd64.layers {
-        assert!(!store::has_blob(&hull.root, layer), "amd64 layer {layer} was pulled for arm64");
+        assert!(
+            !store::has_blob(&hull.root, layer),
+            "amd64 layer {layer} was pulled for arm64"
+        );
     }
     let skopeo = store::skopeo_inspect(
         &hull.root,
@@ -198,11 +229,18 @@ fn pull_zstd_and_gzip_layers_keeps_both_media_types() {
     let m = &image.manifests[0];
     assert_eq!(
         m.layer_media_types,
-        ["application/vnd.oci.image.layer.v1.tar+gzip", "application/vnd.oci.image.layer.v1.tar+zstd"]
+        [
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            "application/vnd.oci.image.layer.v1.tar+zstd"
+        ]
     );
     let raw = store::skopeo_inspect(&hull.root, &reference, &["--raw"]);
-    let types: Vec<&str> =
-        raw["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
+    let types: Vec<&str> = raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["mediaType"].as_str().unwrap())
+        .collect();
     assert_eq!(types, m.layer_media_types);
 }
 
@@ -223,9 +261,18 @@ fn pull_docker_v2_schema2_manifest() {
     let raw = store::skopeo_inspect(&hull.root, &reference, &["--raw"]);
     assert_eq!(raw["mediaType"], "application/vnd.oci.image.manifest.v1+json");
     assert_eq!(raw["config"]["digest"], m.config.as_str());
-    let layers: Vec<String> = raw["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_owned()).collect();
+    let layers: Vec<String> = raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(layers, m.layers);
-    assert!(raw["layers"].as_array().unwrap().iter().all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"));
+    assert!(raw["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+gzip"));
 }
 
 #[test]
@@ -252,13 +299,24 @@ fn pull_ten_concurrent_pulls_all_succeed_and_download_each_blob_once() {
         .collect();
     for child in children {
         let out = child.wait_with_output().expect("wait for hull pull");
-        assert!(out.status.success(), "a concurrent pull failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "a concurrent pull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{reference}\n"));
     }
     assert_stored(&hull, &reference, &image, "amd64");
-    assert_eq!(store::ref_names(&hull.root).iter().filter(|r| **r == reference).count(), 1);
+    assert_eq!(
+        store::ref_names(&hull.root).iter().filter(|r| **r == reference).count(),
+        1
+    );
     for blob in Image::blobs_of(&image.manifests[0]) {
-        assert_eq!(registry.blob_downloads(&blob), 1, "blob {blob} downloaded more than once");
+        assert_eq!(
+            registry.blob_downloads(&blob),
+            1,
+            "blob {blob} downloaded more than once"
+        );
     }
 }
 
@@ -277,7 +335,10 @@ fn pull_from_a_closed_port_fails_naming_the_reference() {
     let reference = format!("127.0.0.1:{port}/nothing:here");
     let args = ["pull", reference.as_str()];
     let err = check_failure(&args, hull.run(&args));
-    assert!(err.contains(&reference) || err.contains(&format!("127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&reference) || err.contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[test]
@@ -296,7 +357,10 @@ fn pull_from_a_non_loopback_registry_needs_hull_insecure_registries() {
     assert!(store::ref_names(&hull.root).is_empty());
     let out = hull
         .command(&["pull", "-q", &reference])
-        .env("HULL_INSECURE_REGISTRIES", format!("example.com:5000,{}", registry.host))
+        .env(
+            "HULL_INSECURE_REGISTRIES",
+            format!("example.com:5000,{}", registry.host),
+        )
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -309,7 +373,10 @@ fn pull_without_a_tty_prints_plain_lines_per_layer() {
     let out = hull.ok(&["pull", &reference]);
     for layer in &image.manifests[0].layers {
         let short = &common::fixtures::hex(layer)[..12];
-        assert!(out.contains(&format!("{short}: Pull complete")), "no line for layer {short}:\n{out}");
+        assert!(
+            out.contains(&format!("{short}: Pull complete")),
+            "no line for layer {short}:\n{out}"
+        );
     }
 }
 
@@ -319,7 +386,10 @@ fn pull_on_a_tty_shows_progress_for_each_layer() {
     // script(1) gives hull a pseudo-terminal as stdout.
     let hull_cmd = format!("{} pull {reference}", env!("CARGO_BIN_EXE_hull"));
     let base = hull.command(&[]);
-    let envs: Vec<_> = base.get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))).collect();
+    let envs: Vec<_> = base
+        .get_envs()
+        .filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned())))
+        .collect();
     let cmd = std::process::Command::new("script")
         .args(["-qec", &hull_cmd, "/dev/null"])
         .env_remove("HULL_INSECURE_REGISTRIES")
@@ -345,7 +415,11 @@ fn pull_basic_auth_falls_back_to_the_home_docker_config() {
     let config = serde_json::json!({ "auths": { registry.host.clone(): { "auth": auth } } });
     std::fs::create_dir_all(hull.home().join(".docker")).unwrap();
     std::fs::write(hull.home().join(".docker/config.json"), config.to_string()).unwrap();
-    let out = hull.command(&["pull", "-q", &reference]).env_remove("DOCKER_CONFIG").output().unwrap();
+    let out = hull
+        .command(&["pull", "-q", &reference])
+        .env_remove("DOCKER_CONFIG")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert_stored(&hull, &reference, &image, "amd64");
 }
@@ -353,7 +427,11 @@ fn pull_basic_auth_falls_back_to_the_home_docker_config() {
 #[test]
 fn pull_without_hull_root_stores_under_xdg_data_home() {
     let (hull, _registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
-    let out = hull.command(&["pull", "-q", &reference]).env_remove("HULL_ROOT").output().unwrap();
+    let out = hull
+        .command(&["pull", "-q", &reference])
+        .env_remove("HULL_ROOT")
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let root = hull.xdg_data_home().join("hull");
     assert!(store::ref_names(&root).contains(&reference), "no image under {root:?}");
@@ -384,7 +462,11 @@ fn pull_concurrent_pulls_of_different_tags_all_end_up_tagged() {
         .collect();
     for child in children {
         let out = child.wait_with_output().expect("wait for hull pull");
-        assert!(out.status.success(), "a concurrent pull failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "a concurrent pull failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let mut names = store::ref_names(&hull.root);
     names.sort();

@@ -27,8 +27,15 @@ fn path_and_size(out: &str) -> (String, u64) {
 }
 
 fn fsck(path: &str) {
-    let out = Command::new("fsck.erofs").arg(path).output().expect("run fsck.erofs (erofs-utils)");
-    assert!(out.status.success(), "fsck.erofs {path}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("fsck.erofs")
+        .arg(path)
+        .output()
+        .expect("run fsck.erofs (erofs-utils)");
+    assert!(
+        out.status.success(),
+        "fsck.erofs {path}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -42,7 +49,11 @@ fn rootfs_builds_a_disk_that_fsck_accepts_and_reuses_it() {
         let built = fs::metadata(&path).unwrap().modified().unwrap();
         let (again, _) = path_and_size(&hull.ok(&["image", "rootfs", &reference]));
         assert_eq!(again, path, "a second request finds the cached disk");
-        assert_eq!(fs::metadata(&path).unwrap().modified().unwrap(), built, "the cached disk is not rebuilt");
+        assert_eq!(
+            fs::metadata(&path).unwrap().modified().unwrap(),
+            built,
+            "the cached disk is not rebuilt"
+        );
     }
 }
 
@@ -60,11 +71,18 @@ fn rootfs_output_copies_the_disk() {
 #[test]
 fn rootfs_of_a_corrupted_layer_names_it_and_publishes_nothing() {
     let (hull, _registry, reference) = pulled(Kind::Busybox);
-    let id = hull.inspect(&reference)["RootFS"]["Layers"][0].as_str().unwrap().to_owned();
+    let id = hull.inspect(&reference)["RootFS"]["Layers"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
     // Corrupt the first layer blob in the store (the uncompressed stream no longer
     // matches its diff_id, or no longer decompresses).
     let index: serde_json::Value = serde_json::from_slice(&fs::read(hull.root.join("index.json")).unwrap()).unwrap();
-    let manifest_hex = index["manifests"][0]["digest"].as_str().unwrap().trim_start_matches("sha256:").to_owned();
+    let manifest_hex = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("sha256:")
+        .to_owned();
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(hull.root.join("blobs/sha256").join(manifest_hex)).unwrap()).unwrap();
     let layer = manifest["layers"][0]["digest"].as_str().unwrap().to_owned();
@@ -80,9 +98,16 @@ fn rootfs_of_a_corrupted_layer_names_it_and_publishes_nothing() {
     assert_eq!(err.lines().count(), 1, "one error line: {err}");
     assert!(err.contains(&layer), "the error names the layer {layer}: {err}");
     let published: Vec<_> = fs::read_dir(hull.root.join("rootfs"))
-        .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
-    assert!(published.iter().all(|n| !n.ends_with(".erofs")), "no disk published: {published:?} (diff_id {id})");
+    assert!(
+        published.iter().all(|n| !n.ends_with(".erofs")),
+        "no disk published: {published:?} (diff_id {id})"
+    );
 }
 
 #[test]

@@ -55,14 +55,24 @@ fn gnu_long_name_is_checked_like_any_name() {
 
 #[test]
 fn absolute_and_dotted_names_are_rerooted_inside_the_image() {
-    let l1 = layer(&[file("/etc/abs", b"1", 0o644), file("./rel", b"2", 0o644), file("a//b/./c", b"3", 0o644)]);
+    let l1 = layer(&[
+        file("/etc/abs", b"1", 0o644),
+        file("./rel", b"2", 0o644),
+        file("a//b/./c", b"3", 0o644),
+    ]);
     build_and_compare(&[l1]);
 }
 
 #[test]
 fn symlink_named_dot_cannot_replace_the_root() {
     for name in [".", "./", "/"] {
-        assert_entry_error(&[layer(&[symlink(name, "/etc")])], Limits::default(), 1, 0, "root can only be a directory");
+        assert_entry_error(
+            &[layer(&[symlink(name, "/etc")])],
+            Limits::default(),
+            1,
+            0,
+            "root can only be a directory",
+        );
     }
 }
 
@@ -74,14 +84,22 @@ fn symlink_loops_are_refused() {
 
 #[test]
 fn writing_below_a_regular_file_is_refused() {
-    let l1 = layer(&[file("etc", b"not a dir", 0o644), symlink("via", "/etc"), file("via/passwd", b"x", 0o644)]);
+    let l1 = layer(&[
+        file("etc", b"not a dir", 0o644),
+        symlink("via", "/etc"),
+        file("via/passwd", b"x", 0o644),
+    ]);
     assert_entry_error(&[l1], Limits::default(), 1, 2, "is not a directory");
 }
 
 #[test]
 fn symlink_writes_never_touch_the_host() {
     let marker = format!("hull-rootfs-escape-{}", std::process::id());
-    let l1 = layer(&[symlink("x", "/"), symlink("t", "/tmp"), file(&format!("x/tmp/{marker}"), b"x", 0o644)]);
+    let l1 = layer(&[
+        symlink("x", "/"),
+        symlink("t", "/tmp"),
+        file(&format!("x/tmp/{marker}"), b"x", 0o644),
+    ]);
     let l2 = layer(&[file(&format!("t/{marker}-2"), b"y", 0o644)]);
     let built = build_and_compare(&[l1, l2]);
     assert!(!std::path::Path::new("/tmp").join(&marker).exists());
@@ -117,7 +135,12 @@ fn hard_links_to_directories_are_refused() {
 
 #[test]
 fn hard_links_through_symlinked_parents_resolve_inside_the_root() {
-    let l1 = layer(&[dir("real", 0o755), file("real/f", b"f", 0o644), symlink("alias", "/real"), hardlink("h", "alias/f")]);
+    let l1 = layer(&[
+        dir("real", 0o755),
+        file("real/f", b"f", 0o644),
+        symlink("alias", "/real"),
+        hardlink("h", "alias/f"),
+    ]);
     build_and_compare(&[l1]);
 }
 
@@ -164,7 +187,13 @@ fn garbage_in_numeric_fields_is_refused() {
 fn pax_size_disagreeing_with_header_size_is_refused() {
     let mut e = file("f", &[0u8; 600], 0o644);
     e.pax.push(("size".into(), b"100".to_vec()));
-    assert_entry_error(&[layer(&[ok_file(), e])], Limits::default(), 1, 1, "pax size 100 disagrees with the header size 600");
+    assert_entry_error(
+        &[layer(&[ok_file(), e])],
+        Limits::default(),
+        1,
+        1,
+        "pax size 100 disagrees with the header size 600",
+    );
 }
 
 #[test]
@@ -188,7 +217,10 @@ fn extension_without_a_member_is_refused() {
 
 #[test]
 fn sparse_entries_are_refused() {
-    let sparse = Entry { typeflag: b'S', ..file("s", b"", 0o644) };
+    let sparse = Entry {
+        typeflag: b'S',
+        ..file("s", b"", 0o644)
+    };
     assert_entry_error(&[layer(&[sparse])], Limits::default(), 1, 0, "sparse");
     let mut pax_sparse = file("s", b"", 0o644);
     pax_sparse.pax.push(("GNU.sparse.major".into(), b"1".to_vec()));
@@ -208,7 +240,13 @@ fn non_utf8_and_nul_names_are_refused() {
 #[test]
 fn ids_and_device_numbers_out_of_range_are_refused_not_wrapped() {
     let big_uid = file("f", b"", 0o644).owner(1 << 32, 0);
-    assert_entry_error(&[layer(&[big_uid])], Limits::default(), 1, 0, "uid 4294967296 is out of range");
+    assert_entry_error(
+        &[layer(&[big_uid])],
+        Limits::default(),
+        1,
+        0,
+        "uid 4294967296 is out of range",
+    );
     let big_gid = file("f", b"", 0o644).owner(0, u64::MAX);
     assert_entry_error(&[layer(&[big_gid])], Limits::default(), 1, 0, "out of range");
     let dev = char_dev("d", 4096, 0);
@@ -242,7 +280,10 @@ fn a_file_claiming_2_pow_62_bytes_is_refused_before_any_write() {
 fn trailing_zeros_count_against_the_layer_limit() {
     let mut bytes = layer(&[ok_file()]);
     bytes.resize(bytes.len() + (2 << 20), 0);
-    let limits = Limits { max_layer_bytes: 1 << 20, ..Limits::default() };
+    let limits = Limits {
+        max_layer_bytes: 1 << 20,
+        ..Limits::default()
+    };
     assert_entry_error(&[bytes.clone()], limits, 1, 1, "exceeds 1048576 bytes");
     flatten(&[bytes]);
 }
@@ -263,9 +304,14 @@ fn gzip_bomb_stops_at_the_layer_limit() {
     io::copy(&mut zero_file_layer(128 << 20), &mut enc).unwrap();
     let bomb = enc.finish().unwrap();
     assert!(bomb.len() < 512 << 10, "a bomb: {} bytes compressed", bomb.len());
-    let limits = Limits { max_layer_bytes: 16 << 20, ..Limits::default() };
+    let limits = Limits {
+        max_layer_bytes: 16 << 20,
+        ..Limits::default()
+    };
     let mut flattener = Flattener::new(MemorySink::default(), limits);
-    let err = flattener.add_layer("sha256:bomb", flate2::read::MultiGzDecoder::new(bomb.as_slice())).unwrap_err();
+    let err = flattener
+        .add_layer("sha256:bomb", flate2::read::MultiGzDecoder::new(bomb.as_slice()))
+        .unwrap_err();
     let (digest, entry, message) = entry_error(&err);
     assert_eq!((digest.as_str(), entry), ("sha256:bomb", 0));
     assert!(message.contains("exceeds 16777216 bytes"), "{message}");
@@ -277,7 +323,10 @@ fn zstd_bomb_stops_at_the_layer_limit() {
     io::copy(&mut zero_file_layer(256 << 20), &mut enc).unwrap();
     let bomb = enc.finish().unwrap();
     assert!(bomb.len() < 256 << 10, "a bomb: {} bytes compressed", bomb.len());
-    let limits = Limits { max_layer_bytes: 16 << 20, ..Limits::default() };
+    let limits = Limits {
+        max_layer_bytes: 16 << 20,
+        ..Limits::default()
+    };
     let mut flattener = Flattener::new(MemorySink::default(), limits);
     let decoder = zstd::stream::read::Decoder::new(bomb.as_slice()).unwrap();
     let err = flattener.add_layer("sha256:zbomb", decoder).unwrap_err();
@@ -302,13 +351,31 @@ impl ManyFiles {
         let mut template = header(b"", b'0', 0, &file("x", b"", 0o644));
         template[148..156].fill(b' ');
         let template_sum = template.iter().map(|&b| u64::from(b)).sum();
-        ManyFiles { next: 0, count, template, template_sum, buf: Vec::with_capacity(1024), pos: 0 }
+        ManyFiles {
+            next: 0,
+            count,
+            template,
+            template_sum,
+            buf: Vec::with_capacity(1024),
+            pos: 0,
+        }
     }
 
     fn next_header(&mut self) {
         let (dir, file) = (self.next / 1000, self.next % 1000);
-        let name = [b'd', digit(dir, 1000), digit(dir, 100), digit(dir, 10), digit(dir, 1), b'/', b'f',
-            digit(file, 1000), digit(file, 100), digit(file, 10), digit(file, 1)];
+        let name = [
+            b'd',
+            digit(dir, 1000),
+            digit(dir, 100),
+            digit(dir, 10),
+            digit(dir, 1),
+            b'/',
+            b'f',
+            digit(file, 1000),
+            digit(file, 100),
+            digit(file, 10),
+            digit(file, 1),
+        ];
         let mut h = self.template;
         h[..name.len()].copy_from_slice(&name);
         let sum = self.template_sum + name.iter().map(|&b| u64::from(b)).sum::<u64>();
@@ -349,7 +416,9 @@ fn a_million_files_build_within_default_limits() {
     let path = dir.path().join("million.erofs");
     let out = std::fs::File::create(&path).unwrap();
     let mut flattener = Flattener::new(&out, Limits::default());
-    flattener.add_layer("sha256:million", ManyFiles::new(1_000_000)).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
+    flattener
+        .add_layer("sha256:million", ManyFiles::new(1_000_000))
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let done = flattener.finish().unwrap();
     // The files, their 1000 directories and the root.
     assert_eq!(done.info.inodes, 1_000_000 + 1000 + 1);
@@ -361,13 +430,21 @@ fn a_million_files_build_within_default_limits() {
 
 #[test]
 fn inode_limit_refuses_a_million_files_early() {
-    let limits = Limits { max_inodes: 10_000, ..Limits::default() };
+    let limits = Limits {
+        max_inodes: 10_000,
+        ..Limits::default()
+    };
     let mut flattener = Flattener::new(MemorySink::default(), limits);
-    let err = flattener.add_layer("sha256:million", ManyFiles::new(1_000_000)).unwrap_err();
+    let err = flattener
+        .add_layer("sha256:million", ManyFiles::new(1_000_000))
+        .unwrap_err();
     let (_, entry, message) = entry_error(&err);
     // 10_000 inodes: the root, 10 directories and 9989 files.
     assert_eq!(entry, 9989, "{message}");
-    assert!(message.contains("number of inodes exceeds the limit of 10000"), "{message}");
+    assert!(
+        message.contains("number of inodes exceeds the limit of 10000"),
+        "{message}"
+    );
 }
 
 fn deep_layer(depth: usize) -> Vec<u8> {
@@ -377,14 +454,33 @@ fn deep_layer(depth: usize) -> Vec<u8> {
 
 #[test]
 fn hundred_thousand_deep_directories_hit_the_depth_limit() {
-    let limits = Limits { max_path_bytes: 1 << 20, ..Limits::default() };
-    assert_entry_error(&[deep_layer(100_000)], limits, 1, 0, "directory depth exceeds the limit of 1024");
-    assert_entry_error(&[deep_layer(100_000)], Limits::default(), 1, 0, "over the limit of 4096");
+    let limits = Limits {
+        max_path_bytes: 1 << 20,
+        ..Limits::default()
+    };
+    assert_entry_error(
+        &[deep_layer(100_000)],
+        limits,
+        1,
+        0,
+        "directory depth exceeds the limit of 1024",
+    );
+    assert_entry_error(
+        &[deep_layer(100_000)],
+        Limits::default(),
+        1,
+        0,
+        "over the limit of 4096",
+    );
 }
 
 #[test]
 fn hundred_thousand_deep_directories_build_iteratively_when_allowed() {
-    let limits = Limits { max_path_bytes: 1 << 20, max_depth: 200_000, ..Limits::default() };
+    let limits = Limits {
+        max_path_bytes: 1 << 20,
+        max_depth: 200_000,
+        ..Limits::default()
+    };
     let image = flatten_with(&[deep_layer(100_000)], limits).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     // Root, 100_000 directories and the file: at least one inode slot each.
     assert!(image.len() > 100_001 * 32);
@@ -398,7 +494,10 @@ fn seventy_thousand_links_to_one_file_build_with_an_exact_link_count() {
     if let Some(m) = mount(&built.image) {
         assert_eq!(std::fs::metadata(m.dir.path().join("l/69999")).unwrap().nlink(), 70_001);
     }
-    let limits = Limits { max_hard_links: 65_000, ..Limits::default() };
+    let limits = Limits {
+        max_hard_links: 65_000,
+        ..Limits::default()
+    };
     assert_entry_error(&[layer(&entries)], limits, 1, 65_000, "hard links to one inode exceeds");
 }
 
@@ -412,13 +511,20 @@ fn diff_id_mismatch_is_refused_and_nothing_is_published() {
     let cache = RootfsCache::new(cache_dir.clone(), Limits::default());
     let err = cache.ensure(&inputs).unwrap_err();
     match &err {
-        FlattenError::DiffIdMismatch { digest, expected, actual } => {
+        FlattenError::DiffIdMismatch {
+            digest,
+            expected,
+            actual,
+        } => {
             assert_eq!(digest, &inputs[1].digest);
             assert_eq!(expected, &inputs[1].diff_id);
             assert_eq!(actual, &sha256(&layers[1]));
         }
         other => panic!("expected a diff_id mismatch, got {}", error_chain(other)),
     }
-    let left: Vec<_> = std::fs::read_dir(&cache_dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let left: Vec<_> = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(left.iter().all(|n| n.to_string_lossy().ends_with(".lock")), "{left:?}");
 }

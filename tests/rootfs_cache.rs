@@ -13,7 +13,10 @@ fn two_layers() -> [Vec<u8>; 2] {
     for i in 0..500 {
         entries.push(file(&format!("usr/f{i}"), &vec![i as u8; 4096 + i], 0o644));
     }
-    [layer(&entries), layer(&[whiteout("usr/.wh.f7"), file("etc/hostname", b"box", 0o644)])]
+    [
+        layer(&entries),
+        layer(&[whiteout("usr/.wh.f7"), file("etc/hostname", b"box", 0o644)]),
+    ]
 }
 
 #[test]
@@ -68,7 +71,9 @@ fn a_half_built_temporary_file_is_never_used() {
     assert_eq!(built.path, final_path);
     fsck(&built.path);
     assert!(!std::path::Path::new(&tmp).exists());
-    let again = RootfsCache::new(dir.path().join("other"), Limits::default()).ensure(&inputs).unwrap();
+    let again = RootfsCache::new(dir.path().join("other"), Limits::default())
+        .ensure(&inputs)
+        .unwrap();
     assert_eq!(std::fs::read(&built.path).unwrap(), std::fs::read(&again.path).unwrap());
 }
 
@@ -77,11 +82,23 @@ fn a_failed_build_leaves_no_image_and_a_retry_succeeds() {
     let dir = tempfile::tempdir().unwrap();
     let layers = two_layers();
     let inputs = write_layers(dir.path(), &layers, Compression::Zstd);
-    let tight = RootfsCache::new(dir.path().join("rootfs"), Limits { max_image_bytes: 64 << 10, ..Limits::default() });
+    let tight = RootfsCache::new(
+        dir.path().join("rootfs"),
+        Limits {
+            max_image_bytes: 64 << 10,
+            ..Limits::default()
+        },
+    );
     let err = tight.ensure(&inputs).unwrap_err();
     assert!(error_chain(&err).contains("would exceed"), "{}", error_chain(&err));
-    let names: Vec<_> = std::fs::read_dir(dir.path().join("rootfs")).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert!(names.iter().all(|n| n.to_string_lossy().ends_with(".lock")), "{names:?}");
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("rootfs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| n.to_string_lossy().ends_with(".lock")),
+        "{names:?}"
+    );
     let roomy = RootfsCache::new(dir.path().join("rootfs"), Limits::default());
     fsck(&roomy.ensure(&inputs).unwrap().path);
 }
@@ -92,14 +109,22 @@ fn a_symlinked_cache_directory_is_refused() {
     let inputs = write_layers(dir.path(), &two_layers(), Compression::None);
     std::fs::create_dir(dir.path().join("elsewhere")).unwrap();
     std::os::unix::fs::symlink(dir.path().join("elsewhere"), dir.path().join("rootfs")).unwrap();
-    let err = RootfsCache::new(dir.path().join("rootfs"), Limits::default()).ensure(&inputs).unwrap_err();
-    assert!(matches!(err, FlattenError::UnsafeCacheDir { .. }), "{}", error_chain(&err));
+    let err = RootfsCache::new(dir.path().join("rootfs"), Limits::default())
+        .ensure(&inputs)
+        .unwrap_err();
+    assert!(
+        matches!(err, FlattenError::UnsafeCacheDir { .. }),
+        "{}",
+        error_chain(&err)
+    );
     assert_eq!(std::fs::read_dir(dir.path().join("elsewhere")).unwrap().count(), 0);
 }
 
 #[test]
 fn an_image_needs_at_least_one_layer() {
     let dir = tempfile::tempdir().unwrap();
-    let err = RootfsCache::new(dir.path().join("rootfs"), Limits::default()).ensure(&[]).unwrap_err();
+    let err = RootfsCache::new(dir.path().join("rootfs"), Limits::default())
+        .ensure(&[])
+        .unwrap_err();
     assert!(matches!(err, FlattenError::NoLayers));
 }

@@ -15,7 +15,13 @@ use rootfs_support::*;
 
 fn gnu_tar(root: &Path, members: &[&str], out: &Path) {
     let status = Command::new("tar")
-        .args(["--numeric-owner", "--xattrs", "--xattrs-include=*", "--format=pax", "--ignore-failed-read"])
+        .args([
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--format=pax",
+            "--ignore-failed-read",
+        ])
         .arg("-C")
         .arg(root)
         .arg("-cf")
@@ -61,7 +67,11 @@ fn changes_layer(dir: &Path, out: &Path) {
 fn distribution_tree_in_three_layers_matches_the_reference_reader() {
     let dir = tempfile::tempdir().unwrap();
     let (tree, first, second) = distro_tree();
-    let paths = [dir.path().join("l1.tar"), dir.path().join("l2.tar"), dir.path().join("l3.tar")];
+    let paths = [
+        dir.path().join("l1.tar"),
+        dir.path().join("l2.tar"),
+        dir.path().join("l3.tar"),
+    ];
     gnu_tar(&tree, &first, &paths[0]);
     gnu_tar(&tree, &second, &paths[1]);
     changes_layer(dir.path(), &paths[2]);
@@ -69,11 +79,23 @@ fn distribution_tree_in_three_layers_matches_the_reference_reader() {
         .iter()
         .map(|p| {
             let digest = sha256(&std::fs::read(p).unwrap());
-            LayerInput { digest: digest.clone(), diff_id: digest, compression: Compression::None, path: p.clone() }
+            LayerInput {
+                digest: digest.clone(),
+                diff_id: digest,
+                compression: Compression::None,
+                path: p.clone(),
+            }
         })
         .collect();
     let cache = RootfsCache::new(dir.path().join("rootfs"), Limits::default());
-    let image = cache.ensure(&inputs).unwrap_or_else(|e| panic!("{}", error_chain(&e))).path;
+    let image = cache
+        .ensure(&inputs)
+        .unwrap_or_else(|e| panic!("{}", error_chain(&e)))
+        .path;
     fsck(&image);
-    compare_with_reference(&Built { dir, image, layer_paths: paths.to_vec() });
+    compare_with_reference(&Built {
+        dir,
+        image,
+        layer_paths: paths.to_vec(),
+    });
 }

@@ -11,15 +11,24 @@ use proptest::prelude::*;
 use rootfs_support::*;
 
 fn small_limits() -> Limits {
-    Limits { max_image_bytes: 16 << 20, max_inodes: 10_000, ..Limits::default() }
+    Limits {
+        max_image_bytes: 16 << 20,
+        max_inodes: 10_000,
+        ..Limits::default()
+    }
 }
 
 fn try_flatten(layers: &[Vec<u8>]) -> Result<Vec<u8>, String> {
     let mut flattener = Flattener::new(MemorySink::default(), small_limits());
     for (i, bytes) in layers.iter().enumerate() {
-        flattener.add_layer(&layer_digest(i + 1), bytes.as_slice()).map_err(|e| hull::rootfs::error_chain(&e))?;
+        flattener
+            .add_layer(&layer_digest(i + 1), bytes.as_slice())
+            .map_err(|e| hull::rootfs::error_chain(&e))?;
     }
-    flattener.finish().map(|f| f.sink.0).map_err(|e| hull::rootfs::error_chain(&e))
+    flattener
+        .finish()
+        .map(|f| f.sink.0)
+        .map_err(|e| hull::rootfs::error_chain(&e))
 }
 
 // ---- a small reader of the images hull writes ----
@@ -77,7 +86,11 @@ fn read_dir(dir: &[u8]) -> Vec<(Vec<u8>, u64)> {
         for i in 0..count {
             let nid = le64(block, i * 12);
             let start = le16(block, i * 12 + 8) as usize;
-            let end = if i + 1 < count { le16(block, (i + 1) * 12 + 8) as usize } else { block.len() };
+            let end = if i + 1 < count {
+                le16(block, (i + 1) * 12 + 8) as usize
+            } else {
+                block.len()
+            };
             let name: Vec<u8> = block[start..end].iter().copied().take_while(|&b| b != 0).collect();
             out.push((name, nid));
         }
@@ -188,7 +201,11 @@ impl Model {
                 Ok(())
             }
             Op::Opaque(d) => {
-                let marker = if d.is_empty() { ".wh..wh..opq".to_owned() } else { format!("{d}/.wh..wh..opq") };
+                let marker = if d.is_empty() {
+                    ".wh..wh..opq".to_owned()
+                } else {
+                    format!("{d}/.wh..wh..opq")
+                };
                 self.parents(&marker, layer)?;
                 let under = if d.is_empty() { String::new() } else { format!("{d}/") };
                 self.paths.retain(|p, e| !p.starts_with(&under) || e.2 == layer);
@@ -198,7 +215,10 @@ impl Model {
     }
 
     fn tree(&self) -> BTreeMap<String, (char, Vec<u8>)> {
-        self.paths.iter().map(|(p, (k, c, _))| (format!("/{p}"), (*k, c.clone()))).collect()
+        self.paths
+            .iter()
+            .map(|(p, (k, c, _))| (format!("/{p}"), (*k, c.clone())))
+            .collect()
     }
 }
 
@@ -209,10 +229,18 @@ fn to_entry(op: &Op) -> Entry {
         Op::Symlink(p, t) => symlink(p, t),
         Op::Whiteout(p) => {
             let (parent, name) = p.rsplit_once('/').map_or(("", p.as_str()), |(a, b)| (a, b));
-            let marker = if parent.is_empty() { format!(".wh.{name}") } else { format!("{parent}/.wh.{name}") };
+            let marker = if parent.is_empty() {
+                format!(".wh.{name}")
+            } else {
+                format!("{parent}/.wh.{name}")
+            };
             whiteout(&marker)
         }
-        Op::Opaque(d) => whiteout(&if d.is_empty() { ".wh..wh..opq".to_owned() } else { format!("{d}/.wh..wh..opq") }),
+        Op::Opaque(d) => whiteout(&if d.is_empty() {
+            ".wh..wh..opq".to_owned()
+        } else {
+            format!("{d}/.wh..wh..opq")
+        }),
     }
 }
 

@@ -10,11 +10,18 @@ use rootfs_support::*;
 
 #[test]
 fn whiteout_hides_lower_file_and_leaves_no_marker() {
-    let l1 = layer(&[dir("etc", 0o755), file("etc/a", b"a", 0o644), file("etc/b", b"b", 0o644)]);
+    let l1 = layer(&[
+        dir("etc", 0o755),
+        file("etc/a", b"a", 0o644),
+        file("etc/b", b"b", 0o644),
+    ]);
     let l2 = layer(&[whiteout("etc/.wh.a")]);
     let built = build_and_compare(&[l1, l2]);
     if let Some(m) = mount(&built.image) {
-        let names: Vec<_> = std::fs::read_dir(m.dir.path().join("etc")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let names: Vec<_> = std::fs::read_dir(m.dir.path().join("etc"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         assert_eq!(names, vec!["b"]);
     }
 }
@@ -22,7 +29,12 @@ fn whiteout_hides_lower_file_and_leaves_no_marker() {
 #[test]
 fn whiteout_spares_a_name_placed_by_the_same_layer_in_either_order() {
     let l1 = layer(&[file("x", b"lower", 0o644), file("y", b"lower", 0o644)]);
-    let l2 = layer(&[file("x", b"upper", 0o644), whiteout(".wh.x"), whiteout(".wh.y"), file("y", b"upper", 0o644)]);
+    let l2 = layer(&[
+        file("x", b"upper", 0o644),
+        whiteout(".wh.x"),
+        whiteout(".wh.y"),
+        file("y", b"upper", 0o644),
+    ]);
     let built = build_and_compare(&[l1, l2]);
     if let Some(m) = mount(&built.image) {
         assert_eq!(std::fs::read(m.dir.path().join("x")).unwrap(), b"upper");
@@ -32,7 +44,12 @@ fn whiteout_spares_a_name_placed_by_the_same_layer_in_either_order() {
 
 #[test]
 fn whiteout_of_a_directory_removes_its_subtree() {
-    let l1 = layer(&[dir("d", 0o755), dir("d/e", 0o700), file("d/e/f", b"f", 0o644), file("keep", b"k", 0o644)]);
+    let l1 = layer(&[
+        dir("d", 0o755),
+        dir("d/e", 0o700),
+        file("d/e/f", b"f", 0o644),
+        file("keep", b"k", 0o644),
+    ]);
     let l2 = layer(&[whiteout(".wh.d")]);
     build_and_compare(&[l1, l2]);
 }
@@ -55,8 +72,10 @@ fn opaque_directory_hides_lower_children_but_keeps_same_layer_siblings() {
     ]);
     let built = build_and_compare(&[l1, l2]);
     if let Some(m) = mount(&built.image) {
-        let mut names: Vec<_> =
-            std::fs::read_dir(m.dir.path().join("d")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        let mut names: Vec<_> = std::fs::read_dir(m.dir.path().join("d"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
         names.sort();
         assert_eq!(names, vec!["after", "before", "sub"]);
         assert!(!m.dir.path().join("d/sub/deep").exists());
@@ -87,7 +106,10 @@ fn types_replace_each_other_across_layers() {
 #[test]
 fn directory_over_directory_merges_and_takes_new_metadata() {
     let l1 = layer(&[dir("d", 0o755).owner(1, 1), file("d/old", b"o", 0o644)]);
-    let l2 = layer(&[dir("d", 0o1777).owner(2, 3).mtime(1_700_000_000), file("d/new", b"n", 0o644)]);
+    let l2 = layer(&[
+        dir("d", 0o1777).owner(2, 3).mtime(1_700_000_000),
+        file("d/new", b"n", 0o644),
+    ]);
     build_and_compare(&[l1, l2]);
 }
 
@@ -127,8 +149,14 @@ fn devices_fifos_special_modes_owners_and_xattrs_are_kept() {
         file("sgid", b"g", 0o2755),
         dir("tmp", 0o1777),
         file("owned", b"o", 0o640).owner(100_000, 4_000_000_000),
-        file("ping", b"cap", 0o755).xattr("security.capability", &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
-        file("tagged", b"t", 0o644).xattr("user.a", b"1").xattr("user.b", b"").xattr("trusted.x", &[0xff; 300]),
+        file("ping", b"cap", 0o755).xattr(
+            "security.capability",
+            &[1, 0, 0, 2, 0, 0x20, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        ),
+        file("tagged", b"t", 0o644)
+            .xattr("user.a", b"1")
+            .xattr("user.b", b"")
+            .xattr("trusted.x", &[0xff; 300]),
         dir("xdir", 0o755).xattr("user.dir", b"on a directory"),
         file("old", b"t", 0o644).mtime(0),
     ]);
@@ -149,7 +177,10 @@ fn writes_through_symlinks_land_inside_the_image_root() {
     let built = build_and_compare(&[l1, l2]);
     if let Some(m) = mount(&built.image) {
         let root = m.dir.path();
-        assert_eq!(std::fs::read(root.join("etc/shadow")).unwrap(), b"through absolute link");
+        assert_eq!(
+            std::fs::read(root.join("etc/shadow")).unwrap(),
+            b"through absolute link"
+        );
         assert_eq!(std::fs::read(root.join("tmp/y")).unwrap(), b"through root link");
         assert_eq!(std::fs::read(root.join("z")).unwrap(), b"through dotdot link");
     }
@@ -157,7 +188,10 @@ fn writes_through_symlinks_land_inside_the_image_root() {
 
 #[test]
 fn root_entry_sets_root_metadata_and_missing_parents_are_implicit() {
-    let l1 = layer(&[dir("./", 0o700).owner(5, 6).mtime(1_234_567_890), file("a/b/c/file", b"deep", 0o644)]);
+    let l1 = layer(&[
+        dir("./", 0o700).owner(5, 6).mtime(1_234_567_890),
+        file("a/b/c/file", b"deep", 0o644),
+    ]);
     build_and_compare(&[l1]);
 }
 
@@ -165,13 +199,21 @@ fn root_entry_sets_root_metadata_and_missing_parents_are_implicit() {
 fn large_directories_files_and_long_symlinks_span_blocks() {
     let mut entries = vec![dir("many", 0o755)];
     for i in 0..3000 {
-        entries.push(file(&format!("many/entry-with-a-longish-name-{i:05}"), format!("{i}").as_bytes(), 0o644));
+        entries.push(file(
+            &format!("many/entry-with-a-longish-name-{i:05}"),
+            format!("{i}").as_bytes(),
+            0o644,
+        ));
     }
     let big: Vec<u8> = (0..(3 << 20) + 123).map(|i: u32| (i % 251) as u8).collect();
     entries.push(file("big", &big, 0o644));
     entries.push(symlink("longlink", &"a/".repeat(1500)));
     entries.push(symlink(&"n".repeat(200), "target-of-a-long-name"));
-    entries.push(file(&format!("{}/f", "deep-component".repeat(15)), b"long path via pax", 0o644));
+    entries.push(file(
+        &format!("{}/f", "deep-component".repeat(15)),
+        b"long path via pax",
+        0o644,
+    ));
     build_and_compare(&[layer(&entries)]);
 }
 
@@ -196,7 +238,10 @@ fn same_layers_give_byte_identical_images() {
     for i in 0..200 {
         entries.push(file(&format!("d{}/f{i}", i % 7), format!("{i}").repeat(i).as_bytes(), 0o644).mtime(i as u64));
     }
-    let layers = [layer(&entries), layer(&[whiteout("d3/.wh..wh..opq"), file("d3/n", b"n", 0o600)])];
+    let layers = [
+        layer(&entries),
+        layer(&[whiteout("d3/.wh..wh..opq"), file("d3/n", b"n", 0o600)]),
+    ];
     assert_eq!(flatten(&layers), flatten(&layers));
 }
 
@@ -206,7 +251,9 @@ fn fsck_accepts_images_whose_metadata_ends_on_any_slot_of_a_block() {
     // metadata area across every slot of a block, including its very end.
     let dir = tempfile::tempdir().unwrap();
     for count in 0..130 {
-        let entries: Vec<Entry> = (0..count).map(|i| file(&format!("f{i:03}"), b"", 0o644).mtime(0)).collect();
+        let entries: Vec<Entry> = (0..count)
+            .map(|i| file(&format!("f{i:03}"), b"", 0o644).mtime(0))
+            .collect();
         let image = dir.path().join(format!("{count}.erofs"));
         std::fs::write(&image, flatten(&[layer(&entries)])).unwrap();
         fsck(&image);

@@ -19,7 +19,11 @@ fn split(data: &[u8]) -> Vec<&[u8]> {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let limits = Limits { max_image_bytes: 64 << 20, max_inodes: 100_000, ..Limits::default() };
+    let limits = Limits {
+        max_image_bytes: 64 << 20,
+        max_inodes: 100_000,
+        ..Limits::default()
+    };
     let mut flattener = Flattener::new(MemorySink::default(), limits);
     for (i, layer) in split(data).into_iter().enumerate().take(8) {
         if flattener.add_layer(&format!("sha256:{i:064x}"), layer).is_err() {

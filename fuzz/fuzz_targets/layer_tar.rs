@@ -6,7 +6,12 @@ use hull::rootfs::{Flattener, Limits, MemorySink};
 use libfuzzer_sys::fuzz_target;
 
 fn limits() -> Limits {
-    Limits { max_image_bytes: 64 << 20, max_inodes: 100_000, max_extension_bytes: 64 << 10, ..Limits::default() }
+    Limits {
+        max_image_bytes: 64 << 20,
+        max_inodes: 100_000,
+        max_extension_bytes: 64 << 10,
+        ..Limits::default()
+    }
 }
 
 fuzz_target!(|data: &[u8]| {

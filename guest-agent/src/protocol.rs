@@ -33,11 +33,23 @@ pub const MAX_HOST_FRAME: u32 = 16 * 1024 * 1024;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum HostMessage {
-    Hello { version: u32 },
+    Hello {
+        version: u32,
+    },
     /// Start a process; `id` is chosen by the host and unique per VM.
-    Start { id: u32, spec: ProcessSpec },
-    Signal { id: u32, signal: i32 },
-    Resize { id: u32, rows: u16, cols: u16 },
+    Start {
+        id: u32,
+        spec: ProcessSpec,
+    },
+    Signal {
+        id: u32,
+        signal: i32,
+    },
+    Resize {
+        id: u32,
+        rows: u16,
+        cols: u16,
+    },
     /// Power the VM off once every process has been reaped.
     Shutdown,
 }
@@ -46,10 +58,22 @@ pub enum HostMessage {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum AgentMessage {
-    Hello { version: u32 },
-    Started { id: u32, pid: u32 },
-    Exited { id: u32, status: ExitStatus },
-    Error { id: Option<u32>, kind: ErrorKind, message: String },
+    Hello {
+        version: u32,
+    },
+    Started {
+        id: u32,
+        pid: u32,
+    },
+    Exited {
+        id: u32,
+        status: ExitStatus,
+    },
+    Error {
+        id: Option<u32>,
+        kind: ErrorKind,
+        message: String,
+    },
 }
 
 /// How a process ended.
@@ -131,7 +155,10 @@ pub enum FrameError {
 /// Writes one frame.
 pub fn write_frame<T: Serialize>(w: &mut impl Write, message: &T) -> Result<(), FrameError> {
     let payload = serde_json::to_vec(message).map_err(FrameError::Payload)?;
-    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge { len: u32::MAX, max: u32::MAX })?;
+    let len = u32::try_from(payload.len()).map_err(|_| FrameError::TooLarge {
+        len: u32::MAX,
+        max: u32::MAX,
+    })?;
     let mut frame = Vec::with_capacity(4 + payload.len());
     frame.extend_from_slice(&len.to_le_bytes());
     frame.extend_from_slice(&payload);
@@ -195,24 +222,48 @@ mod tests {
         round_trip(HostMessage::Hello { version: VERSION });
         round_trip(HostMessage::Start {
             id: 7,
-            spec: ProcessSpec { args: vec!["sh".into()], env: vec!["A=b".into()], cwd: "/".into(), tty: true, ..Default::default() },
+            spec: ProcessSpec {
+                args: vec!["sh".into()],
+                env: vec!["A=b".into()],
+                cwd: "/".into(),
+                tty: true,
+                ..Default::default()
+            },
         });
-        round_trip(AgentMessage::Exited { id: 7, status: ExitStatus::Signal(9) });
-        round_trip(Attach { id: 7, stream: Stream::Stderr });
+        round_trip(AgentMessage::Exited {
+            id: 7,
+            status: ExitStatus::Signal(9),
+        });
+        round_trip(Attach {
+            id: 7,
+            stream: Stream::Stderr,
+        });
     }
 
     #[test]
     fn oversized_length_is_refused_before_allocating() {
         let frame = u32::MAX.to_le_bytes();
         let err = read_frame::<AgentMessage>(&mut &frame[..], MAX_AGENT_FRAME).unwrap_err();
-        assert!(matches!(err, FrameError::TooLarge { len: u32::MAX, max: MAX_AGENT_FRAME }));
+        assert!(matches!(
+            err,
+            FrameError::TooLarge {
+                len: u32::MAX,
+                max: MAX_AGENT_FRAME
+            }
+        ));
     }
 
     #[test]
     fn truncated_frames_are_errors() {
-        assert!(matches!(read_frame::<AgentMessage>(&mut &[1u8, 0][..], 100), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<AgentMessage>(&mut &[1u8, 0][..], 100),
+            Err(FrameError::Truncated)
+        ));
         let short = [10u8, 0, 0, 0, b'{'];
-        assert!(matches!(read_frame::<AgentMessage>(&mut &short[..], 100), Err(FrameError::Truncated)));
+        assert!(matches!(
+            read_frame::<AgentMessage>(&mut &short[..], 100),
+            Err(FrameError::Truncated)
+        ));
     }
 
     #[test]

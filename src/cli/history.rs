@@ -33,7 +33,11 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
     let store = super::open_store()?;
     let image = store.find(&args.image)?;
     let steps = steps(&image.config, image.manifest.layers.iter().map(|l| l.blob.size));
-    let top_id = if args.no_trunc { image.config_digest.to_string() } else { image.config_digest.short().to_owned() };
+    let top_id = if args.no_trunc {
+        image.config_digest.to_string()
+    } else {
+        image.config_digest.short().to_owned()
+    };
     let id_of = |i: usize| if i == 0 { top_id.clone() } else { "<missing>".to_owned() };
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -42,14 +46,20 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(str::to_owned).to_vec()];
+    let mut rows = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"]
+        .map(str::to_owned)
+        .to_vec()];
     for (i, s) in steps.iter().enumerate() {
         let created = match (args.human, s.created) {
             (true, c) => human_since(c),
             (false, Some(c)) => c.to_rfc3339(),
             (false, None) => "N/A".into(),
         };
-        let by = if args.no_trunc { s.created_by.clone() } else { truncate(&s.created_by, 45) };
+        let by = if args.no_trunc {
+            s.created_by.clone()
+        } else {
+            truncate(&s.created_by, 45)
+        };
         rows.push(vec![id_of(i), created, by, human_size(s.size), s.comment.clone()]);
     }
     write_table(&mut out, &rows)?;
@@ -59,7 +69,11 @@ pub fn run(args: HistoryArgs) -> anyhow::Result<()> {
 /// Pairs history entries with layer sizes (entries marked `empty_layer` have none),
 /// newest first.
 fn steps(config: &Value, mut layer_sizes: impl Iterator<Item = u64>) -> Vec<Step> {
-    let history = config.get("history").and_then(Value::as_array).cloned().unwrap_or_default();
+    let history = config
+        .get("history")
+        .and_then(Value::as_array)
+        .cloned()
+        .unwrap_or_default();
     let text = |h: &Value, k: &str| h.get(k).and_then(Value::as_str).unwrap_or("").to_owned();
     let mut steps: Vec<Step> = history
         .iter()

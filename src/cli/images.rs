@@ -52,7 +52,12 @@ pub fn run(args: ImagesArgs) -> anyhow::Result<()> {
         let image = store.image(&record.manifest.digest)?;
         rows.push(row(&record, image, args.no_trunc));
     }
-    rows.sort_by(|a, b| b.image.created().cmp(&a.image.created()).then(a.repository.cmp(&b.repository)));
+    rows.sort_by(|a, b| {
+        b.image
+            .created()
+            .cmp(&a.image.created())
+            .then(a.repository.cmp(&b.repository))
+    });
     let mut out = std::io::stdout().lock();
     if args.quiet {
         let mut seen = std::collections::HashSet::new();
@@ -76,8 +81,18 @@ fn row(record: &ImageRecord, image: Image, no_trunc: bool) -> Row {
         None => ("<none>".into(), "<none>".into()),
     };
     let digest = record.repo_digest.as_ref().map_or("<none>".into(), |d| d.to_string());
-    let id = if no_trunc { image.config_digest.to_string() } else { image.config_digest.short().to_owned() };
-    Row { repository, tag, digest, id, image }
+    let id = if no_trunc {
+        image.config_digest.to_string()
+    } else {
+        image.config_digest.short().to_owned()
+    };
+    Row {
+        repository,
+        tag,
+        digest,
+        id,
+        image,
+    }
 }
 
 fn table(rows: &[Row], digests: bool) -> Vec<Vec<String>> {
@@ -123,7 +138,10 @@ struct Filter {
 fn parse_filter(s: &str) -> anyhow::Result<Filter> {
     let r = Reference::parse(s)?;
     let explicit_tag = s.rsplit('/').next().is_some_and(|last| last.contains(':'));
-    Ok(Filter { name: r.name(), tag: if explicit_tag { r.tag().map(str::to_owned) } else { None } })
+    Ok(Filter {
+        name: r.name(),
+        tag: if explicit_tag { r.tag().map(str::to_owned) } else { None },
+    })
 }
 
 impl Filter {

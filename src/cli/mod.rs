@@ -21,7 +21,11 @@ use clap::{Parser, Subcommand};
 pub const EXIT_HULL_FAILURE: u8 = 125;
 
 #[derive(Debug, Parser)]
-#[command(name = "hull", version, about = "Run OCI images, each container in its own KVM micro-VM")]
+#[command(
+    name = "hull",
+    version,
+    about = "Run OCI images, each container in its own KVM micro-VM"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -102,7 +106,10 @@ pub fn main() -> ExitCode {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("HULL_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr)
+        .try_init();
 }
 
 /// A write past RLIMIT_FSIZE then fails with EFBIG, which hull reports and cleans up
@@ -117,7 +124,10 @@ fn ignore_file_size_signal() {
 
 /// A reader that closed our stdout (`hull images | head`) is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// A failure whose messages were already printed; only the exit code is left to set.
@@ -134,7 +144,9 @@ impl std::error::Error for Reported {}
 
 /// Opens the store named by `HULL_ROOT` / `XDG_DATA_HOME`.
 pub(crate) fn open_store() -> anyhow::Result<hull::image::store::ImageStore> {
-    Ok(hull::image::store::ImageStore::open(hull::image::store::ImageStore::default_root())?)
+    Ok(hull::image::store::ImageStore::open(
+        hull::image::store::ImageStore::default_root(),
+    )?)
 }
 
 /// Refuses, before touching the store, a query that is neither a reference nor an

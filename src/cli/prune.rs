@@ -40,7 +40,11 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
 }
 
 fn confirm(all: bool) -> anyhow::Result<bool> {
-    let what = if all { "all images without at least one container associated to them" } else { "all dangling images" };
+    let what = if all {
+        "all images without at least one container associated to them"
+    } else {
+        "all dangling images"
+    };
     print!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     std::io::stdout().flush()?;
     let mut line = String::new();

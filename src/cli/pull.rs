@@ -38,10 +38,16 @@ pub fn run(args: PullArgs) -> anyhow::Result<()> {
         Arc::new(Lines)
     };
     if !args.quiet {
-        let what = reference.tag().map(str::to_owned).unwrap_or_else(|| reference.digest().map(|d| d.to_string()).unwrap_or_default());
+        let what = reference
+            .tag()
+            .map(str::to_owned)
+            .unwrap_or_else(|| reference.digest().map(|d| d.to_string()).unwrap_or_default());
         println!("{what}: Pulling from {}", short_repository(&reference));
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
     let puller = Puller::new(store, reference.registry(), platform)?;
     let pulled = runtime.block_on(puller.pull(&reference, progress))?;
     let mut out = std::io::stdout().lock();

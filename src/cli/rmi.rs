@@ -36,9 +36,10 @@ pub fn run(args: RmiArgs) -> anyhow::Result<()> {
 
 fn remove(store: &ImageStore, query: &str, force: bool) -> anyhow::Result<()> {
     let image = store.find(query)?;
-    let by_name = Reference::parse(query).ok().map(|r| r.to_string()).filter(|name| {
-        image.tags.iter().any(|t| &t.to_string() == name)
-    });
+    let by_name = Reference::parse(query)
+        .ok()
+        .map(|r| r.to_string())
+        .filter(|name| image.tags.iter().any(|t| &t.to_string() == name));
     let mut out = std::io::stdout().lock();
     let removed = match by_name {
         // By tag: drop that tag only.
@@ -57,7 +58,10 @@ fn remove(store: &ImageStore, query: &str, force: bool) -> anyhow::Result<()> {
     for r in removed.iter().filter_map(|r| r.reference()) {
         writeln!(out, "Untagged: {}", r.familiar())?;
     }
-    let still_tagged = store.records()?.iter().any(|r| r.manifest.digest == image.manifest_digest);
+    let still_tagged = store
+        .records()?
+        .iter()
+        .any(|r| r.manifest.digest == image.manifest_digest);
     if !still_tagged {
         writeln!(out, "Deleted: {}", image.config_digest)?;
     }

@@ -61,8 +61,15 @@ pub fn layer_inputs(store: &ImageStore, image: &Image) -> anyhow::Result<Vec<Lay
 
 /// Copies to `dest` through a temp file beside it, so `dest` is whole or absent.
 fn copy_atomically(src: &std::path::Path, dest: &std::path::Path) -> anyhow::Result<u64> {
-    let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(std::path::Path::new("."));
-    let tmp = dir.join(format!(".{}.tmp-{}", dest.file_name().and_then(|n| n.to_str()).unwrap_or("rootfs"), std::process::id()));
+    let dir = dest
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        dest.file_name().and_then(|n| n.to_str()).unwrap_or("rootfs"),
+        std::process::id()
+    ));
     let result = (|| {
         let size = std::fs::copy(src, &tmp).with_context(|| format!("copy to {}", tmp.display()))?;
         std::fs::File::open(&tmp)?.sync_all()?;

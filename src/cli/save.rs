@@ -20,8 +20,9 @@ pub struct SaveArgs {
 pub fn run(args: SaveArgs) -> anyhow::Result<()> {
     let store = super::open_store()?;
     match args.output.filter(|p| p.as_os_str() != "-") {
-        Some(path) => archive::save_to_file(&store, &args.images, &path)
-            .with_context(|| format!("save {}", path.display())),
+        Some(path) => {
+            archive::save_to_file(&store, &args.images, &path).with_context(|| format!("save {}", path.display()))
+        }
         None => {
             let stdout = io::stdout();
             if stdout.is_terminal() {

@@ -46,23 +46,39 @@ pub fn docker_config_path() -> Option<PathBuf> {
 
 /// Looks up credentials for `registry` (`host[:port]`, `docker.io` for Docker Hub).
 pub fn lookup(registry: &str) -> Result<Option<Credentials>, AuthError> {
-    let Some(path) = docker_config_path() else { return Ok(None) };
+    let Some(path) = docker_config_path() else {
+        return Ok(None);
+    };
     let bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(AuthError::Read { path, source }),
     };
-    let config: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|source| AuthError::Json { path: path.clone(), source })?;
-    let Some(auths) = config.get("auths").and_then(|a| a.as_object()) else { return Ok(None) };
-    let entry = auths.iter().find(|(key, _)| keys_for(registry).iter().any(|k| k == &normalise_key(key)));
+    let config: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| AuthError::Json {
+        path: path.clone(),
+        source,
+    })?;
+    let Some(auths) = config.get("auths").and_then(|a| a.as_object()) else {
+        return Ok(None);
+    };
+    let entry = auths
+        .iter()
+        .find(|(key, _)| keys_for(registry).iter().any(|k| k == &normalise_key(key)));
     let Some((key, entry)) = entry else { return Ok(None) };
-    let bad = || AuthError::Entry { path: path.clone(), registry: key.clone() };
+    let bad = || AuthError::Entry {
+        path: path.clone(),
+        registry: key.clone(),
+    };
     if let Some(auth) = entry.get("auth").and_then(|a| a.as_str()).filter(|a| !a.is_empty()) {
-        let decoded = base64::engine::general_purpose::STANDARD.decode(auth.trim()).map_err(|_| bad())?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(auth.trim())
+            .map_err(|_| bad())?;
         let decoded = String::from_utf8(decoded).map_err(|_| bad())?;
         let (username, password) = decoded.split_once(':').ok_or_else(bad)?;
-        return Ok(Some(Credentials { username: username.to_owned(), password: password.to_owned() }));
+        return Ok(Some(Credentials {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }));
     }
     let field = |name: &str| entry.get(name).and_then(|v| v.as_str()).map(str::to_owned);
     Ok(match (field("username"), field("password")) {
@@ -73,13 +89,18 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>, AuthError> {
 
 /// `https://host:port/v1/` and similar keys reduce to `host:port`.
 fn normalise_key(key: &str) -> String {
-    let key = key.strip_prefix("https://").or_else(|| key.strip_prefix("http://")).unwrap_or(key);
+    let key = key
+        .strip_prefix("https://")
+        .or_else(|| key.strip_prefix("http://"))
+        .unwrap_or(key);
     key.split('/').next().unwrap_or(key).to_owned()
 }
 
 fn keys_for(registry: &str) -> Vec<String> {
     if registry == "docker.io" {
-        ["index.docker.io", "docker.io", "registry-1.docker.io"].map(str::to_owned).to_vec()
+        ["index.docker.io", "docker.io", "registry-1.docker.io"]
+            .map(str::to_owned)
+            .to_vec()
     } else {
         vec![registry.to_owned()]
     }
@@ -98,7 +119,10 @@ mod tests {
 
     #[test]
     fn debug_output_hides_password() {
-        let c = Credentials { username: "u".into(), password: "secret".into() };
+        let c = Credentials {
+            username: "u".into(),
+            password: "secret".into(),
+        };
         assert!(!format!("{c:?}").contains("secret"));
     }
 }

@@ -38,17 +38,23 @@ impl Digest {
         if !valid {
             return Err(DigestError::Encoded(shown));
         }
-        Ok(Digest { hex: encoded.to_owned() })
+        Ok(Digest {
+            hex: encoded.to_owned(),
+        })
     }
 
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Self {
-        Digest { hex: hex::encode(Sha256::digest(bytes)) }
+        Digest {
+            hex: hex::encode(Sha256::digest(bytes)),
+        }
     }
 
     /// Builds a digest from a finished hasher.
     pub fn from_hasher(hasher: Sha256) -> Self {
-        Digest { hex: hex::encode(hasher.finalize()) }
+        Digest {
+            hex: hex::encode(hasher.finalize()),
+        }
     }
 
     /// The 64 hex characters.
@@ -127,9 +133,18 @@ mod tests {
 
     #[test]
     fn parse_rejects_wrong_length_uppercase_and_unknown_algorithm() {
-        assert!(matches!(Digest::parse(&format!("sha256:{}", &HEX[1..])), Err(DigestError::Encoded(_))));
-        assert!(matches!(Digest::parse(&format!("sha256:{}", HEX.to_uppercase())), Err(DigestError::Encoded(_))));
-        assert!(matches!(Digest::parse(&format!("md5:{HEX}")), Err(DigestError::Algorithm(_))));
+        assert!(matches!(
+            Digest::parse(&format!("sha256:{}", &HEX[1..])),
+            Err(DigestError::Encoded(_))
+        ));
+        assert!(matches!(
+            Digest::parse(&format!("sha256:{}", HEX.to_uppercase())),
+            Err(DigestError::Encoded(_))
+        ));
+        assert!(matches!(
+            Digest::parse(&format!("md5:{HEX}")),
+            Err(DigestError::Algorithm(_))
+        ));
         assert!(matches!(Digest::parse(HEX), Err(DigestError::Format(_))));
     }
 

@@ -116,14 +116,19 @@ pub struct Platform {
 #[derive(Debug, Clone)]
 pub enum Document {
     Manifest(Manifest),
-    Index { media_type: String, entries: Vec<IndexEntry> },
+    Index {
+        media_type: String,
+        entries: Vec<IndexEntry>,
+    },
 }
 
 /// Parses a manifest or an index. `content_type` is the HTTP header, used only when the
 /// document itself names no media type.
 pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, ManifestError> {
     if bytes.len() as u64 > MAX_MANIFEST_BYTES {
-        return Err(ManifestError::TooLarge { size: bytes.len() as u64 });
+        return Err(ManifestError::TooLarge {
+            size: bytes.len() as u64,
+        });
     }
     let value: Value = serde_json::from_slice(bytes).map_err(ManifestError::Json)?;
     match value.get("schemaVersion").and_then(Value::as_i64) {
@@ -154,7 +159,10 @@ pub fn parse(bytes: &[u8], content_type: Option<&str>) -> Result<Document, Manif
         .to_owned();
     if let Some(header) = header {
         if kind(header).is_some_and(|k| Some(k) != kind(&media_type)) {
-            return Err(ManifestError::ContentTypeMismatch { header: header.to_owned(), document: media_type });
+            return Err(ManifestError::ContentTypeMismatch {
+                header: header.to_owned(),
+                document: media_type,
+            });
         }
     }
     match media_type.as_str() {
@@ -180,8 +188,10 @@ fn kind(media_type: &str) -> Option<Kind> {
 }
 
 fn parse_manifest(value: Value, media_type: String) -> Result<Document, ManifestError> {
-    let raw: ImageManifest = serde_json::from_value(value)
-        .map_err(|source| ManifestError::Shape { media_type: media_type.clone(), source })?;
+    let raw: ImageManifest = serde_json::from_value(value).map_err(|source| ManifestError::Shape {
+        media_type: media_type.clone(),
+        source,
+    })?;
     if raw.layers().len() > MAX_LAYERS {
         return Err(ManifestError::TooManyLayers(raw.layers().len()));
     }
@@ -198,12 +208,18 @@ fn parse_manifest(value: Value, media_type: String) -> Result<Document, Manifest
             Ok(Layer { blob, compression })
         })
         .collect::<Result<_, ManifestError>>()?;
-    Ok(Document::Manifest(Manifest { media_type, config, layers }))
+    Ok(Document::Manifest(Manifest {
+        media_type,
+        config,
+        layers,
+    }))
 }
 
 fn parse_index(value: Value, media_type: String) -> Result<Document, ManifestError> {
-    let raw: ImageIndex = serde_json::from_value(value)
-        .map_err(|source| ManifestError::Shape { media_type: media_type.clone(), source })?;
+    let raw: ImageIndex = serde_json::from_value(value).map_err(|source| ManifestError::Shape {
+        media_type: media_type.clone(),
+        source,
+    })?;
     if raw.manifests().len() > MAX_INDEX_ENTRIES {
         return Err(ManifestError::TooManyEntries(raw.manifests().len()));
     }
@@ -216,7 +232,10 @@ fn parse_index(value: Value, media_type: String) -> Result<Document, ManifestErr
                 architecture: p.architecture().to_string(),
                 variant: p.variant().clone(),
             });
-            Ok(IndexEntry { blob: blob(d)?, platform })
+            Ok(IndexEntry {
+                blob: blob(d)?,
+                platform,
+            })
         })
         .collect::<Result<_, ManifestError>>()?;
     Ok(Document::Index { media_type, entries })
@@ -227,7 +246,11 @@ fn blob(d: &oci_spec::image::Descriptor) -> Result<Blob, ManifestError> {
     if size > (1 << 50) {
         return Err(ManifestError::Size(size as i64));
     }
-    Ok(Blob { media_type: d.media_type().to_string(), digest: Digest::parse(&d.digest().to_string())?, size })
+    Ok(Blob {
+        media_type: d.media_type().to_string(),
+        digest: Digest::parse(&d.digest().to_string())?,
+        size,
+    })
 }
 
 /// Rewrites a Docker schema 2 manifest as an OCI manifest naming the same blobs, so
@@ -241,14 +264,24 @@ pub fn to_oci(m: &Manifest) -> (Manifest, Vec<u8>) {
     };
     let converted = Manifest {
         media_type: OCI_MANIFEST.to_owned(),
-        config: Blob { media_type: OCI_CONFIG.to_owned(), ..m.config.clone() },
+        config: Blob {
+            media_type: OCI_CONFIG.to_owned(),
+            ..m.config.clone()
+        },
         layers: m
             .layers
             .iter()
-            .map(|l| Layer { blob: Blob { media_type: layer_type(l.compression).to_owned(), ..l.blob.clone() }, compression: l.compression })
+            .map(|l| Layer {
+                blob: Blob {
+                    media_type: layer_type(l.compression).to_owned(),
+                    ..l.blob.clone()
+                },
+                compression: l.compression,
+            })
             .collect(),
     };
-    let descriptor = |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
+    let descriptor =
+        |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
     let doc = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
@@ -262,10 +295,12 @@ pub fn to_oci(m: &Manifest) -> (Manifest, Vec<u8>) {
 /// The compression a layer media type implies; other types are refused.
 pub fn layer_compression(media_type: &str) -> Result<Compression, ManifestError> {
     match media_type {
-        OCI_LAYER_TAR | "application/vnd.oci.image.layer.nondistributable.v1.tar" | "application/vnd.docker.image.rootfs.diff.tar" => {
-            Ok(Compression::None)
-        }
-        OCI_LAYER_GZIP | DOCKER_LAYER_GZIP | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
+        OCI_LAYER_TAR
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar"
+        | "application/vnd.docker.image.rootfs.diff.tar" => Ok(Compression::None),
+        OCI_LAYER_GZIP
+        | DOCKER_LAYER_GZIP
+        | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
         | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Ok(Compression::Gzip),
         OCI_LAYER_ZSTD | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd" => Ok(Compression::Zstd),
         other => Err(ManifestError::LayerMediaType(other.to_owned())),
@@ -281,7 +316,11 @@ impl Platform {
             "x86" => "386",
             other => other,
         };
-        Platform { os: "linux".into(), architecture: architecture.into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
     }
 
     /// Parses `os/arch[/variant]`.
@@ -293,7 +332,11 @@ impl Platform {
         if parts.next().is_some() {
             return None;
         }
-        Some(Platform { os, architecture, variant })
+        Some(Platform {
+            os,
+            architecture,
+            variant,
+        })
     }
 
     /// Whether an index entry's platform satisfies this requested one.
@@ -346,17 +389,25 @@ mod tests {
 
     #[test]
     fn parses_oci_manifest_with_zstd_layer() {
-        let Document::Manifest(m) = parse(manifest_json(OCI_LAYER_ZSTD).as_bytes(), None).unwrap() else { panic!() };
+        let Document::Manifest(m) = parse(manifest_json(OCI_LAYER_ZSTD).as_bytes(), None).unwrap() else {
+            panic!()
+        };
         assert_eq!(m.layers[0].compression, Compression::Zstd);
         assert_eq!(m.config.size, 2);
     }
 
     #[test]
     fn docker_manifest_converts_to_an_oci_manifest_of_the_same_blobs() {
-        let docker = manifest_json(DOCKER_LAYER_GZIP).replace(OCI_MANIFEST, DOCKER_MANIFEST).replace(OCI_CONFIG, DOCKER_CONFIG);
-        let Document::Manifest(m) = parse(docker.as_bytes(), None).unwrap() else { panic!() };
+        let docker = manifest_json(DOCKER_LAYER_GZIP)
+            .replace(OCI_MANIFEST, DOCKER_MANIFEST)
+            .replace(OCI_CONFIG, DOCKER_CONFIG);
+        let Document::Manifest(m) = parse(docker.as_bytes(), None).unwrap() else {
+            panic!()
+        };
         let (oci, bytes) = to_oci(&m);
-        let Document::Manifest(again) = parse(&bytes, None).unwrap() else { panic!() };
+        let Document::Manifest(again) = parse(&bytes, None).unwrap() else {
+            panic!()
+        };
         assert_eq!(again.media_type, OCI_MANIFEST);
         assert_eq!(again.config.media_type, OCI_CONFIG);
         assert_eq!(again.layers[0].blob.media_type, OCI_LAYER_GZIP);
@@ -380,7 +431,9 @@ mod tests {
 
     #[test]
     fn rejects_ambiguous_document() {
-        let doc = format!(r#"{{"schemaVersion":2,"manifests":[],"config":{{"mediaType":"{OCI_CONFIG}","digest":"{D}","size":2}},"layers":[]}}"#);
+        let doc = format!(
+            r#"{{"schemaVersion":2,"manifests":[],"config":{{"mediaType":"{OCI_CONFIG}","digest":"{D}","size":2}},"layers":[]}}"#
+        );
         assert!(matches!(parse(doc.as_bytes(), None), Err(ManifestError::Ambiguous)));
     }
 
@@ -399,9 +452,15 @@ mod tests {
     #[test]
     fn rejects_index_served_with_a_manifest_content_type() {
         let doc = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[]}}"#);
-        assert!(matches!(parse(doc.as_bytes(), Some(OCI_MANIFEST)), Err(ManifestError::ContentTypeMismatch { .. })));
+        assert!(matches!(
+            parse(doc.as_bytes(), Some(OCI_MANIFEST)),
+            Err(ManifestError::ContentTypeMismatch { .. })
+        ));
         let doc = r#"{"schemaVersion":2,"manifests":[]}"#;
-        assert!(matches!(parse(doc.as_bytes(), Some(OCI_MANIFEST)), Err(ManifestError::ContentTypeMismatch { .. })));
+        assert!(matches!(
+            parse(doc.as_bytes(), Some(OCI_MANIFEST)),
+            Err(ManifestError::ContentTypeMismatch { .. })
+        ));
         assert!(parse(doc.as_bytes(), Some(OCI_INDEX)).is_ok());
     }
 
@@ -419,7 +478,11 @@ mod tests {
 
     #[test]
     fn deeply_nested_json_is_an_error_not_a_crash() {
-        let doc = format!(r#"{{"schemaVersion":2,"x":{}{}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+        let doc = format!(
+            r#"{{"schemaVersion":2,"x":{}{}}}"#,
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
         assert!(parse(doc.as_bytes(), None).is_err());
     }
 
@@ -428,9 +491,14 @@ mod tests {
         let doc = format!(
             r#"{{"schemaVersion":2,"mediaType":"{OCI_INDEX}","manifests":[{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1,"platform":{{"os":"linux","architecture":"arm64","variant":"v8"}}}},{{"mediaType":"{OCI_MANIFEST}","digest":"{D}","size":1,"platform":{{"os":"linux","architecture":"s390x"}}}}]}}"#
         );
-        let Document::Index { entries, .. } = parse(doc.as_bytes(), None).unwrap() else { panic!() };
+        let Document::Index { entries, .. } = parse(doc.as_bytes(), None).unwrap() else {
+            panic!()
+        };
         let amd64 = Platform::parse("linux/amd64").unwrap();
-        assert_eq!(select_platform(&entries, &amd64).unwrap_err(), vec!["linux/arm64/v8", "linux/s390x"]);
+        assert_eq!(
+            select_platform(&entries, &amd64).unwrap_err(),
+            vec!["linux/arm64/v8", "linux/s390x"]
+        );
         assert!(select_platform(&entries, &Platform::parse("linux/arm64").unwrap()).is_ok());
         assert!(select_platform(&entries, &Platform::parse("linux/arm64/v8").unwrap()).is_ok());
     }

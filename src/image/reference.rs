@@ -68,12 +68,21 @@ impl Reference {
             (None, None) => Some("latest".to_owned()),
             (tag, _) => tag.map(str::to_owned),
         };
-        Ok(Reference { registry, repository, tag, digest })
+        Ok(Reference {
+            registry,
+            repository,
+            tag,
+            digest,
+        })
     }
 
     /// A reference to `digest` in the same repository, without the tag.
     pub fn with_digest(&self, digest: Digest) -> Self {
-        Reference { tag: None, digest: Some(digest), ..self.clone() }
+        Reference {
+            tag: None,
+            digest: Some(digest),
+            ..self.clone()
+        }
     }
 
     pub fn registry(&self) -> &str {
@@ -115,8 +124,10 @@ fn split_digest<'a>(input: &'a str, shown: &str) -> Result<(&'a str, Option<Dige
     match input.split_once('@') {
         None => Ok((input, None)),
         Some((rest, digest)) => {
-            let digest = Digest::parse(digest)
-                .map_err(|source| ReferenceError::Digest { reference: shown.to_owned(), source })?;
+            let digest = Digest::parse(digest).map_err(|source| ReferenceError::Digest {
+                reference: shown.to_owned(),
+                source,
+            })?;
             Ok((rest, Some(digest)))
         }
     }
@@ -134,7 +145,10 @@ fn split_tag(name: &str) -> (&str, Option<&str>) {
 fn split_domain(name: &str) -> (&str, &str) {
     match name.split_once('/') {
         Some((first, rest))
-            if first.contains('.') || first.contains(':') || first == "localhost" || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+            if first.contains('.')
+                || first.contains(':')
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
         {
             (first, rest)
         }
@@ -143,7 +157,11 @@ fn split_domain(name: &str) -> (&str, &str) {
 }
 
 fn normalise(registry: &str, repository: &str) -> (String, String) {
-    let registry = if registry == "index.docker.io" { DEFAULT_REGISTRY } else { registry };
+    let registry = if registry == "index.docker.io" {
+        DEFAULT_REGISTRY
+    } else {
+        registry
+    };
     let repository = if registry == DEFAULT_REGISTRY && !repository.contains('/') {
         format!("library/{repository}")
     } else {
@@ -155,7 +173,9 @@ fn normalise(registry: &str, repository: &str) -> (String, String) {
 fn validate_tag(tag: &str, shown: &str) -> Result<(), ReferenceError> {
     let bytes = tag.as_bytes();
     let first_ok = bytes.first().is_some_and(|b| b.is_ascii_alphanumeric() || *b == b'_');
-    let rest_ok = bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
+    let rest_ok = bytes
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'));
     if first_ok && rest_ok && bytes.len() <= MAX_TAG_LEN {
         Ok(())
     } else {
@@ -275,7 +295,10 @@ mod tests {
         assert_eq!(norm("alpine"), "docker.io/library/alpine:latest");
         assert_eq!(norm("alpine:3.19"), "docker.io/library/alpine:3.19");
         assert_eq!(norm("user/app"), "docker.io/user/app:latest");
-        assert_eq!(norm("index.docker.io/library/alpine"), "docker.io/library/alpine:latest");
+        assert_eq!(
+            norm("index.docker.io/library/alpine"),
+            "docker.io/library/alpine:latest"
+        );
     }
 
     #[test]
@@ -299,14 +322,34 @@ mod tests {
     fn familiar_names_match_docker_output() {
         assert_eq!(Reference::parse("alpine").unwrap().familiar_name(), "alpine");
         assert_eq!(Reference::parse("user/app").unwrap().familiar_name(), "user/app");
-        assert_eq!(Reference::parse("localhost:5000/app").unwrap().familiar_name(), "localhost:5000/app");
+        assert_eq!(
+            Reference::parse("localhost:5000/app").unwrap().familiar_name(),
+            "localhost:5000/app"
+        );
         assert_eq!(Reference::parse("alpine:3").unwrap().familiar(), "alpine:3");
     }
 
     #[test]
     fn invalid_references_are_refused() {
-        for bad in ["", "Alpine", "alpine:", "alpine:-x", "a//b", "/a", "a/", "a b", "a@sha256:../../x",
-            "a@md5:00", "-a", "a..b", "a:b:c", "host:99999999/a", "a@", "[zz]:5/a", ":tag"] {
+        for bad in [
+            "",
+            "Alpine",
+            "alpine:",
+            "alpine:-x",
+            "a//b",
+            "/a",
+            "a/",
+            "a b",
+            "a@sha256:../../x",
+            "a@md5:00",
+            "-a",
+            "a..b",
+            "a:b:c",
+            "host:99999999/a",
+            "a@",
+            "[zz]:5/a",
+            ":tag",
+        ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -322,7 +365,10 @@ mod tests {
     fn overlong_names_are_refused() {
         let long = format!("example.com/{}", "a".repeat(300));
         assert!(matches!(Reference::parse(&long), Err(ReferenceError::NameTooLong(_))));
-        assert!(matches!(Reference::parse(&format!("a:{}", "t".repeat(129))), Err(ReferenceError::Tag(_))));
+        assert!(matches!(
+            Reference::parse(&format!("a:{}", "t".repeat(129))),
+            Err(ReferenceError::Tag(_))
+        ));
     }
 
     proptest! {

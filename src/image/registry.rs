@@ -56,13 +56,25 @@ pub enum PullError {
         source: ManifestError,
     },
     #[error("{reference}: manifest digest is {actual}, expected {expected}")]
-    ManifestDigest { reference: String, expected: Digest, actual: Digest },
+    ManifestDigest {
+        reference: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("{reference}: no matching manifest for {wanted} in the manifest list; platforms available: {available}")]
-    Platform { reference: String, wanted: String, available: String },
+    Platform {
+        reference: String,
+        wanted: String,
+        available: String,
+    },
     #[error("{reference}: index entry {digest} is itself an index")]
     NestedIndex { reference: String, digest: Digest },
     #[error("{reference}: image config lists {diff_ids} diff_ids but the manifest has {layers} layers")]
-    LayerCount { reference: String, diff_ids: usize, layers: usize },
+    LayerCount {
+        reference: String,
+        diff_ids: usize,
+        layers: usize,
+    },
     #[error("blob {digest}: registry sent more than the {size} bytes its descriptor declares")]
     BlobTooLong { digest: Digest, size: u64 },
     #[error("blob {digest}")]
@@ -89,15 +101,22 @@ impl PullError {
         use oci_client::errors::OciDistributionError as E;
         match self {
             PullError::Download { .. } => true,
-            PullError::Registry { source: E::RequestError(_) | E::IoError(_), .. } => true,
-            PullError::Registry { source: E::ServerError { code, .. }, .. } => *code >= 500,
+            PullError::Registry {
+                source: E::RequestError(_) | E::IoError(_),
+                ..
+            } => true,
+            PullError::Registry {
+                source: E::ServerError { code, .. },
+                ..
+            } => *code >= 500,
             _ => false,
         }
     }
 }
 
 fn is_verification_error(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| inner.downcast_ref::<oci_client::errors::DigestError>().is_some())
+    e.get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<oci_client::errors::DigestError>().is_some())
 }
 
 /// What a pull is told about its layers, for progress display.
@@ -135,10 +154,15 @@ pub struct Puller {
 /// Whether a registry is spoken to over plain HTTP: loopback addresses (as Docker
 /// treats them) and those listed in `HULL_INSECURE_REGISTRIES`.
 pub fn is_insecure(registry: &str) -> bool {
-    let host = registry.rsplit_once(':').map_or(registry, |(h, p)| if p.bytes().all(|b| b.is_ascii_digit()) { h } else { registry });
+    let host = registry.rsplit_once(':').map_or(registry, |(h, p)| {
+        if p.bytes().all(|b| b.is_ascii_digit()) {
+            h
+        } else {
+            registry
+        }
+    });
     let host = host.trim_start_matches('[').trim_end_matches(']');
-    let loopback = host == "localhost"
-        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
+    let loopback = host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
     loopback
         || std::env::var("HULL_INSECURE_REGISTRIES")
             .unwrap_or_default()
@@ -172,8 +196,16 @@ impl Puller {
             .read_timeout(READ_TIMEOUT)
             .redirect(reqwest::redirect::Policy::limited(5))
             .build()
-            .map_err(|source| PullError::Http { url: registry.to_owned(), source })?;
-        Ok(Puller { client: oci_client::Client::new(config), http, store, platform })
+            .map_err(|source| PullError::Http {
+                url: registry.to_owned(),
+                source,
+            })?;
+        Ok(Puller {
+            client: oci_client::Client::new(config),
+            http,
+            store,
+            platform,
+        })
     }
 
     /// Pulls `reference` into the store and tags it.
@@ -184,27 +216,38 @@ impl Puller {
         let header = self.authorize(reference, &oref, credentials.as_ref()).await?;
         progress.resolved(reference);
 
-        let (bytes, repo_digest, document) = self.fetch_manifest(reference, &oref, &header, reference.digest()).await?;
+        let (bytes, repo_digest, document) = self
+            .fetch_manifest(reference, &oref, &header, reference.digest())
+            .await?;
         let (manifest_bytes, manifest_digest, manifest) = match document {
             Document::Manifest(m) => (bytes, repo_digest.clone(), m),
             Document::Index { entries, .. } => {
-                let entry = manifest::select_platform(&entries, &self.platform).map_err(|available| PullError::Platform {
-                    reference: reference.to_string(),
-                    wanted: self.platform.to_string(),
-                    available: if available.is_empty() { "none".into() } else { available.join(", ") },
-                })?;
+                let entry =
+                    manifest::select_platform(&entries, &self.platform).map_err(|available| PullError::Platform {
+                        reference: reference.to_string(),
+                        wanted: self.platform.to_string(),
+                        available: if available.is_empty() {
+                            "none".into()
+                        } else {
+                            available.join(", ")
+                        },
+                    })?;
                 let digest = entry.blob.digest.clone();
                 let child = oref.clone_with_digest(digest.to_string());
                 match self.fetch_manifest(reference, &child, &header, Some(&digest)).await? {
                     (b, d, Document::Manifest(m)) => (b, d, m),
                     (_, d, Document::Index { .. }) => {
-                        return Err(PullError::NestedIndex { reference: reference.to_string(), digest: d })
+                        return Err(PullError::NestedIndex {
+                            reference: reference.to_string(),
+                            digest: d,
+                        })
                     }
                 }
             }
         };
 
-        self.fetch_blob(&oref, &manifest.config, None, progress.as_ref()).await?;
+        self.fetch_blob(&oref, &manifest.config, None, progress.as_ref())
+            .await?;
         self.check_config(reference, &manifest)?;
         self.fetch_layers(&oref, &manifest, &progress).await?;
         // Docker-format manifests are stored as OCI manifests of the same blobs; the
@@ -222,19 +265,32 @@ impl Puller {
             digest: manifest_digest,
             size: manifest_bytes.len() as u64,
         };
-        let before = self.store.records()?.into_iter().find(|r| r.name.as_deref() == Some(&reference.to_string()));
+        let before = self
+            .store
+            .records()?
+            .into_iter()
+            .find(|r| r.name.as_deref() == Some(&reference.to_string()));
         let updated = before.is_none_or(|r| r.manifest.digest != blob.digest);
         self.store.tag(reference, &blob, Some(&repo_digest))?;
-        Ok(Pulled { manifest: blob, repo_digest, updated })
+        Ok(Pulled {
+            manifest: blob,
+            repo_digest,
+            updated,
+        })
     }
 
     /// The config must be JSON naming one diff_id per layer, or no disk can be built.
     fn check_config(&self, reference: &Reference, manifest: &Manifest) -> Result<(), PullError> {
         let digest = &manifest.config.digest;
         let bytes = self.store.read_blob(digest, manifest::MAX_CONFIG_BYTES)?;
-        let config: serde_json::Value =
-            serde_json::from_slice(&bytes).map_err(|source| StoreError::Config { digest: digest.clone(), source })?;
-        let diff_ids = config.pointer("/rootfs/diff_ids").and_then(|d| d.as_array()).map_or(0, Vec::len);
+        let config: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| StoreError::Config {
+            digest: digest.clone(),
+            source,
+        })?;
+        let diff_ids = config
+            .pointer("/rootfs/diff_ids")
+            .and_then(|d| d.as_array())
+            .map_or(0, Vec::len);
         if diff_ids != manifest.layers.len() {
             return Err(PullError::LayerCount {
                 reference: reference.to_string(),
@@ -256,19 +312,29 @@ impl Puller {
             Some(c) => RegistryAuth::Basic(c.username.clone(), c.password.clone()),
             None => RegistryAuth::Anonymous,
         };
-        let token = self.client.auth(oref, &auth, RegistryOperation::Pull).await.map_err(|e| match e {
-            oci_client::errors::OciDistributionError::AuthenticationFailure(reason) => PullError::Unauthorized {
-                reference: reference.to_string(),
-                reason: reason.lines().next().unwrap_or("").chars().take(200).collect(),
-            },
-            source => PullError::Registry { reference: reference.to_string(), source },
-        })?;
+        let token = self
+            .client
+            .auth(oref, &auth, RegistryOperation::Pull)
+            .await
+            .map_err(|e| match e {
+                oci_client::errors::OciDistributionError::AuthenticationFailure(reason) => PullError::Unauthorized {
+                    reference: reference.to_string(),
+                    reason: reason.lines().next().unwrap_or("").chars().take(200).collect(),
+                },
+                source => PullError::Registry {
+                    reference: reference.to_string(),
+                    source,
+                },
+            })?;
         Ok(match (token, credentials) {
             (Some(token), _) => Some(format!("Bearer {token}")),
             (None, Some(c)) => {
                 use base64::Engine as _;
                 let raw = format!("{}:{}", c.username, c.password);
-                Some(format!("Basic {}", base64::engine::general_purpose::STANDARD.encode(raw)))
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(raw)
+                ))
             }
             (None, None) => None,
         })
@@ -282,18 +348,35 @@ impl Puller {
         auth_header: &Option<String>,
         expected: Option<&Digest>,
     ) -> Result<(Vec<u8>, Digest, Document), PullError> {
-        let scheme = if is_insecure(reference.registry()) { "http" } else { "https" };
+        let scheme = if is_insecure(reference.registry()) {
+            "http"
+        } else {
+            "https"
+        };
         let target = oref.digest().or(oref.tag()).unwrap_or("latest");
-        let url = format!("{scheme}://{}/v2/{}/manifests/{target}", oref.resolve_registry(), oref.repository());
-        let mut request = self.http.get(&url).header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "));
+        let url = format!(
+            "{scheme}://{}/v2/{}/manifests/{target}",
+            oref.resolve_registry(),
+            oref.repository()
+        );
+        let mut request = self
+            .http
+            .get(&url)
+            .header(reqwest::header::ACCEPT, manifest::ACCEPTED.join(", "));
         if let Some(h) = auth_header {
             request = request.header(reqwest::header::AUTHORIZATION, h);
         }
-        let http_err = |source: reqwest::Error| PullError::Http { url: url.clone(), source: source.without_url() };
+        let http_err = |source: reqwest::Error| PullError::Http {
+            url: url.clone(),
+            source: source.without_url(),
+        };
         let response = request.send().await.map_err(http_err)?;
         let status = response.status();
         if status == reqwest::StatusCode::NOT_FOUND {
-            return Err(PullError::NotFound { reference: reference.to_string(), status: status.as_u16() });
+            return Err(PullError::NotFound {
+                reference: reference.to_string(),
+                status: status.as_u16(),
+            });
         }
         if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
             return Err(PullError::Unauthorized {
@@ -302,14 +385,20 @@ impl Puller {
             });
         }
         if !status.is_success() {
-            return Err(PullError::Status { url, status: status.as_u16() });
+            return Err(PullError::Status {
+                url,
+                status: status.as_u16(),
+            });
         }
         let content_type = response
             .headers()
             .get(reqwest::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let manifest_err = |source| PullError::Manifest { reference: reference.to_string(), source };
+        let manifest_err = |source| PullError::Manifest {
+            reference: reference.to_string(),
+            source,
+        };
         if let Some(len) = response.content_length().filter(|l| *l > manifest::MAX_MANIFEST_BYTES) {
             return Err(manifest_err(ManifestError::TooLarge { size: len }));
         }
@@ -319,12 +408,18 @@ impl Puller {
             let chunk = chunk.map_err(http_err)?;
             body.extend_from_slice(&chunk);
             if body.len() as u64 > manifest::MAX_MANIFEST_BYTES {
-                return Err(manifest_err(ManifestError::TooLarge { size: body.len() as u64 }));
+                return Err(manifest_err(ManifestError::TooLarge {
+                    size: body.len() as u64,
+                }));
             }
         }
         let actual = Digest::of(&body);
         if let Some(expected) = expected.filter(|e| *e != &actual) {
-            return Err(PullError::ManifestDigest { reference: reference.to_string(), expected: expected.clone(), actual });
+            return Err(PullError::ManifestDigest {
+                reference: reference.to_string(),
+                expected: expected.clone(),
+                actual,
+            });
         }
         let document = manifest::parse(&body, content_type.as_deref()).map_err(manifest_err)?;
         Ok((body, actual, document))
@@ -337,7 +432,11 @@ impl Puller {
         progress: &Arc<dyn PullProgress>,
     ) -> Result<(), PullError> {
         let mut seen = std::collections::HashSet::new();
-        let unique: Vec<&Layer> = manifest.layers.iter().filter(|l| seen.insert(l.blob.digest.clone())).collect();
+        let unique: Vec<&Layer> = manifest
+            .layers
+            .iter()
+            .filter(|l| seen.insert(l.blob.digest.clone()))
+            .collect();
         for layer in &unique {
             progress.layer_waiting(&layer.blob.digest, layer.blob.size);
         }
@@ -377,7 +476,11 @@ impl Puller {
         if layer.is_none() && blob.size > manifest::MAX_CONFIG_BYTES {
             return Err(PullError::Blob {
                 digest: digest.clone(),
-                source: StoreError::BlobTooLarge { digest: digest.clone(), size: blob.size, limit: manifest::MAX_CONFIG_BYTES },
+                source: StoreError::BlobTooLarge {
+                    digest: digest.clone(),
+                    size: blob.size,
+                    limit: manifest::MAX_CONFIG_BYTES,
+                },
             });
         }
         let mut attempt = 1;
@@ -417,9 +520,15 @@ impl Puller {
             .client
             .pull_blob_stream(oref, &descriptor)
             .await
-            .map_err(|source| PullError::Registry { reference: format!("blob {digest}"), source })?;
+            .map_err(|source| PullError::Registry {
+                reference: format!("blob {digest}"),
+                source,
+            })?;
         if sized.content_length.is_some_and(|len| len > blob.size) {
-            return Err(PullError::BlobTooLong { digest: digest.clone(), size: blob.size });
+            return Err(PullError::BlobTooLong {
+                digest: digest.clone(),
+                size: blob.size,
+            });
         }
         let mut writer = self.store.blob_writer()?;
         let mut stream = sized.stream;
@@ -429,13 +538,27 @@ impl Puller {
                 // oci-client's own digest check fires at the end of the stream; the
                 // store's check below reports the mismatch with both digests.
                 Err(e) if is_verification_error(&e) => break,
-                Err(source) => return Err(PullError::Download { digest: digest.clone(), source }),
+                Err(source) => {
+                    return Err(PullError::Download {
+                        digest: digest.clone(),
+                        source,
+                    })
+                }
             };
             if writer.written() + chunk.len() as u64 > blob.size {
-                return Err(PullError::BlobTooLong { digest: digest.clone(), size: blob.size });
+                return Err(PullError::BlobTooLong {
+                    digest: digest.clone(),
+                    size: blob.size,
+                });
             }
-            std::io::Write::write_all(&mut writer, &chunk)
-                .map_err(|source| PullError::Blob { digest: digest.clone(), source: StoreError::Io { op: "write", path: self.store.tmp_dir(), source } })?;
+            std::io::Write::write_all(&mut writer, &chunk).map_err(|source| PullError::Blob {
+                digest: digest.clone(),
+                source: StoreError::Io {
+                    op: "write",
+                    path: self.store.tmp_dir(),
+                    source,
+                },
+            })?;
             if is_layer {
                 progress.layer_bytes(digest, chunk.len() as u64);
             }
@@ -446,8 +569,10 @@ impl Puller {
         let (d, size) = (digest.clone(), blob.size);
         tokio::task::spawn_blocking(move || writer.commit(&d, Some(size)))
             .await?
-            .map_err(|source| PullError::Blob { digest: digest.clone(), source })?;
+            .map_err(|source| PullError::Blob {
+                digest: digest.clone(),
+                source,
+            })?;
         Ok(())
     }
-
 }

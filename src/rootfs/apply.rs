@@ -42,7 +42,8 @@ pub fn apply_entry<R: Read, S: ImageSink>(
 
 fn resolve(tree: &mut Tree, parents: &[&[u8]]) -> Result<super::tree::DirRef, EntryError> {
     // With `create`, resolution always yields a directory.
-    tree.resolve_dir(parents, true)?.ok_or(EntryError::Tree(super::tree::TreeError::RootNotDirectory))
+    tree.resolve_dir(parents, true)?
+        .ok_or(EntryError::Tree(super::tree::TreeError::RootNotDirectory))
 }
 
 fn apply_root(tree: &mut Tree, header: &EntryHeader, limits: &Limits) -> Result<(), EntryError> {
@@ -71,7 +72,10 @@ fn place<R: Read, S: ImageSink>(
             let inode = tree.link_target(&target)?;
             return Ok(tree.link(dir, name, inode)?);
         }
-        EntryKind::Regular => Body::File { size: header.size, block: data.write_entry(tar, header.size)? },
+        EntryKind::Regular => Body::File {
+            size: header.size,
+            block: data.write_entry(tar, header.size)?,
+        },
         EntryKind::Symlink => Body::Symlink(symlink_target(&header.link_target)?.into()),
         EntryKind::CharDevice => Body::CharDevice(device(header)?),
         EntryKind::BlockDevice => Body::BlockDevice(device(header)?),
@@ -88,8 +92,10 @@ fn symlink_target(target: &[u8]) -> Result<&[u8], EntryError> {
 }
 
 fn device(header: &EntryHeader) -> Result<u32, EntryError> {
-    encode_dev(header.dev_major, header.dev_minor)
-        .ok_or(EntryError::DeviceOutOfRange { major: header.dev_major, minor: header.dev_minor })
+    encode_dev(header.dev_major, header.dev_minor).ok_or(EntryError::DeviceOutOfRange {
+        major: header.dev_major,
+        minor: header.dev_minor,
+    })
 }
 
 fn id(what: &'static str, value: u64) -> Result<u32, EntryError> {
@@ -119,16 +125,24 @@ fn xattrs_of(header: &EntryHeader, limits: &Limits) -> Result<Box<[Xattr]>, Entr
         let lossy = || String::from_utf8_lossy(name).into_owned();
         let (index, suffix) = xattr_prefix(name).ok_or_else(|| EntryError::UnsupportedXattr { name: lossy() })?;
         if suffix.len() > 255 || value.len() > usize::from(u16::MAX) {
-            return Err(EntryError::XattrsTooLarge { limit: limits.max_xattr_bytes });
+            return Err(EntryError::XattrsTooLarge {
+                limit: limits.max_xattr_bytes,
+            });
         }
         if xattrs.iter().any(|x| x.index == index && *x.suffix == *suffix) {
             continue;
         }
         total += XATTR_ENTRY_HEADER_SIZE + suffix.len() + value.len();
         if total > limits.max_xattr_bytes {
-            return Err(EntryError::XattrsTooLarge { limit: limits.max_xattr_bytes });
+            return Err(EntryError::XattrsTooLarge {
+                limit: limits.max_xattr_bytes,
+            });
         }
-        xattrs.push(Xattr { index, suffix: suffix.into(), value: value.as_slice().into() });
+        xattrs.push(Xattr {
+            index,
+            suffix: suffix.into(),
+            value: value.as_slice().into(),
+        });
     }
     xattrs.sort();
     Ok(xattrs.into_boxed_slice())

@@ -33,7 +33,11 @@ pub struct RootfsCache {
 }
 
 fn io_error<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> FlattenError + 'a {
-    move |source| FlattenError::Io { op, path: path.to_owned(), source }
+    move |source| FlattenError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 impl RootfsCache {
@@ -61,7 +65,11 @@ impl RootfsCache {
             return Ok(built);
         }
         let size = build_to(layers, &path, &self.limits)?;
-        Ok(BuiltRootfs { path, size, chain_id: chain })
+        Ok(BuiltRootfs {
+            path,
+            size,
+            chain_id: chain,
+        })
     }
 
     /// Creates the cache directory, refusing one that is a symlink or not ours.
@@ -90,9 +98,11 @@ fn chain_hex(chain_id: &str) -> &str {
 /// The finished image at `path`, if there is one.
 fn existing(path: &Path, chain: &str) -> Result<Option<BuiltRootfs>, FlattenError> {
     match fs::symlink_metadata(path) {
-        Ok(meta) if meta.is_file() => {
-            Ok(Some(BuiltRootfs { path: path.to_owned(), size: meta.len(), chain_id: chain.to_owned() }))
-        }
+        Ok(meta) if meta.is_file() => Ok(Some(BuiltRootfs {
+            path: path.to_owned(),
+            size: meta.len(),
+            chain_id: chain.to_owned(),
+        })),
         Ok(_) => Err(FlattenError::UnsafeCacheDir { path: path.to_owned() }),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(io_error("inspecting", path)(e)),
@@ -127,7 +137,9 @@ fn build_tmp(layers: &[LayerInput], tmp: &Path, path: &Path, limits: &Limits) ->
     file.sync_all().map_err(io_error("syncing", tmp))?;
     fs::rename(tmp, path).map_err(io_error("renaming", tmp))?;
     let parent = path.parent().unwrap_or(Path::new("."));
-    File::open(parent).and_then(|d| d.sync_all()).map_err(io_error("syncing", parent))?;
+    File::open(parent)
+        .and_then(|d| d.sync_all())
+        .map_err(io_error("syncing", parent))?;
     Ok(flattened.info.size)
 }
 

@@ -35,7 +35,12 @@ pub struct DataWriter<S> {
 impl<S: ImageSink> DataWriter<S> {
     pub fn new(sink: S, max_image_bytes: u64) -> Self {
         let max_blocks = (max_image_bytes / BLOCK_SIZE).min(u64::from(u32::MAX));
-        DataWriter { sink, next_block: 1, max_blocks, buf: Vec::new() }
+        DataWriter {
+            sink,
+            next_block: 1,
+            max_blocks,
+            buf: Vec::new(),
+        }
     }
 
     /// Block after the last file's data.
@@ -63,7 +68,10 @@ impl<S: ImageSink> DataWriter<S> {
         }
         let blocks = size.div_ceil(BLOCK_SIZE);
         if self.next_block.saturating_add(blocks) > self.max_blocks {
-            return Err(DataError::ImageTooLarge { size, limit: self.max_blocks * BLOCK_SIZE });
+            return Err(DataError::ImageTooLarge {
+                size,
+                limit: self.max_blocks * BLOCK_SIZE,
+            });
         }
         let start = self.next_block;
         self.copy(tar, start * BLOCK_SIZE, size)?;
@@ -82,7 +90,9 @@ impl<S: ImageSink> DataWriter<S> {
             if got == 0 {
                 return Err(DataError::Tar(TarError::TruncatedData { missing: size - done }));
             }
-            self.sink.write_at(&self.buf[..got], offset + done).map_err(DataError::Write)?;
+            self.sink
+                .write_at(&self.buf[..got], offset + done)
+                .map_err(DataError::Write)?;
             done += got as u64;
         }
         Ok(())

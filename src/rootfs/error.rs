@@ -29,7 +29,11 @@ pub enum FlattenError {
         source: io::Error,
     },
     #[error("layer {digest}: uncompressed content has digest {actual}, expected diff_id {expected}")]
-    DiffIdMismatch { digest: String, expected: String, actual: String },
+    DiffIdMismatch {
+        digest: String,
+        expected: String,
+        actual: String,
+    },
     #[error("an image needs at least one layer")]
     NoLayers,
     #[error("more than {limit} layers")]

@@ -52,12 +52,18 @@ impl<S: ImageSink> Flattener<S> {
     /// Applies the next layer from its uncompressed tar stream; returns the stream's
     /// diff id (`sha256:<hex>`), which the caller compares with the expected one.
     pub fn add_layer<R: Read>(&mut self, digest: &str, stream: R) -> Result<String, FlattenError> {
-        let layer_no = LayerNo::try_from(self.diff_ids.len() + 1)
-            .map_err(|_| FlattenError::TooManyLayers { limit: usize::from(LayerNo::MAX) })?;
+        let layer_no = LayerNo::try_from(self.diff_ids.len() + 1).map_err(|_| FlattenError::TooManyLayers {
+            limit: usize::from(LayerNo::MAX),
+        })?;
         self.tree.begin_layer(layer_no);
         let hashing = HashingReader::new(stream, self.limits.max_layer_bytes);
-        let mut tar = TarReader::new(BufReader::with_capacity(STREAM_BUFFER, hashing), self.limits.max_extension_bytes);
-        let entries = self.apply_entries(&mut tar).map_err(|(entry, reason)| entry_error(digest, entry, reason))?;
+        let mut tar = TarReader::new(
+            BufReader::with_capacity(STREAM_BUFFER, hashing),
+            self.limits.max_extension_bytes,
+        );
+        let entries = self
+            .apply_entries(&mut tar)
+            .map_err(|(entry, reason)| entry_error(digest, entry, reason))?;
         let diff_id = drain(tar).map_err(|reason| entry_error(digest, entries, reason))?;
         self.diff_ids.push(diff_id.clone());
         Ok(diff_id)
@@ -68,7 +74,12 @@ impl<S: ImageSink> Flattener<S> {
         let mut index = 0u64;
         while let Some(header) = tar.next_entry().map_err(|e| (index, e.into()))? {
             if index >= self.limits.max_entries_per_layer {
-                return Err((index, EntryError::TooManyEntries { limit: self.limits.max_entries_per_layer }));
+                return Err((
+                    index,
+                    EntryError::TooManyEntries {
+                        limit: self.limits.max_entries_per_layer,
+                    },
+                ));
             }
             apply_entry(&mut self.tree, &mut self.data, tar, &header, &self.limits).map_err(|e| (index, e))?;
             index += 1;
@@ -81,14 +92,22 @@ impl<S: ImageSink> Flattener<S> {
         let chain_id = chain_id(&self.diff_ids).ok_or(FlattenError::NoLayers)?;
         let uuid = volume_uuid(&chain_id);
         let (end, max_blocks) = (self.data.end_block(), self.data.max_blocks());
-        let info = erofs::write_image(&self.tree, self.data.sink_mut(), end, max_blocks, uuid)
-            .map_err(FlattenError::Write)?;
-        Ok(Flattened { sink: self.data.into_sink(), info, chain_id })
+        let info =
+            erofs::write_image(&self.tree, self.data.sink_mut(), end, max_blocks, uuid).map_err(FlattenError::Write)?;
+        Ok(Flattened {
+            sink: self.data.into_sink(),
+            info,
+            chain_id,
+        })
     }
 }
 
 fn entry_error(digest: &str, entry: u64, reason: EntryError) -> FlattenError {
-    FlattenError::Entry { digest: digest.to_owned(), entry, reason }
+    FlattenError::Entry {
+        digest: digest.to_owned(),
+        entry,
+        reason,
+    }
 }
 
 /// Reads what follows the end-of-archive marker, so the digest covers the whole
@@ -112,14 +131,21 @@ fn volume_uuid(chain_id: &str) -> [u8; 16] {
 
 /// Flattens `layers` into `sink`, verifying each layer's diff id before the image is
 /// finished.
-pub fn flatten_layers<S: ImageSink>(layers: &[LayerInput], sink: S, limits: &Limits) -> Result<Flattened<S>, FlattenError> {
+pub fn flatten_layers<S: ImageSink>(
+    layers: &[LayerInput],
+    sink: S,
+    limits: &Limits,
+) -> Result<Flattened<S>, FlattenError> {
     if layers.is_empty() {
         return Err(FlattenError::NoLayers);
     }
     let mut flattener = Flattener::new(sink, limits.clone());
     for layer in layers {
-        let open_error =
-            |source| FlattenError::OpenLayer { digest: layer.digest.clone(), path: layer.path.clone(), source };
+        let open_error = |source| FlattenError::OpenLayer {
+            digest: layer.digest.clone(),
+            path: layer.path.clone(),
+            source,
+        };
         let stream = open_uncompressed(layer).map_err(open_error)?;
         let actual = flattener.add_layer(&layer.digest, stream)?;
         if !actual.eq_ignore_ascii_case(&layer.diff_id) {

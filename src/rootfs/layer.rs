@@ -57,7 +57,12 @@ pub struct HashingReader<R> {
 
 impl<R: Read> HashingReader<R> {
     pub fn new(inner: R, limit: u64) -> Self {
-        HashingReader { inner, hasher: Sha256::new(), count: 0, limit }
+        HashingReader {
+            inner,
+            hasher: Sha256::new(),
+            count: 0,
+            limit,
+        }
     }
 
     /// `sha256:<hex>` of everything read.
@@ -83,7 +88,9 @@ impl<R: Read> Read for HashingReader<R> {
 
 /// Whether an I/O error is a [`StreamTooLong`], and its limit.
 pub fn too_long_limit(err: &io::Error) -> Option<u64> {
-    err.get_ref().and_then(|e| e.downcast_ref::<StreamTooLong>()).map(|e| e.limit)
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<StreamTooLong>())
+        .map(|e| e.limit)
 }
 
 /// The OCI chain id of a stack of diff ids: the first diff id, then

@@ -45,7 +45,11 @@ fn lossy(bytes: &[u8]) -> String {
 /// Splits `name` into its components below the root; empty for the root itself.
 pub fn components(name: &[u8], max_len: usize) -> Result<Vec<&[u8]>, PathError> {
     if name.len() > max_len {
-        return Err(PathError::TooLong { name: lossy(&name[..64.min(name.len())]), len: name.len(), limit: max_len });
+        return Err(PathError::TooLong {
+            name: lossy(&name[..64.min(name.len())]),
+            len: name.len(),
+            limit: max_len,
+        });
     }
     if name.contains(&0) {
         return Err(PathError::Nul { name: lossy(name) });
@@ -93,14 +97,20 @@ mod tests {
 
     #[test]
     fn components_reroots_absolute_and_dot_names() {
-        assert_eq!(components(b"/etc//./passwd", 4096).unwrap(), vec![&b"etc"[..], b"passwd"]);
+        assert_eq!(
+            components(b"/etc//./passwd", 4096).unwrap(),
+            vec![&b"etc"[..], b"passwd"]
+        );
         assert_eq!(components(b"./", 4096).unwrap(), Vec::<&[u8]>::new());
     }
 
     #[test]
     fn components_refuses_dotdot_anywhere() {
         for name in [&b"../x"[..], b"a/../../x", b"a/..", b"/.."] {
-            assert!(matches!(components(name, 4096), Err(PathError::Traversal { .. })), "{name:?}");
+            assert!(
+                matches!(components(name, 4096), Err(PathError::Traversal { .. })),
+                "{name:?}"
+            );
         }
     }
 
@@ -108,7 +118,10 @@ mod tests {
     fn components_refuses_nul_non_utf8_and_long_names() {
         assert!(matches!(components(b"a\0b", 4096), Err(PathError::Nul { .. })));
         assert!(matches!(components(b"\xff", 4096), Err(PathError::NotUtf8 { .. })));
-        assert!(matches!(components(&[b'a'; 256], 4096), Err(PathError::ComponentTooLong { .. })));
+        assert!(matches!(
+            components(&[b'a'; 256], 4096),
+            Err(PathError::ComponentTooLong { .. })
+        ));
         assert!(matches!(components(b"abcdef", 4), Err(PathError::TooLong { .. })));
     }
 

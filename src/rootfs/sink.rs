@@ -28,7 +28,9 @@ pub struct MemorySink(pub Vec<u8>);
 impl ImageSink for MemorySink {
     fn write_at(&mut self, buf: &[u8], offset: u64) -> io::Result<()> {
         let start = usize::try_from(offset).map_err(io::Error::other)?;
-        let end = start.checked_add(buf.len()).ok_or_else(|| io::Error::other("offset overflow"))?;
+        let end = start
+            .checked_add(buf.len())
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
         if self.0.len() < end {
             self.0.resize(end, 0);
         }

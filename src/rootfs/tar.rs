@@ -99,7 +99,13 @@ pub struct TarReader<R> {
 
 impl<R: Read> TarReader<R> {
     pub fn new(inner: R, max_extension_bytes: u64) -> Self {
-        TarReader { inner, remaining: 0, padding: 0, max_extension_bytes, finished: false }
+        TarReader {
+            inner,
+            remaining: 0,
+            padding: 0,
+            max_extension_bytes,
+            finished: false,
+        }
     }
 
     /// The next member, skipping the unread data of the current one; `None` at the
@@ -133,7 +139,9 @@ impl<R: Read> TarReader<R> {
         let want = buf.len().min(usize::try_from(self.remaining).unwrap_or(usize::MAX));
         let got = read_retry(&mut self.inner, &mut buf[..want]).map_err(TarError::Io)?;
         if got == 0 {
-            return Err(TarError::TruncatedData { missing: self.remaining });
+            return Err(TarError::TruncatedData {
+                missing: self.remaining,
+            });
         }
         self.remaining -= got as u64;
         Ok(got)
@@ -191,13 +199,19 @@ impl<R: Read> TarReader<R> {
     fn read_extension_body(&mut self, block: &[u8; 512], what: &'static str) -> Result<Vec<u8>, TarError> {
         let size = parse_number(&block[124..136], "size")?;
         if size > self.max_extension_bytes {
-            return Err(TarError::ExtensionTooLarge { what, size, limit: self.max_extension_bytes });
+            return Err(TarError::ExtensionTooLarge {
+                what,
+                size,
+                limit: self.max_extension_bytes,
+            });
         }
         // Bounded by `max_extension_bytes` just above.
         let mut body = vec![0u8; size as usize];
         let got = read_full(&mut self.inner, &mut body).map_err(TarError::Io)?;
         if got < body.len() {
-            return Err(TarError::TruncatedData { missing: size - got as u64 });
+            return Err(TarError::TruncatedData {
+                missing: size - got as u64,
+            });
         }
         self.skip_bytes(padding_after(size))?;
         Ok(body)
@@ -225,7 +239,9 @@ impl<R: Read> TarReader<R> {
     fn skip_bytes(&mut self, count: u64) -> Result<(), TarError> {
         let copied = io::copy(&mut (&mut self.inner).take(count), &mut io::sink()).map_err(TarError::Io)?;
         if copied < count {
-            return Err(TarError::TruncatedData { missing: count - copied });
+            return Err(TarError::TruncatedData {
+                missing: count - copied,
+            });
         }
         Ok(())
     }
@@ -273,7 +289,10 @@ fn verify_checksum(block: &[u8; 512]) -> Result<(), TarError> {
     if stored == unsigned || i64::try_from(stored).is_ok_and(|s| s == signed) {
         return Ok(());
     }
-    Err(TarError::Checksum { stored, computed: unsigned })
+    Err(TarError::Checksum {
+        stored,
+        computed: unsigned,
+    })
 }
 
 /// Parses an octal field, or a GNU base-256 one (high bit set, positive only).
@@ -284,7 +303,9 @@ pub fn parse_number(field: &[u8], name: &'static str) -> Result<u64, TarError> {
             return Err(bad());
         }
         return field[1..].iter().try_fold(0u64, |acc, &b| {
-            acc.checked_mul(256).and_then(|v| v.checked_add(u64::from(b))).ok_or_else(bad)
+            acc.checked_mul(256)
+                .and_then(|v| v.checked_add(u64::from(b)))
+                .ok_or_else(bad)
         });
     }
     let text = trim_field(field);
@@ -300,7 +321,9 @@ pub fn parse_number(field: &[u8], name: &'static str) -> Result<u64, TarError> {
         if !(b'0'..=b'7').contains(&b) {
             return Err(bad());
         }
-        acc.checked_mul(8).and_then(|v| v.checked_add(u64::from(b - b'0'))).ok_or_else(bad)
+        acc.checked_mul(8)
+            .and_then(|v| v.checked_add(u64::from(b - b'0')))
+            .ok_or_else(bad)
     })
 }
 
@@ -324,7 +347,11 @@ fn kind_of(typeflag: u8, name: &[u8]) -> Result<EntryKind, TarError> {
         b'5' => EntryKind::Directory,
         b'6' => EntryKind::Fifo,
         b'S' => return Err(TarError::Sparse),
-        other => return Err(TarError::UnsupportedType { typeflag: char::from(other) }),
+        other => {
+            return Err(TarError::UnsupportedType {
+                typeflag: char::from(other),
+            })
+        }
     })
 }
 
@@ -348,15 +375,26 @@ fn parse_member(block: &[u8; 512], ext: Extensions) -> Result<EntryHeader, TarEr
     let mut header = EntryHeader {
         kind: kind_of(block[156], &path)?,
         path: Vec::new(),
-        link_target: ext.long_link.map(trim_nuls).unwrap_or_else(|| trim_field(&block[157..257]).to_vec()),
+        link_target: ext
+            .long_link
+            .map(trim_nuls)
+            .unwrap_or_else(|| trim_field(&block[157..257]).to_vec()),
         mode: (parse_number(&block[100..108], "mode")? & 0o7777) as u32,
         uid: parse_number(&block[108..116], "uid")?,
         gid: parse_number(&block[116..124], "gid")?,
         size: parse_number(&block[124..136], "size")?,
         mtime: parse_number(&block[136..148], "mtime")?,
         mtime_nsec: 0,
-        dev_major: if has_devices { parse_number(&block[329..337], "devmajor")? } else { 0 },
-        dev_minor: if has_devices { parse_number(&block[337..345], "devminor")? } else { 0 },
+        dev_major: if has_devices {
+            parse_number(&block[329..337], "devmajor")?
+        } else {
+            0
+        },
+        dev_minor: if has_devices {
+            parse_number(&block[337..345], "devminor")?
+        } else {
+            0
+        },
         xattrs: Vec::new(),
     };
     if let Some(pax) = ext.pax {
@@ -413,7 +451,10 @@ pub fn pax_records(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, TarError> {
             return Err(TarError::BadPaxRecord { offset });
         }
         let record = &rest[space + 1..len - 1];
-        let eq = record.iter().position(|&b| b == b'=').ok_or(TarError::BadPaxRecord { offset })?;
+        let eq = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or(TarError::BadPaxRecord { offset })?;
         if eq == 0 {
             return Err(TarError::BadPaxRecord { offset });
         }
@@ -450,7 +491,11 @@ fn pax_time(key: &[u8], value: &[u8]) -> Result<(u64, u32), TarError> {
     if !frac.iter().all(u8::is_ascii_digit) {
         return Err(bad());
     }
-    let nsec = frac.iter().chain(std::iter::repeat(&b'0')).take(9).fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
+    let nsec = frac
+        .iter()
+        .chain(std::iter::repeat(&b'0'))
+        .take(9)
+        .fold(0u32, |acc, &b| acc * 10 + u32::from(b - b'0'));
     Ok((secs, nsec))
 }
 

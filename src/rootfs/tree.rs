@@ -38,7 +38,14 @@ pub struct Meta {
 impl Meta {
     /// Metadata of a directory that exists only because something below it does.
     pub fn implicit_dir() -> Self {
-        Meta { mode: 0o755, uid: 0, gid: 0, mtime: 0, mtime_nsec: 0, xattrs: Box::new([]) }
+        Meta {
+            mode: 0o755,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            xattrs: Box::new([]),
+        }
     }
 }
 
@@ -47,7 +54,10 @@ impl Meta {
 pub enum Body {
     Dir(BTreeMap<Box<[u8]>, Dentry>),
     /// A regular file whose data starts at `block` of the image (0 when empty).
-    File { size: u64, block: u32 },
+    File {
+        size: u64,
+        block: u32,
+    },
     Symlink(Box<[u8]>),
     CharDevice(u32),
     BlockDevice(u32),
@@ -128,7 +138,11 @@ impl Tree {
             cleaned: 0,
             links: 1,
         };
-        Tree { inodes: vec![root], layer: 0, limits }
+        Tree {
+            inodes: vec![root],
+            layer: 0,
+            limits,
+        }
     }
 
     /// Starts applying the next layer.
@@ -163,10 +177,19 @@ impl Tree {
     fn new_inode(&mut self, meta: Meta, body: Body) -> Result<InodeId, TreeError> {
         let limit = self.limits.max_inodes.min(u64::from(u32::MAX));
         if self.inodes.len() as u64 >= limit {
-            return Err(TreeError::Limit { what: "number of inodes", limit });
+            return Err(TreeError::Limit {
+                what: "number of inodes",
+                limit,
+            });
         }
         let id = self.inodes.len() as InodeId;
-        self.inodes.push(Inode { meta, body, born: self.layer, cleaned: 0, links: 1 });
+        self.inodes.push(Inode {
+            meta,
+            body,
+            born: self.layer,
+            cleaned: 0,
+            links: 1,
+        });
         Ok(id)
     }
 
@@ -195,18 +218,25 @@ impl Tree {
                 _ => {}
             }
             let dir = *stack.last().unwrap_or(&ROOT);
-            let Some(step) = self.step(dir, &name, create)? else { return Ok(None) };
+            let Some(step) = self.step(dir, &name, create)? else {
+                return Ok(None);
+            };
             match step {
                 Step::Dir(id) => {
                     if stack.len() > self.limits.max_depth {
-                        return Err(TreeError::Limit { what: "directory depth", limit: self.limits.max_depth as u64 });
+                        return Err(TreeError::Limit {
+                            what: "directory depth",
+                            limit: self.limits.max_depth as u64,
+                        });
                     }
                     stack.push(id);
                 }
                 Step::Symlink(target) => {
                     follows += 1;
                     if follows > self.limits.max_symlink_follows {
-                        return Err(TreeError::SymlinkLoop { limit: self.limits.max_symlink_follows });
+                        return Err(TreeError::SymlinkLoop {
+                            limit: self.limits.max_symlink_follows,
+                        });
                     }
                     if target.starts_with(b"/") {
                         stack.truncate(1);
@@ -216,7 +246,10 @@ impl Tree {
             }
         }
         let inode = *stack.last().unwrap_or(&ROOT);
-        Ok(Some(DirRef { inode, depth: stack.len() - 1 }))
+        Ok(Some(DirRef {
+            inode,
+            depth: stack.len() - 1,
+        }))
     }
 
     /// One step of a walk from directory `dir` through `name`.
@@ -266,27 +299,35 @@ impl Tree {
         self.check_depth(parent)?;
         let id = self.new_inode(meta, body)?;
         let layer = self.layer;
-        self.children_mut(parent.inode).insert(name.into(), Dentry { inode: id, layer });
+        self.children_mut(parent.inode)
+            .insert(name.into(), Dentry { inode: id, layer });
         Ok(())
     }
 
     fn check_depth(&self, parent: DirRef) -> Result<(), TreeError> {
         if parent.depth >= self.limits.max_depth {
-            return Err(TreeError::Limit { what: "directory depth", limit: self.limits.max_depth as u64 });
+            return Err(TreeError::Limit {
+                what: "directory depth",
+                limit: self.limits.max_depth as u64,
+            });
         }
         Ok(())
     }
 
     /// Finds the hard-link target `components` (its last component not followed).
     pub fn link_target(&mut self, components: &[&[u8]]) -> Result<InodeId, TreeError> {
-        let dangling = || TreeError::DanglingHardLink { target: lossy(&components.join(&b'/')) };
+        let dangling = || TreeError::DanglingHardLink {
+            target: lossy(&components.join(&b'/')),
+        };
         let Some((last, parents)) = components.split_last() else {
             return Err(TreeError::HardLinkToDirectory { target: "/".into() });
         };
         let dir = self.resolve_dir(parents, false)?.ok_or_else(dangling)?;
         let dentry = self.children_mut(dir.inode).get(*last).copied().ok_or_else(dangling)?;
         if let Body::Dir(_) = self.inode(dentry.inode).body {
-            return Err(TreeError::HardLinkToDirectory { target: lossy(&components.join(&b'/')) });
+            return Err(TreeError::HardLinkToDirectory {
+                target: lossy(&components.join(&b'/')),
+            });
         }
         Ok(dentry.inode)
     }
@@ -296,11 +337,15 @@ impl Tree {
         let limit = self.limits.max_hard_links;
         let inode = &mut self.inodes[target as usize];
         if inode.links >= limit {
-            return Err(TreeError::Limit { what: "hard links to one inode", limit: u64::from(limit) });
+            return Err(TreeError::Limit {
+                what: "hard links to one inode",
+                limit: u64::from(limit),
+            });
         }
         inode.links += 1;
         let layer = self.layer;
-        self.children_mut(parent.inode).insert(name.into(), Dentry { inode: target, layer });
+        self.children_mut(parent.inode)
+            .insert(name.into(), Dentry { inode: target, layer });
         Ok(())
     }
 
@@ -342,7 +387,12 @@ mod tests {
     use super::*;
 
     fn limits() -> TreeLimits {
-        TreeLimits { max_inodes: 1000, max_depth: 16, max_hard_links: 10, max_symlink_follows: 8 }
+        TreeLimits {
+            max_inodes: 1000,
+            max_depth: 16,
+            max_hard_links: 10,
+            max_symlink_follows: 8,
+        }
     }
 
     fn file() -> Body {
@@ -358,7 +408,8 @@ mod tests {
         let mut tree = Tree::new(limits());
         tree.begin_layer(1);
         let root = tree.resolve_dir(&[], true).unwrap().unwrap();
-        tree.put(root, b"x", Meta::implicit_dir(), Body::Symlink(Box::from(&b"/"[..]))).unwrap();
+        tree.put(root, b"x", Meta::implicit_dir(), Body::Symlink(Box::from(&b"/"[..])))
+            .unwrap();
         let dir = tree.resolve_dir(&[b"x", b"tmp"], true).unwrap().unwrap();
         tree.put(dir, b"y", Meta::implicit_dir(), file()).unwrap();
         assert_eq!(names(&tree, ROOT), vec!["tmp", "x"]);
@@ -369,7 +420,13 @@ mod tests {
         let mut tree = Tree::new(limits());
         tree.begin_layer(1);
         let root = tree.resolve_dir(&[], true).unwrap().unwrap();
-        tree.put(root, b"up", Meta::implicit_dir(), Body::Symlink(Box::from(&b"../../../etc"[..]))).unwrap();
+        tree.put(
+            root,
+            b"up",
+            Meta::implicit_dir(),
+            Body::Symlink(Box::from(&b"../../../etc"[..])),
+        )
+        .unwrap();
         let dir = tree.resolve_dir(&[b"up"], true).unwrap().unwrap();
         assert_eq!(names(&tree, ROOT), vec!["etc", "up"]);
         assert_eq!(dir.depth, 1);
@@ -380,9 +437,14 @@ mod tests {
         let mut tree = Tree::new(limits());
         tree.begin_layer(1);
         let root = tree.resolve_dir(&[], true).unwrap().unwrap();
-        tree.put(root, b"a", Meta::implicit_dir(), Body::Symlink(Box::from(&b"b"[..]))).unwrap();
-        tree.put(root, b"b", Meta::implicit_dir(), Body::Symlink(Box::from(&b"a"[..]))).unwrap();
-        assert_eq!(tree.resolve_dir(&[b"a", b"f"], true).unwrap_err(), TreeError::SymlinkLoop { limit: 8 });
+        tree.put(root, b"a", Meta::implicit_dir(), Body::Symlink(Box::from(&b"b"[..])))
+            .unwrap();
+        tree.put(root, b"b", Meta::implicit_dir(), Body::Symlink(Box::from(&b"a"[..])))
+            .unwrap();
+        assert_eq!(
+            tree.resolve_dir(&[b"a", b"f"], true).unwrap_err(),
+            TreeError::SymlinkLoop { limit: 8 }
+        );
     }
 
     #[test]

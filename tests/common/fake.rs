@@ -96,7 +96,10 @@ pub struct FakeRegistry {
 
 impl FakeRegistry {
     pub fn start(spec: Spec) -> FakeRegistry {
-        let dir = tempfile::Builder::new().prefix("hull-fake-registry-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("hull-fake-registry-")
+            .tempdir()
+            .expect("temp dir");
         let resolve = |entries: Map<String, Value>| -> Map<String, Value> {
             entries
                 .into_iter()
@@ -129,7 +132,12 @@ impl FakeRegistry {
         });
         let host = format!("127.0.0.1:{}", ports["registry"]);
         let redirect_host = ports.get("redirect").map(|p| format!("127.0.0.2:{p}"));
-        FakeRegistry { host, redirect_host, server, dir }
+        FakeRegistry {
+            host,
+            redirect_host,
+            server,
+            dir,
+        }
     }
 
     pub fn reference(&self, repo_and_tag: &str) -> String {

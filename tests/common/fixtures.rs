@@ -76,7 +76,11 @@ impl Image {
             None => vec![manifest(&summary)],
         };
         let digest = summary["digest"].as_str().unwrap().to_string();
-        Image { layout, digest, manifests }
+        Image {
+            layout,
+            digest,
+            manifests,
+        }
     }
 
     /// The single manifest, or the one for `arch`.
@@ -103,13 +107,23 @@ impl Image {
 
 fn manifest(v: &Value) -> Manifest {
     let strings = |key: &str| -> Vec<String> {
-        v[key].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+        v[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
     };
     Manifest {
         digest: v["manifest"].as_str().unwrap().to_string(),
         config: v["config"].as_str().unwrap().to_string(),
         layers: strings("layers"),
-        layer_sizes: v["layer_sizes"].as_array().unwrap().iter().map(|n| n.as_u64().unwrap()).collect(),
+        layer_sizes: v["layer_sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_u64().unwrap())
+            .collect(),
         layer_media_types: strings("layer_media_types"),
         diff_ids: strings("diff_ids"),
         history: v["history"].as_u64().unwrap() as usize,

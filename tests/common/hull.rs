@@ -25,7 +25,10 @@ impl Default for Hull {
 
 impl Hull {
     pub fn new() -> Hull {
-        let dir = tempfile::Builder::new().prefix("hull-test-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("hull-test-")
+            .tempdir()
+            .expect("temp dir");
         for sub in ["home", "docker", "work"] {
             fs::create_dir(dir.path().join(sub)).expect("create test dir");
         }
@@ -91,7 +94,10 @@ impl Hull {
         // SAFETY: setrlimit and signal are async-signal-safe; only they run before exec.
         unsafe {
             cmd.pre_exec(move || {
-                let limit = libc::rlimit { rlim_cur: max_file_bytes, rlim_max: max_file_bytes };
+                let limit = libc::rlimit {
+                    rlim_cur: max_file_bytes,
+                    rlim_max: max_file_bytes,
+                };
                 if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
@@ -116,8 +122,8 @@ impl Hull {
     /// `hull image inspect REF`, the first object of the array.
     pub fn inspect(&self, reference: &str) -> serde_json::Value {
         let out = self.ok(&["image", "inspect", reference]);
-        let v: serde_json::Value = serde_json::from_str(&out)
-            .unwrap_or_else(|e| panic!("image inspect printed no JSON ({e}):\n{out}"));
+        let v: serde_json::Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("image inspect printed no JSON ({e}):\n{out}"));
         let array = v.as_array().expect("image inspect prints a JSON array");
         assert_eq!(array.len(), 1, "one object per reference: {out}");
         array[0].clone()
@@ -137,7 +143,10 @@ pub fn check_failure(args: &[&str], out: Output) -> String {
     );
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     assert_eq!(lines.len(), 1, "hull {args:?}: want one stderr line, got:\n{stderr}");
-    assert!(lines[0].starts_with("hull: "), "hull {args:?}: stderr line must start `hull: `: {stderr}");
+    assert!(
+        lines[0].starts_with("hull: "),
+        "hull {args:?}: stderr line must start `hull: `: {stderr}"
+    );
     // Shown with the test's output (`--no-capture`), to review the wording.
     eprintln!("hull {args:?} -> {}", lines[0]);
     lines[0].to_string()
@@ -150,5 +159,9 @@ pub fn lines(text: &str) -> Vec<&str> {
 
 /// Columns of a table row, split on runs of two or more spaces as Docker pads them.
 pub fn columns(row: &str) -> Vec<String> {
-    row.split("  ").map(str::trim).filter(|c| !c.is_empty()).map(str::to_string).collect()
+    row.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .map(str::to_string)
+        .collect()
 }

@@ -32,7 +32,10 @@ impl Guarded {
             });
         }
         let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        Guarded { name: name.to_string(), child }
+        Guarded {
+            name: name.to_string(),
+            child,
+        }
     }
 
     /// Panics if the process has already exited, naming `log` for the reason.

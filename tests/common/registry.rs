@@ -51,7 +51,10 @@ impl Registry {
 
     /// Starts listening on `ip` (an address of this host) instead of loopback.
     pub fn start_on(auth: Auth, ip: &str) -> Registry {
-        let dir = tempfile::Builder::new().prefix("hull-registry-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("hull-registry-")
+            .tempdir()
+            .expect("temp dir");
         let (auth_section, token_server) = match auth {
             Auth::Anonymous => (String::new(), None),
             Auth::Basic => (basic_auth_section(dir.path()), None),
@@ -81,7 +84,13 @@ impl Registry {
                 (ours && http_status(&host, "/v2/").is_some()).then_some(true)
             });
             if up {
-                return Registry { host, auth, registry, _token_server: token_server, dir };
+                return Registry {
+                    host,
+                    auth,
+                    registry,
+                    _token_server: token_server,
+                    dir,
+                };
             }
             // Lost the port to someone else between probing and binding: try another.
         }
@@ -107,7 +116,8 @@ impl Registry {
 
     fn skopeo_push(&self, layout: &Path, tag: &str, repo_and_tag: &str, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
-        cmd.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]).args(extra);
+        cmd.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"])
+            .args(extra);
         if self.auth != Auth::Anonymous {
             cmd.arg("--dest-creds").arg(format!("{USER}:{PASSWORD}"));
         }
@@ -135,7 +145,9 @@ impl Registry {
     /// Requests the token server received: JSON objects with service, scopes, basic_auth.
     pub fn token_requests(&self) -> Vec<serde_json::Value> {
         let text = fs::read_to_string(self.dir.path().join("token/requests.log")).unwrap_or_default();
-        text.lines().map(|l| serde_json::from_str(l).expect("token log line")).collect()
+        text.lines()
+            .map(|l| serde_json::from_str(l).expect("token log line"))
+            .collect()
     }
 }
 
@@ -160,15 +172,22 @@ fn basic_auth_section(dir: &Path) -> String {
     let line = run_ok(cmd);
     let path = dir.join("htpasswd");
     fs::write(&path, line.trim_end().to_string() + "\n").expect("write htpasswd");
-    format!("auth:\n  htpasswd:\n    realm: hull-test\n    path: {}\n", path.display())
+    format!(
+        "auth:\n  htpasswd:\n    realm: hull-test\n    path: {}\n",
+        path.display()
+    )
 }
 
 fn token_auth_section(dir: &Path) -> (String, Guarded) {
     let state: PathBuf = dir.join("token");
     fs::create_dir(&state).expect("token state dir");
     let mut cmd = Command::new(PYTHON);
-    cmd.arg(fixture("token_server.py")).arg(&state).args([USER, PASSWORD, ISSUER]);
-    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log_file(dir, "token-server.log"));
+    cmd.arg(fixture("token_server.py"))
+        .arg(&state)
+        .args([USER, PASSWORD, ISSUER]);
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log_file(dir, "token-server.log"));
     let mut server = Guarded::spawn("token server", cmd);
     let log = dir.join("token-server.log");
     let port: u16 = wait_for("the token server's port", Duration::from_secs(30), || {

@@ -54,7 +54,11 @@ pub fn ref_names(root: &Path) -> Vec<String> {
 /// The index.json entry named `reference`.
 pub fn entry(root: &Path, reference: &str) -> Option<Value> {
     let index = index(root)?;
-    index["manifests"].as_array()?.iter().find(|m| m["annotations"][REF_NAME] == reference).cloned()
+    index["manifests"]
+        .as_array()?
+        .iter()
+        .find(|m| m["annotations"][REF_NAME] == reference)
+        .cloned()
 }
 
 /// Every blob has the content its name promises, no blob file is left half-written,
@@ -66,7 +70,11 @@ pub fn assert_consistent(root: &Path) {
             "a file under blobs/sha256 is not named by a digest: {name}"
         );
         let data = fs::read(root.join("blobs/sha256").join(&name)).expect("read blob");
-        assert_eq!(sha256(&data), format!("sha256:{name}"), "blob {name} does not match its name");
+        assert_eq!(
+            sha256(&data),
+            format!("sha256:{name}"),
+            "blob {name} does not match its name"
+        );
     }
     let Some(index) = index(root) else { return };
     for m in index["manifests"].as_array().expect("index.json has manifests") {
@@ -83,8 +91,10 @@ fn assert_document_complete(root: &Path, descriptor: &Value, depth: usize) {
         .unwrap_or_else(|e| panic!("stored document {digest} is not JSON: {e}"));
     if let Some(children) = doc["manifests"].as_array() {
         // An index may keep only the platforms that were pulled; at least one is whole.
-        let present: Vec<&Value> =
-            children.iter().filter(|c| has_blob(root, c["digest"].as_str().unwrap())).collect();
+        let present: Vec<&Value> = children
+            .iter()
+            .filter(|c| has_blob(root, c["digest"].as_str().unwrap()))
+            .collect();
         assert!(!present.is_empty(), "stored index {digest} has none of its manifests");
         for child in present {
             assert_document_complete(root, child, depth + 1);
@@ -102,7 +112,9 @@ fn assert_document_complete(root: &Path, descriptor: &Value, depth: usize) {
 /// `skopeo inspect oci:ROOT:REF` (`--raw` or `--config` in `extra`), parsed.
 pub fn skopeo_inspect(root: &Path, reference: &str, extra: &[&str]) -> Value {
     let mut cmd = Command::new("skopeo");
-    cmd.arg("inspect").args(extra).arg(format!("oci:{}:{reference}", root.display()));
+    cmd.arg("inspect")
+        .args(extra)
+        .arg(format!("oci:{}:{reference}", root.display()));
     serde_json::from_str(&run_ok(cmd)).expect("skopeo inspect prints JSON")
 }
 

@@ -66,15 +66,24 @@ pub fn dir(name: &str, mode: u32) -> Entry {
 }
 
 pub fn file(name: &str, data: &[u8], mode: u32) -> Entry {
-    Entry { data: data.to_vec(), ..Entry::new(name, b'0', mode) }
+    Entry {
+        data: data.to_vec(),
+        ..Entry::new(name, b'0', mode)
+    }
 }
 
 pub fn symlink(name: &str, target: &str) -> Entry {
-    Entry { link: target.as_bytes().to_vec(), ..Entry::new(name, b'2', 0o777) }
+    Entry {
+        link: target.as_bytes().to_vec(),
+        ..Entry::new(name, b'2', 0o777)
+    }
 }
 
 pub fn hardlink(name: &str, target: &str) -> Entry {
-    Entry { link: target.as_bytes().to_vec(), ..Entry::new(name, b'1', 0o644) }
+    Entry {
+        link: target.as_bytes().to_vec(),
+        ..Entry::new(name, b'1', 0o644)
+    }
 }
 
 pub fn whiteout(name: &str) -> Entry {
@@ -82,11 +91,19 @@ pub fn whiteout(name: &str) -> Entry {
 }
 
 pub fn char_dev(name: &str, major: u32, minor: u32) -> Entry {
-    Entry { major, minor, ..Entry::new(name, b'3', 0o666) }
+    Entry {
+        major,
+        minor,
+        ..Entry::new(name, b'3', 0o666)
+    }
 }
 
 pub fn block_dev(name: &str, major: u32, minor: u32) -> Entry {
-    Entry { major, minor, ..Entry::new(name, b'4', 0o660) }
+    Entry {
+        major,
+        minor,
+        ..Entry::new(name, b'4', 0o660)
+    }
 }
 
 pub fn fifo(name: &str) -> Entry {
@@ -238,7 +255,12 @@ pub fn write_layers(dir: &Path, layers: &[Vec<u8>], compression: Compression) ->
             };
             let path = dir.join(format!("layer{i}.blob"));
             std::fs::write(&path, &blob).unwrap();
-            LayerInput { digest: sha256(&blob), diff_id: sha256(tar), compression, path }
+            LayerInput {
+                digest: sha256(&blob),
+                diff_id: sha256(tar),
+                compression,
+                path,
+            }
         })
         .collect()
 }
@@ -249,7 +271,11 @@ pub fn build_compressed(layers: &[Vec<u8>], compression: Compression) -> Built {
     let cache = RootfsCache::new(dir.path().join("rootfs"), Limits::default());
     let built = cache.ensure(&inputs).unwrap_or_else(|e| panic!("{}", error_chain(&e)));
     let layer_paths = inputs.into_iter().map(|l| l.path).collect();
-    Built { dir, image: built.path, layer_paths }
+    Built {
+        dir,
+        image: built.path,
+        layer_paths,
+    }
 }
 
 /// Builds through the cache from uncompressed layers, then runs `fsck.erofs`.
@@ -261,7 +287,11 @@ pub fn build(layers: &[Vec<u8>]) -> Built {
 
 /// `fsck.erofs` with data extraction checks must accept the image.
 pub fn fsck(image: &Path) {
-    let out = Command::new("fsck.erofs").arg("--extract").arg(image).output().expect("fsck.erofs runs");
+    let out = Command::new("fsck.erofs")
+        .arg("--extract")
+        .arg(image)
+        .output()
+        .expect("fsck.erofs runs");
     assert!(
         out.status.success(),
         "fsck.erofs rejected {}: {}{}",

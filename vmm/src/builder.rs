@@ -28,9 +28,7 @@ use crate::devices::virtio::vsock::{Vsock, VsockError};
 use crate::devices::virtio::{Interrupt, MmioTransport, VirtioDevice};
 use crate::devices::IrqLine;
 use crate::event_loop::{EventLoop, EventLoopHandle};
-use crate::memory::{
-    create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE,
-};
+use crate::memory::{create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::timings::Timings;
 use crate::vstate::exit_stats::ExitStats;
 use crate::vstate::vcpu::{ExitSignal, Vcpu, VcpuConfig, VcpuError};
@@ -133,15 +131,7 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     block_stop_signals();
     let (event_loop, loop_handle) = EventLoop::new().map_err(host("event loop"))?;
     let mut cmdline = new_cmdline(&config.cmdline).map_err(BuildError::Cmdline)?;
-    let buses = attach_devices(
-        &vm,
-        &mem,
-        config,
-        &loop_handle,
-        &exit,
-        &timings,
-        &mut cmdline,
-    )?;
+    let buses = attach_devices(&vm, &mem, config, &loop_handle, &exit, &timings, &mut cmdline)?;
     timings.phase("devices");
     let entry = load_boot_images(&mem, config, &cmdline)?;
     setup_mptable(&mem, config.vcpus)?;
@@ -182,9 +172,9 @@ fn confine_process(config: &VmConfig) -> Result<(), BuildError> {
         let outcome = confine::restrict_filesystem()?;
         match outcome {
             confine::LandlockOutcome::Enforced => {}
-            confine::LandlockOutcome::Partial => eprintln!(
-                "vmm: landlock: this kernel's landlock ABI denies only part of the filesystem rights"
-            ),
+            confine::LandlockOutcome::Partial => {
+                eprintln!("vmm: landlock: this kernel's landlock ABI denies only part of the filesystem rights")
+            }
             confine::LandlockOutcome::Unsupported => {
                 eprintln!("vmm: landlock: not supported by this kernel; filesystem access not restricted")
             }
@@ -239,11 +229,7 @@ fn wait_for_exit(exit_rx: &Receiver<VmExit>) -> VmExit {
     })
 }
 
-fn load_boot_images(
-    mem: &GuestMemory,
-    config: &VmConfig,
-    cmdline: &Cmdline,
-) -> Result<BootEntry, BuildError> {
+fn load_boot_images(mem: &GuestMemory, config: &VmConfig, cmdline: &Cmdline) -> Result<BootEntry, BuildError> {
     let mut kernel = open(&config.kernel)?;
     let mut initramfs = config.initramfs.as_ref().map(open).transpose()?;
     Ok(load_kernel(mem, &mut kernel, initramfs.as_mut(), cmdline)?)
@@ -267,19 +253,10 @@ fn irq_line(vm: &Vm, gsi: u32) -> Result<IrqLine, BuildError> {
     Ok(line)
 }
 
-fn legacy_bus(
-    vm: &Vm,
-    config: &VmConfig,
-    exit: &Arc<ExitSignal>,
-    timings: &Arc<Timings>,
-) -> Result<Bus, BuildError> {
+fn legacy_bus(vm: &Vm, config: &VmConfig, exit: &Arc<ExitSignal>, timings: &Arc<Timings>) -> Result<Bus, BuildError> {
     let mut io = Bus::new();
     let serial = Serial::new(irq_line(vm, legacy::COM1_IRQ)?, console_log(config)?);
-    io.insert(
-        Arc::new(Mutex::new(serial)),
-        legacy::COM1_PORT,
-        legacy::COM1_PORT_LEN,
-    )?;
+    io.insert(Arc::new(Mutex::new(serial)), legacy::COM1_PORT, legacy::COM1_PORT_LEN)?;
     io.insert(
         Arc::new(Mutex::new(I8042::new(exit.clone()))),
         legacy::I8042_PORT,
@@ -297,11 +274,7 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
     let mut devices: Vec<Box<dyn VirtioDevice>> = Vec::new();
     for (i, disk) in config.disks.iter().enumerate() {
         let id = format!("hull-disk-{i}");
-        devices.push(Box::new(Block::new(Disk::open(
-            &disk.path,
-            disk.read_only,
-            &id,
-        )?)));
+        devices.push(Box::new(Block::new(Disk::open(&disk.path, disk.read_only, &id)?)));
     }
     if let Some(vsock) = &config.vsock {
         devices.push(Box::new(Vsock::new(vsock.cid, &vsock.uds)?));
@@ -336,8 +309,7 @@ fn attach_devices(
         );
         let interrupt = Interrupt::new(irq_line(vm, irq)?);
         let spawner = Arc::new(loop_handle.clone());
-        let transport = MmioTransport::new(device, mem.clone(), interrupt, spawner)
-            .map_err(host("virtio queues"))?;
+        let transport = MmioTransport::new(device, mem.clone(), interrupt, spawner).map_err(host("virtio queues"))?;
         mmio.insert(Arc::new(Mutex::new(transport)), base, VIRTIO_MMIO_SIZE)?;
         cmdline
             .add_virtio_mmio_device(VIRTIO_MMIO_SIZE, GuestAddress(base), irq, None)
@@ -373,13 +345,7 @@ fn create_vcpus(
     };
     let mut vcpus = Vec::with_capacity(config.vcpus as usize);
     for index in 0..config.vcpus {
-        let vcpu = Vcpu::new(
-            vm,
-            index,
-            buses.io.clone(),
-            buses.mmio.clone(),
-            exit.clone(),
-        )?;
+        let vcpu = Vcpu::new(vm, index, buses.io.clone(), buses.mmio.clone(), exit.clone())?;
         vcpu.configure(&vcpu_config)?;
         vcpus.push(vcpu);
     }
@@ -397,20 +363,16 @@ fn start_threads(
     let loop_exit = exit.clone();
     std::thread::Builder::new()
         .name("devices".into())
-        .spawn(
-            move || match confine::enter_thread(ThreadKind::EventLoop, seccomp) {
-                Ok(()) => event_loop.run(),
-                Err(e) => loop_exit.stop(VmExit::VcpuError {
-                    vcpu: 0,
-                    message: format!("device thread: {e}"),
-                }),
-            },
-        )
+        .spawn(move || match confine::enter_thread(ThreadKind::EventLoop, seccomp) {
+            Ok(()) => event_loop.run(),
+            Err(e) => loop_exit.stop(VmExit::VcpuError {
+                vcpu: 0,
+                message: format!("device thread: {e}"),
+            }),
+        })
         .map_err(host("device thread"))?;
     for vcpu in vcpus {
-        vcpu.start(move || {
-            confine::enter_thread(ThreadKind::Vcpu, seccomp).map_err(|e| e.to_string())
-        })?;
+        vcpu.start(move || confine::enter_thread(ThreadKind::Vcpu, seccomp).map_err(|e| e.to_string()))?;
     }
     Ok(())
 }

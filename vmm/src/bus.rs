@@ -53,11 +53,7 @@ impl Bus {
             .checked_add(len)
             .filter(|_| len > 0)
             .ok_or(BusError::Overlap { base, len })?;
-        if self
-            .ranges
-            .iter()
-            .any(|r| base < r.base + r.len && r.base < end)
-        {
+        if self.ranges.iter().any(|r| base < r.base + r.len && r.base < end) {
             return Err(BusError::Overlap { base, len });
         }
         let at = self.ranges.partition_point(|r| r.base < base);
@@ -66,10 +62,7 @@ impl Bus {
     }
 
     fn find(&self, addr: u64, size: usize) -> Option<(&BusRange, u64)> {
-        let at = self
-            .ranges
-            .partition_point(|r| r.base <= addr)
-            .checked_sub(1)?;
+        let at = self.ranges.partition_point(|r| r.base <= addr).checked_sub(1)?;
         let range = &self.ranges[at];
         let offset = addr - range.base;
         let end = offset.checked_add(size as u64)?;
@@ -102,9 +95,7 @@ impl Bus {
 
 /// Locks a device; a poisoned lock still yields the device (its state is plain data).
 pub fn lock(device: &SharedDevice) -> std::sync::MutexGuard<'_, dyn BusDevice + 'static> {
-    device
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    device.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
@@ -158,8 +149,6 @@ mod tests {
             let r = bus.insert(Arc::new(Mutex::new(Recorder::default())), base, len);
             assert!(r.is_err(), "{base:#x}+{len}");
         }
-        assert!(bus
-            .insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 1)
-            .is_ok());
+        assert!(bus.insert(Arc::new(Mutex::new(Recorder::default())), 0x1100, 1).is_ok());
     }
 }

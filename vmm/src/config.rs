@@ -105,8 +105,7 @@ pub enum ConfigError {
 }
 
 /// One-screen usage text.
-pub const USAGE: &str =
-    "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
+pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
            [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
            [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
@@ -155,10 +154,7 @@ impl VmConfig {
         let (mut uds, mut cid) = (None, MIN_GUEST_CID);
         let mut args = args.into_iter();
         while let Some(option) = args.next() {
-            let mut value = || {
-                args.next()
-                    .ok_or_else(|| ConfigError::MissingValue(option.clone()))
-            };
+            let mut value = || args.next().ok_or_else(|| ConfigError::MissingValue(option.clone()));
             match option.as_str() {
                 "--kernel" => cfg.kernel = value()?.into(),
                 "--initramfs" => cfg.initramfs = Some(value()?.into()),
@@ -255,10 +251,7 @@ mod tests {
     #[test]
     fn config_rejects_bad_input() {
         assert_eq!(parse("--initramfs /i"), Err(ConfigError::NoKernel));
-        assert_eq!(
-            parse("--kernel"),
-            Err(ConfigError::MissingValue("--kernel".into()))
-        );
+        assert_eq!(parse("--kernel"), Err(ConfigError::MissingValue("--kernel".into())));
         assert_eq!(
             parse("--kernel /k --frobnicate"),
             Err(ConfigError::Unknown("--frobnicate".into()))

@@ -40,29 +40,21 @@ impl EventOps<'_> {
 
     /// Watches `fd` for `events`, reported with `token`.
     pub fn add(&mut self, fd: RawFd, token: u32, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(
-            ControlOperation::Add,
-            fd,
-            EpollEvent::new(events, self.data(token)),
-        )?;
+        self.epoll
+            .ctl(ControlOperation::Add, fd, EpollEvent::new(events, self.data(token)))?;
         self.fds.push(fd);
         Ok(())
     }
 
     /// Changes the events watched on `fd`.
     pub fn modify(&mut self, fd: RawFd, token: u32, events: EventSet) -> io::Result<()> {
-        self.epoll.ctl(
-            ControlOperation::Modify,
-            fd,
-            EpollEvent::new(events, self.data(token)),
-        )
+        self.epoll
+            .ctl(ControlOperation::Modify, fd, EpollEvent::new(events, self.data(token)))
     }
 
     /// Stops watching `fd`.
     pub fn remove(&mut self, fd: RawFd) {
-        let _ = self
-            .epoll
-            .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+        let _ = self.epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
         self.fds.retain(|f| *f != fd);
     }
 }
@@ -166,11 +158,7 @@ impl EventLoop {
             if event.data() == WAKE_DATA {
                 self.drain_control();
             } else {
-                self.dispatch(
-                    (event.data() >> 32) as u32,
-                    event.data() as u32,
-                    event.event_set(),
-                );
+                self.dispatch((event.data() >> 32) as u32, event.data() as u32, event.event_set());
             }
         }
         Ok(n)
@@ -199,9 +187,7 @@ impl EventLoop {
     fn remove(&mut self, id: u32) {
         if let Some(slot) = self.slots.remove(&id) {
             for fd in slot.fds {
-                let _ = self
-                    .epoll
-                    .ctl(ControlOperation::Delete, fd, EpollEvent::default());
+                let _ = self.epoll.ctl(ControlOperation::Delete, fd, EpollEvent::default());
             }
         }
     }

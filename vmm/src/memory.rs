@@ -52,10 +52,7 @@ pub fn ram_regions(bytes: u64) -> Result<Vec<(GuestAddress, usize)>, MemoryError
     }
     Ok(vec![
         (GuestAddress(0), MMIO_HOLE_START as usize),
-        (
-            GuestAddress(MMIO_HOLE_END),
-            (bytes - MMIO_HOLE_START) as usize,
-        ),
+        (GuestAddress(MMIO_HOLE_END), (bytes - MMIO_HOLE_START) as usize),
     ])
 }
 

@@ -27,10 +27,7 @@ impl Timings {
     /// Records that `name` finished now.
     pub fn phase(&self, name: &'static str) {
         let at = self.start.elapsed();
-        self.phases
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push((name, at));
+        self.phases.lock().unwrap_or_else(|p| p.into_inner()).push((name, at));
     }
 
     /// Records the guest's `/init` mark (first one only) and prints the line if asked.

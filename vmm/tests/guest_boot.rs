@@ -63,11 +63,7 @@ fn read_pattern(s: &mut UnixStream, seed: u8) -> Result<(), String> {
     let mut data = vec![0u8; STREAM_LEN];
     s.read_exact(&mut data)
         .map_err(|e| format!("read stream {seed}: {e}"))?;
-    match data
-        .iter()
-        .enumerate()
-        .position(|(i, b)| *b != pattern(seed, i))
-    {
+    match data.iter().enumerate().position(|(i, b)| *b != pattern(seed, i)) {
         Some(at) => Err(format!("stream {seed} differs at byte {at}")),
         None => Ok(()),
     }
@@ -95,9 +91,7 @@ fn try_host_connect(uds: &Path) -> Option<UnixStream> {
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.write_all(b"CONNECT 1234\n").ok()?;
     let mut line = String::new();
-    BufReader::new(s.try_clone().ok()?)
-        .read_line(&mut line)
-        .ok()?;
+    BufReader::new(s.try_clone().ok()?).read_line(&mut line).ok()?;
     line.starts_with("OK ").then_some(s)
 }
 
@@ -174,30 +168,20 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
     let in_peer = thread::spawn(move || host_initiated_peer(uds, deadline));
     let status = wait(&mut vmm, deadline);
     let mut stderr = String::new();
-    vmm.stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    vmm.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let console_text = fs::read_to_string(&console).unwrap_or_default();
     let report = format!("--- vmm stderr ---\n{stderr}\n--- console ---\n{console_text}");
     let status = status.unwrap_or_else(|| panic!("vmm did not exit within {TIMEOUT:?}\n{report}"));
     println!(
         "vmm ran {:?}; {}",
         started.elapsed(),
-        stderr
-            .lines()
-            .rfind(|l| l.starts_with("vmm-timings"))
-            .unwrap_or("")
+        stderr.lines().rfind(|l| l.starts_with("vmm-timings")).unwrap_or("")
     );
 
     if let Some(exits) = stderr.lines().find(|l| l.starts_with("vmm-exits")) {
         println!("{exits}");
     }
-    if let Some(up) = console_text
-        .lines()
-        .find(|l| l.starts_with("HULL-PROBE-UP"))
-    {
+    if let Some(up) = console_text.lines().find(|l| l.starts_with("HULL-PROBE-UP")) {
         println!("guest: {up} (seconds of guest uptime when /init started)");
     }
     assert!(status.success(), "vmm exit {status}\n{report}");
@@ -208,10 +192,7 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
             "boot mark sent but not recorded\n{report}"
         );
     } else {
-        assert!(
-            console_text.contains("HULL-PROBE-MARK unavailable"),
-            "{report}"
-        );
+        assert!(console_text.contains("HULL-PROBE-MARK unavailable"), "{report}");
         println!("NOTE: boot mark not exercised: the guest kernel has no ioperm(2) (CONFIG_X86_IOPL_IOPERM)");
     }
     for marker in [
@@ -225,16 +206,8 @@ fn guest_boots_uses_block_vsock_rng_and_reboots() {
         assert!(console_text.contains(marker), "missing {marker}\n{report}");
     }
     assert!(!console_text.contains("HULL-PROBE-FAIL"), "{report}");
-    assert_eq!(
-        out_peer.join().unwrap(),
-        Ok(()),
-        "guest-initiated vsock\n{report}"
-    );
-    assert_eq!(
-        in_peer.join().unwrap(),
-        Ok(()),
-        "host-initiated vsock\n{report}"
-    );
+    assert_eq!(out_peer.join().unwrap(), Ok(()), "guest-initiated vsock\n{report}");
+    assert_eq!(in_peer.join().unwrap(), Ok(()), "host-initiated vsock\n{report}");
     assert_eq!(
         fs::read(&base).unwrap(),
         stream(9, DISK_LEN),

@@ -62,17 +62,11 @@ impl GuestRam {
         if addr == libc::MAP_FAILED {
             return Err(std::io::Error::last_os_error());
         }
-        Ok(GuestRam {
-            addr: addr.cast(),
-            len,
-        })
+        Ok(GuestRam { addr: addr.cast(), len })
     }
 
     fn write(&mut self, offset: usize, bytes: &[u8]) {
-        assert!(
-            offset + bytes.len() <= self.len,
-            "payload outside guest RAM"
-        );
+        assert!(offset + bytes.len() <= self.len, "payload outside guest RAM");
         // SAFETY: the range was just checked to lie inside the mapping, which this
         // struct owns for its whole life; nothing else aliases it yet.
         unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), self.addr.add(offset), bytes.len()) }
@@ -89,9 +83,12 @@ impl Drop for GuestRam {
 /// Opens `/dev/kvm`, or returns None after recording a skip when the host has none.
 fn open_kvm_or_skip(test: &str) -> Option<Kvm> {
     if !Path::new("/dev/kvm").exists() {
-        let required = std::env::var("CI").is_ok_and(|v| v == "true")
-            || std::env::var("HULL_REQUIRE_KVM").is_ok_and(|v| v == "1");
-        assert!(!required, "{test}: /dev/kvm does not exist, and KVM is required here (CI=true or HULL_REQUIRE_KVM=1)");
+        let required =
+            std::env::var("CI").is_ok_and(|v| v == "true") || std::env::var("HULL_REQUIRE_KVM").is_ok_and(|v| v == "1");
+        assert!(
+            !required,
+            "{test}: /dev/kvm does not exist, and KVM is required here (CI=true or HULL_REQUIRE_KVM=1)"
+        );
         println!("SKIPPED {test}: /dev/kvm does not exist");
         if let Ok(log) = std::env::var("HULL_SKIP_LOG") {
             let mut f = std::fs::OpenOptions::new()
@@ -112,8 +109,7 @@ fn open_kvm_or_skip(test: &str) -> Option<Kvm> {
 
 #[test]
 fn kvm_smoke_real_mode_payload_does_port_io_mmio_and_halts() {
-    let Some(kvm) = open_kvm_or_skip("kvm_smoke_real_mode_payload_does_port_io_mmio_and_halts")
-    else {
+    let Some(kvm) = open_kvm_or_skip("kvm_smoke_real_mode_payload_does_port_io_mmio_and_halts") else {
         return;
     };
     assert_eq!(kvm.get_api_version(), 12, "KVM API version");
@@ -176,14 +172,6 @@ fn kvm_smoke_real_mode_payload_does_port_io_mmio_and_halts() {
     assert_eq!(mmio, [b'\n', VALUE_FROM_HOST], "bytes written over MMIO");
     assert!(halted, "the guest did not halt within 16 exits");
     let regs = vcpu.get_regs().expect("KVM_GET_REGS after HLT");
-    assert_eq!(
-        regs.rip,
-        GUEST_CODE_ADDR + PAYLOAD.len() as u64 - 1,
-        "RIP after HLT"
-    );
-    assert_eq!(
-        regs.rax & 0xff,
-        u64::from(VALUE_FROM_HOST),
-        "AL after the IN"
-    );
+    assert_eq!(regs.rip, GUEST_CODE_ADDR + PAYLOAD.len() as u64 - 1, "RIP after HLT");
+    assert_eq!(regs.rax & 0xff, u64::from(VALUE_FROM_HOST), "AL after the IN");
 }

@@ -26,11 +26,7 @@ const MMIO_DEV: u64 = 0x6000;
 
 fn kvm_available(test: &str) -> bool {
     if std::path::Path::new("/dev/kvm").exists() {
-        if let Err(e) = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-        {
+        if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
             panic!("/dev/kvm exists but cannot be opened read-write: {e}");
         }
         return true;
@@ -38,11 +34,7 @@ fn kvm_available(test: &str) -> bool {
     let line = format!("{test}: /dev/kvm does not exist");
     println!("SKIPPED {line}");
     if let Ok(log) = std::env::var("HULL_SKIP_LOG") {
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
+        let mut f = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         writeln!(f, "{line}").unwrap();
     }
     assert_ne!(
@@ -105,12 +97,8 @@ fn harness(mem: GuestMemory) -> Harness {
         IrqLine::new(4).unwrap(),
         BoundedLog::new(Box::new(console.clone()), 1024),
     );
-    io.insert(
-        Arc::new(Mutex::new(serial)),
-        legacy::COM1_PORT,
-        legacy::COM1_PORT_LEN,
-    )
-    .unwrap();
+    io.insert(Arc::new(Mutex::new(serial)), legacy::COM1_PORT, legacy::COM1_PORT_LEN)
+        .unwrap();
     io.insert(
         Arc::new(Mutex::new(I8042::new(exit.clone()))),
         legacy::I8042_PORT,
@@ -204,9 +192,7 @@ fn boot_entry_runs(protocol: BootProtocol) {
     mem.write_slice(PROTECTED, GuestAddress(LOAD)).unwrap();
     let h = harness(mem);
     let kvm = Vm::open_kvm().unwrap();
-    let cpuid = kvm
-        .get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES)
-        .unwrap();
+    let cpuid = kvm.get_supported_cpuid(kvm_bindings::KVM_MAX_CPUID_ENTRIES).unwrap();
     let vcpu = Vcpu::new(&h.vm, 0, h.io.clone(), h.mmio.clone(), h.exit.clone()).unwrap();
     let boot = BootEntry {
         protocol,

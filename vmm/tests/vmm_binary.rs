@@ -16,11 +16,7 @@ const LOAD: u64 = 0x20_0000;
 
 fn kvm_available(test: &str) -> bool {
     if Path::new("/dev/kvm").exists() {
-        if let Err(e) = fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open("/dev/kvm")
-        {
+        if let Err(e) = fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
             panic!("/dev/kvm exists but cannot be opened read-write: {e}");
         }
         return true;
@@ -28,11 +24,7 @@ fn kvm_available(test: &str) -> bool {
     let line = format!("{test}: /dev/kvm does not exist");
     println!("SKIPPED {line}");
     if let Ok(log) = std::env::var("HULL_SKIP_LOG") {
-        let mut f = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .unwrap();
+        let mut f = fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
         writeln!(f, "{line}").unwrap();
     }
     assert_ne!(
@@ -110,21 +102,13 @@ impl Run {
         let upper = self.write("upper.img", &[0; 4096]);
         let console = self.path("console.log");
         let uds = self.path("v.sock");
-        cmd.args([
-            "--kernel",
-            kernel,
-            "--memory",
-            "64",
-            "--vcpus",
-            "2",
-            "--timings",
-        ])
-        .args(["--disk", &format!("{disk},ro"), "--disk", &upper])
-        .args(["--vsock-uds", uds.to_str().unwrap()])
-        .args(["--console", console.to_str().unwrap()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+        cmd.args(["--kernel", kernel, "--memory", "64", "--vcpus", "2", "--timings"])
+            .args(["--disk", &format!("{disk},ro"), "--disk", &upper])
+            .args(["--vsock-uds", uds.to_str().unwrap()])
+            .args(["--console", console.to_str().unwrap()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         cmd
     }
 
@@ -182,11 +166,7 @@ fn vmm_rejects_a_disk_whose_size_is_not_4k_aligned() {
     let run = Run::new();
     let kernel = run.write("kernel", &elf(&payload(true)));
     let odd = run.write("odd.img", &[0; 1000]);
-    let out = run
-        .command(&kernel)
-        .args(["--disk", &odd])
-        .output()
-        .unwrap();
+    let out = run.command(&kernel).args(["--disk", &odd]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a multiple of 4096"));
 }
@@ -198,17 +178,11 @@ fn vmm_boots_confined_marks_init_and_exits_on_i8042_reset() {
     }
     let run = Run::new();
     let kernel = run.write("kernel", &elf(&payload(true)));
-    let out = wait_with_deadline(
-        run.command(&kernel).spawn().unwrap(),
-        Duration::from_secs(60),
-    );
+    let out = wait_with_deadline(run.command(&kernel).spawn().unwrap(), Duration::from_secs(60));
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("vmm: guest requested reset"), "{err}");
-    let last = err
-        .lines()
-        .rfind(|l| l.starts_with("vmm-timings"))
-        .unwrap_or_default();
+    let last = err.lines().rfind(|l| l.starts_with("vmm-timings")).unwrap_or_default();
     for field in [
         "memory_us=",
         "vm_us=",
@@ -236,11 +210,7 @@ fn vmm_stops_on_sigterm_and_reports_the_signal() {
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
     while !String::from_utf8_lossy(&seen).contains("guest_init_us=") {
-        assert_eq!(
-            stderr.read(&mut byte).unwrap(),
-            1,
-            "vmm exited before the boot mark"
-        );
+        assert_eq!(stderr.read(&mut byte).unwrap(), 1, "vmm exited before the boot mark");
         seen.push(byte[0]);
     }
     // SAFETY: kill(2) on our own child's pid.

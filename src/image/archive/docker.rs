@@ -28,24 +28,35 @@ struct Entry {
 /// Verifies every image `manifest.json` lists.
 pub(super) fn plan(members: &Members) -> Result<Vec<PlannedImage>> {
     let bytes = members.json(MANIFEST, "(archive)")?;
-    let entries: Vec<Entry> =
-        serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json { member: MANIFEST.into(), source })?;
+    let entries: Vec<Entry> = serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json {
+        member: MANIFEST.into(),
+        source,
+    })?;
     entries.iter().map(|e| plan_image(members, e)).collect()
 }
 
 fn plan_image(members: &Members, entry: &Entry) -> Result<PlannedImage> {
     let repo_tags = entry.repo_tags.as_deref().unwrap_or_default();
     let label = repo_tags.first().cloned().unwrap_or_else(|| entry.config.clone());
-    let mut tags = repo_tags.iter().map(|t| parse_tag(t, &label)).collect::<Result<Vec<Reference>>>()?;
+    let mut tags = repo_tags
+        .iter()
+        .map(|t| parse_tag(t, &label))
+        .collect::<Result<Vec<Reference>>>()?;
     tags.retain(|t| t.tag().is_some());
     let config_member = normalise(entry.config.as_bytes())?;
     let config = members.json(&config_member, &label)?.to_vec();
     check_claimed(&config_member, &label, &config)?;
-    let value: serde_json::Value = serde_json::from_slice(&config)
-        .map_err(|source| ArchiveError::Json { member: config_member.clone(), source })?;
+    let value: serde_json::Value = serde_json::from_slice(&config).map_err(|source| ArchiveError::Json {
+        member: config_member.clone(),
+        source,
+    })?;
     let diff_ids = diff_ids(&value, &label)?;
     if diff_ids.len() != entry.layers.len() {
-        return Err(ArchiveError::LayerCount { image: label, layers: entry.layers.len(), diff_ids: diff_ids.len() });
+        return Err(ArchiveError::LayerCount {
+            image: label,
+            layers: entry.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
     }
     let mut layers = Vec::with_capacity(diff_ids.len());
     let mut descriptors = Vec::with_capacity(diff_ids.len());
@@ -62,5 +73,12 @@ fn plan_image(members: &Members, entry: &Entry) -> Result<PlannedImage> {
         "layers": descriptors,
     });
     let manifest = serde_json::to_vec(&manifest).expect("a manifest of strings and numbers serialises");
-    Ok(PlannedImage { label, tags, manifest, manifest_media_type: OCI_MANIFEST.into(), config, layers })
+    Ok(PlannedImage {
+        label,
+        tags,
+        manifest,
+        manifest_media_type: OCI_MANIFEST.into(),
+        config,
+        layers,
+    })
 }

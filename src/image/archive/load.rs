@@ -81,26 +81,43 @@ fn decompressed(reader: impl Read + 'static) -> Result<Box<dyn Read>> {
     let mut head = Vec::with_capacity(4);
     Read::take(&mut reader, 4)
         .read_to_end(&mut head)
-        .map_err(|source| ArchiveError::Stream { after: "(start of archive)".into(), source })?;
+        .map_err(|source| ArchiveError::Stream {
+            after: "(start of archive)".into(),
+            source,
+        })?;
     let input = io::Cursor::new(head.clone()).chain(reader);
     Ok(match sniff(&head) {
         Compression::None => Box::new(input),
-        Compression::Gzip => Box::new(BufReader::with_capacity(256 * 1024, flate2::read::MultiGzDecoder::new(input))),
-        Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::new(input)
-                .map_err(|source| ArchiveError::Stream { after: "(start of archive)".into(), source })?,
-        ),
+        Compression::Gzip => Box::new(BufReader::with_capacity(
+            256 * 1024,
+            flate2::read::MultiGzDecoder::new(input),
+        )),
+        Compression::Zstd => {
+            Box::new(
+                zstd::stream::read::Decoder::new(input).map_err(|source| ArchiveError::Stream {
+                    after: "(start of archive)".into(),
+                    source,
+                })?,
+            )
+        }
     })
 }
 
 fn publish(store: &ImageStore, members: &mut Members, image: &PlannedImage) -> Result<Vec<Loaded>> {
-    let err = |source: StoreError| ArchiveError::Store { image: image.label.clone(), source };
+    let err = |source: StoreError| ArchiveError::Store {
+        image: image.label.clone(),
+        source,
+    };
     for layer in &image.layers {
         members.publish(store, layer).map_err(err)?;
     }
     let config_digest = store.put_blob(&image.config).map_err(err)?;
     let digest = store.put_blob(&image.manifest).map_err(err)?;
-    let blob = Blob { media_type: image.manifest_media_type.clone(), digest, size: image.manifest.len() as u64 };
+    let blob = Blob {
+        media_type: image.manifest_media_type.clone(),
+        digest,
+        size: image.manifest.len() as u64,
+    };
     if image.tags.is_empty() {
         store.add_untagged(&blob).map_err(err)?;
         return Ok(vec![Loaded::Untagged(config_digest)]);
@@ -124,9 +141,16 @@ pub(super) fn check_layer(
     if let Some(blob) = descriptor {
         check_content(member, image, blob, &staged.digest, staged.size)?;
     }
-    let actual = staged.diff_id().map_err(|source| ArchiveError::Member { member: member.to_owned(), source })?;
+    let actual = staged.diff_id().map_err(|source| ArchiveError::Member {
+        member: member.to_owned(),
+        source,
+    })?;
     if &actual != diff_id {
-        return Err(ArchiveError::DiffId { member: member.to_owned(), image: image.to_owned(), expected: diff_id.clone() });
+        return Err(ArchiveError::DiffId {
+            member: member.to_owned(),
+            image: image.to_owned(),
+            expected: diff_id.clone(),
+        });
     }
     Ok((staged.compression, staged.digest.clone(), staged.size))
 }
@@ -154,28 +178,43 @@ pub(super) fn check_content(member: &str, image: &str, blob: &Blob, actual: &Dig
 
 /// Checks that content matches the digest its member name claims, if any.
 pub(super) fn check_claimed(member: &str, image: &str, bytes: &[u8]) -> Result<()> {
-    let Some(expected) = claimed_digest(member)? else { return Ok(()) };
+    let Some(expected) = claimed_digest(member)? else {
+        return Ok(());
+    };
     let actual = Digest::of(bytes);
     if actual != expected {
-        return Err(ArchiveError::DigestMismatch { member: member.to_owned(), image: image.to_owned(), expected, actual });
+        return Err(ArchiveError::DigestMismatch {
+            member: member.to_owned(),
+            image: image.to_owned(),
+            expected,
+            actual,
+        });
     }
     Ok(())
 }
 
 /// The config's `rootfs.diff_ids`, each parsed as a digest.
 pub(super) fn diff_ids(config: &serde_json::Value, image: &str) -> Result<Vec<Digest>> {
-    let Some(ids) = config.pointer("/rootfs/diff_ids").and_then(|v| v.as_array()) else { return Ok(Vec::new()) };
+    let Some(ids) = config.pointer("/rootfs/diff_ids").and_then(|v| v.as_array()) else {
+        return Ok(Vec::new());
+    };
     ids.iter()
         .map(|v| {
-            Digest::parse(v.as_str().unwrap_or(""))
-                .map_err(|source| ArchiveError::DiffIdFormat { image: image.to_owned(), source })
+            Digest::parse(v.as_str().unwrap_or("")).map_err(|source| ArchiveError::DiffIdFormat {
+                image: image.to_owned(),
+                source,
+            })
         })
         .collect()
 }
 
 /// Parses a tag found in the archive.
 pub(super) fn parse_tag(tag: &str, image: &str) -> Result<Reference> {
-    Reference::parse(tag).map_err(|source| ArchiveError::Tag { image: image.to_owned(), tag: tag.to_owned(), source })
+    Reference::parse(tag).map_err(|source| ArchiveError::Tag {
+        image: image.to_owned(),
+        tag: tag.to_owned(),
+        source,
+    })
 }
 
 /// The layer media type for a compression.
@@ -190,7 +229,10 @@ pub(super) fn layer_media_type(compression: Compression) -> &'static str {
 /// Staged members each hold an open, locked temp file; lift the soft limit on open
 /// files to the hard one so archives of many layers fit.
 fn raise_open_file_limit() {
-    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
     // SAFETY: getrlimit writes only into the struct it is given.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 || limit.rlim_cur >= limit.rlim_max {
         return;

@@ -29,7 +29,9 @@ pub(super) fn normalise(raw: &[u8]) -> Result<String> {
 /// Resolves a link target against the directory of `link` (symbolic links) or the
 /// archive root (hard links), refusing targets that leave the archive.
 pub(super) fn link_target(link: &str, target: &[u8], symbolic: bool) -> Result<String> {
-    let bad = || ArchiveError::Link { member: link.to_owned() };
+    let bad = || ArchiveError::Link {
+        member: link.to_owned(),
+    };
     let target = std::str::from_utf8(target).map_err(|_| bad())?;
     if target.starts_with('/') {
         return Err(bad());
@@ -66,7 +68,10 @@ pub(super) fn claimed_digest(member: &str) -> Result<Option<Digest>> {
     };
     Digest::parse(&claimed)
         .map(Some)
-        .map_err(|source| ArchiveError::MemberDigest { member: member.to_owned(), source })
+        .map_err(|source| ArchiveError::MemberDigest {
+            member: member.to_owned(),
+            source,
+        })
 }
 
 /// The compression a member's first bytes show.
@@ -95,20 +100,32 @@ mod tests {
 
     #[test]
     fn symlink_target_resolves_inside_the_archive_only() {
-        assert_eq!(link_target("b/layer.tar", b"../a/layer.tar", true).unwrap(), "a/layer.tar");
-        assert_eq!(link_target("b/layer.tar", b"a/layer.tar", false).unwrap(), "a/layer.tar");
+        assert_eq!(
+            link_target("b/layer.tar", b"../a/layer.tar", true).unwrap(),
+            "a/layer.tar"
+        );
+        assert_eq!(
+            link_target("b/layer.tar", b"a/layer.tar", false).unwrap(),
+            "a/layer.tar"
+        );
         assert!(link_target("b/layer.tar", b"../../x", true).is_err());
         assert!(link_target("b/layer.tar", b"/etc/passwd", true).is_err());
     }
 
     #[test]
     fn digest_names_must_parse_as_digests() {
-        assert_eq!(claimed_digest(&format!("blobs/sha256/{HEX}")).unwrap().unwrap().hex(), HEX);
+        assert_eq!(
+            claimed_digest(&format!("blobs/sha256/{HEX}")).unwrap().unwrap().hex(),
+            HEX
+        );
         assert_eq!(claimed_digest(&format!("{HEX}.json")).unwrap().unwrap().hex(), HEX);
         assert!(claimed_digest("manifest.json").unwrap().is_none());
         assert!(claimed_digest("abc/layer.tar").unwrap().is_none());
         for bad in ["blobs/sha256/x", "blobs/md5/ab", "blobs/sha256", "notahash.json"] {
-            assert!(matches!(claimed_digest(bad), Err(ArchiveError::MemberDigest { .. })), "{bad}");
+            assert!(
+                matches!(claimed_digest(bad), Err(ArchiveError::MemberDigest { .. })),
+                "{bad}"
+            );
         }
     }
 

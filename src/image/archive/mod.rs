@@ -89,15 +89,33 @@ pub enum ArchiveError {
     #[error("oci-layout declares unsupported version {0:?}")]
     LayoutVersion(String),
     #[error("archive member {member:?} of image {image} does not match its digest: expected {expected}, got {actual}")]
-    DigestMismatch { member: String, image: String, expected: Digest, actual: Digest },
+    DigestMismatch {
+        member: String,
+        image: String,
+        expected: Digest,
+        actual: Digest,
+    },
     #[error("archive member {member:?} of image {image} has {actual} bytes, expected {expected}")]
-    SizeMismatch { member: String, image: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        member: String,
+        image: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("layer {member:?} of image {image} does not match diff_id {expected}")]
-    DiffId { member: String, image: String, expected: Digest },
+    DiffId {
+        member: String,
+        image: String,
+        expected: Digest,
+    },
     #[error("layer {member:?} of image {image} is not compressed as its media type says")]
     Compression { member: String, image: String },
     #[error("image {image} has {layers} layers but its config lists {diff_ids} diff_ids")]
-    LayerCount { image: String, layers: usize, diff_ids: usize },
+    LayerCount {
+        image: String,
+        layers: usize,
+        diff_ids: usize,
+    },
     #[error("config of image {image} has a malformed diff_id")]
     DiffIdFormat {
         image: String,
@@ -112,7 +130,11 @@ pub enum ArchiveError {
         source: ReferenceError,
     },
     #[error("index {member:?} has no image for {want}; it offers: {available}")]
-    Platform { member: String, want: String, available: String },
+    Platform {
+        member: String,
+        want: String,
+        available: String,
+    },
     #[error("index {member:?} nests indexes too deeply")]
     NestedIndex { member: String },
     #[error(transparent)]
@@ -124,7 +146,11 @@ pub enum ArchiveError {
         source: StoreError,
     },
     #[error("blob {digest} of image {image} in the store is corrupt: it hashes to {actual}")]
-    CorruptBlob { image: String, digest: Digest, actual: Digest },
+    CorruptBlob {
+        image: String,
+        digest: Digest,
+        actual: Digest,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, ArchiveError>;

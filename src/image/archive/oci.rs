@@ -42,14 +42,24 @@ pub(super) fn plan(members: &Members) -> Result<Vec<PlannedImage>> {
     let entries = match manifest::parse(bytes, None) {
         Ok(Document::Index { entries, .. }) => entries,
         Ok(Document::Manifest(_)) => return Err(not_an_index()),
-        Err(source) => return Err(ArchiveError::Manifest { member: INDEX.into(), image: "(archive)".into(), source }),
+        Err(source) => {
+            return Err(ArchiveError::Manifest {
+                member: INDEX.into(),
+                image: "(archive)".into(),
+                source,
+            })
+        }
     };
-    let raw: RawIndex =
-        serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json { member: INDEX.into(), source })?;
+    let raw: RawIndex = serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json {
+        member: INDEX.into(),
+        source,
+    })?;
     let mut images: Vec<PlannedImage> = Vec::new();
     for (entry, raw) in entries.iter().zip(&raw.manifests) {
         let tag = name_of(raw.annotations.as_ref(), &entry.blob.digest)?;
-        let label = tag.as_ref().map_or_else(|| entry.blob.digest.to_string(), Reference::familiar);
+        let label = tag
+            .as_ref()
+            .map_or_else(|| entry.blob.digest.to_string(), Reference::familiar);
         let (blob, bytes, manifest) = resolve_manifest(members, &entry.blob, &label)?;
         match images.iter_mut().find(|i| i.manifest_digest() == blob.digest) {
             Some(image) => image.tags.extend(tag),
@@ -61,13 +71,19 @@ pub(super) fn plan(members: &Members) -> Result<Vec<PlannedImage>> {
 
 fn not_an_index() -> ArchiveError {
     let source = manifest::ManifestError::MediaType("an image manifest where an index belongs".into());
-    ArchiveError::Manifest { member: INDEX.into(), image: "(archive)".into(), source }
+    ArchiveError::Manifest {
+        member: INDEX.into(),
+        image: "(archive)".into(),
+        source,
+    }
 }
 
 fn check_layout(members: &Members) -> Result<()> {
     let bytes = members.json(LAYOUT, "(archive)")?;
-    let value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json { member: LAYOUT.into(), source })?;
+    let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| ArchiveError::Json {
+        member: LAYOUT.into(),
+        source,
+    })?;
     match value.get("imageLayoutVersion").and_then(|v| v.as_str()) {
         Some("1.0.0") => Ok(()),
         other => Err(ArchiveError::LayoutVersion(other.unwrap_or("").to_owned())),
@@ -76,9 +92,13 @@ fn check_layout(members: &Members) -> Result<()> {
 
 /// The image name an index entry carries, if any (see the module comment).
 fn name_of(annotations: Option<&BTreeMap<String, String>>, digest: &Digest) -> Result<Option<Reference>> {
-    let Some(annotations) = annotations else { return Ok(None) };
+    let Some(annotations) = annotations else {
+        return Ok(None);
+    };
     let full_ref = annotations.get(REF_NAME).filter(|n| n.contains(['/', ':', '@']));
-    let Some(name) = annotations.get(IMAGE_NAME).or(full_ref) else { return Ok(None) };
+    let Some(name) = annotations.get(IMAGE_NAME).or(full_ref) else {
+        return Ok(None);
+    };
     let reference = parse_tag(name, &digest.to_string())?;
     Ok(reference.tag().is_some().then_some(reference))
 }
@@ -91,23 +111,30 @@ fn resolve_manifest(members: &Members, entry: &Blob, image: &str) -> Result<(Blo
         let member = blob_member(&blob.digest);
         let bytes = members.json(&member, image)?;
         check_content(&member, image, &blob, &Digest::of(bytes), bytes.len() as u64)?;
-        let parse_err =
-            |source| ArchiveError::Manifest { member: member.clone(), image: image.to_owned(), source };
+        let parse_err = |source| ArchiveError::Manifest {
+            member: member.clone(),
+            image: image.to_owned(),
+            source,
+        };
         match manifest::parse(bytes, Some(&blob.media_type)).map_err(parse_err)? {
             Document::Manifest(m) => return Ok((blob, bytes.to_vec(), m)),
             Document::Index { entries, .. } => blob = pick_platform(&member, &entries)?,
         }
     }
-    Err(ArchiveError::NestedIndex { member: blob_member(&entry.digest) })
+    Err(ArchiveError::NestedIndex {
+        member: blob_member(&entry.digest),
+    })
 }
 
 fn pick_platform(member: &str, entries: &[manifest::IndexEntry]) -> Result<Blob> {
     let want = Platform::host();
-    manifest::select_platform(entries, &want).map(|e| e.blob.clone()).map_err(|available| ArchiveError::Platform {
-        member: member.to_owned(),
-        want: want.to_string(),
-        available: available.join(", "),
-    })
+    manifest::select_platform(entries, &want)
+        .map(|e| e.blob.clone())
+        .map_err(|available| ArchiveError::Platform {
+            member: member.to_owned(),
+            want: want.to_string(),
+            available: available.join(", "),
+        })
 }
 
 fn plan_image(
@@ -120,12 +147,24 @@ fn plan_image(
 ) -> Result<PlannedImage> {
     let config_member = blob_member(&manifest.config.digest);
     let config = members.json(&config_member, &label)?.to_vec();
-    check_content(&config_member, &label, &manifest.config, &Digest::of(&config), config.len() as u64)?;
-    let value: serde_json::Value =
-        serde_json::from_slice(&config).map_err(|source| ArchiveError::Json { member: config_member, source })?;
+    check_content(
+        &config_member,
+        &label,
+        &manifest.config,
+        &Digest::of(&config),
+        config.len() as u64,
+    )?;
+    let value: serde_json::Value = serde_json::from_slice(&config).map_err(|source| ArchiveError::Json {
+        member: config_member,
+        source,
+    })?;
     let diff_ids = diff_ids(&value, &label)?;
     if diff_ids.len() != manifest.layers.len() {
-        return Err(ArchiveError::LayerCount { image: label, layers: manifest.layers.len(), diff_ids: diff_ids.len() });
+        return Err(ArchiveError::LayerCount {
+            image: label,
+            layers: manifest.layers.len(),
+            diff_ids: diff_ids.len(),
+        });
     }
     let mut layers = Vec::with_capacity(diff_ids.len());
     for (layer, diff_id) in manifest.layers.iter().zip(&diff_ids) {

@@ -24,7 +24,9 @@ use sha2::{Digest as _, Sha256};
 use super::stage::TempFile;
 use super::{blob_member, ArchiveError, Result, IMAGE_NAME};
 use crate::image::digest::Digest;
-use crate::image::manifest::{Compression, Layer, MAX_CONFIG_BYTES, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST};
+use crate::image::manifest::{
+    Compression, Layer, MAX_CONFIG_BYTES, OCI_CONFIG, OCI_INDEX, OCI_LAYER_TAR, OCI_MANIFEST,
+};
 use crate::image::reference::Reference;
 use crate::image::store::{fs, Image, ImageStore, REF_NAME};
 
@@ -63,18 +65,33 @@ pub fn save(store: &ImageStore, queries: &[String], out: impl Write) -> Result<(
 fn resolve(store: &ImageStore, queries: &[String]) -> Result<Vec<SavedImage>> {
     let mut saved: Vec<SavedImage> = Vec::new();
     for query in queries {
-        let image = store.find(query).map_err(|source| ArchiveError::Store { image: query.clone(), source })?;
-        let tag = Reference::parse(query).ok().filter(|r| r.tag().is_some() && image.tags.contains(r));
-        match saved.iter_mut().find(|s| s.image.manifest_digest == image.manifest_digest) {
+        let image = store.find(query).map_err(|source| ArchiveError::Store {
+            image: query.clone(),
+            source,
+        })?;
+        let tag = Reference::parse(query)
+            .ok()
+            .filter(|r| r.tag().is_some() && image.tags.contains(r));
+        match saved
+            .iter_mut()
+            .find(|s| s.image.manifest_digest == image.manifest_digest)
+        {
             Some(s) => s.tags.extend(tag.filter(|t| !s.tags.contains(t))),
-            None => saved.push(SavedImage { image, tags: tag.into_iter().collect() }),
+            None => saved.push(SavedImage {
+                image,
+                tags: tag.into_iter().collect(),
+            }),
         }
     }
     Ok(saved)
 }
 
 fn write_archive(store: &ImageStore, images: &[SavedImage], out: impl Write, name: &Path) -> Result<()> {
-    let mut sink = Sink { tar: tar::Builder::new(out), name, written: HashMap::new() };
+    let mut sink = Sink {
+        tar: tar::Builder::new(out),
+        name,
+        written: HashMap::new(),
+    };
     sink.dir("blobs/")?;
     sink.dir("blobs/sha256/")?;
     let mut docker_entries = Vec::new();
@@ -93,9 +110,16 @@ fn write_archive(store: &ImageStore, images: &[SavedImage], out: impl Write, nam
 }
 
 /// Writes one image's blobs; returns its `manifest.json` entry and `index.json` entries.
-fn write_image<W: Write>(store: &ImageStore, sink: &mut Sink<'_, W>, saved: &SavedImage) -> Result<(Value, Vec<Value>)> {
+fn write_image<W: Write>(
+    store: &ImageStore,
+    sink: &mut Sink<'_, W>,
+    saved: &SavedImage,
+) -> Result<(Value, Vec<Value>)> {
     let image = &saved.image;
-    let label = saved.tags.first().map_or_else(|| image.config_digest.to_string(), Reference::familiar);
+    let label = saved
+        .tags
+        .first()
+        .map_or_else(|| image.config_digest.to_string(), Reference::familiar);
     let diff_ids = diff_ids(image, &label)?;
     let mut layers = Vec::with_capacity(diff_ids.len());
     for (layer, diff_id) in image.manifest.layers.iter().zip(&diff_ids) {
@@ -104,7 +128,10 @@ fn write_image<W: Write>(store: &ImageStore, sink: &mut Sink<'_, W>, saved: &Sav
     }
     let config = store
         .read_blob(&image.config_digest, MAX_CONFIG_BYTES)
-        .map_err(|source| ArchiveError::Store { image: label.clone(), source })?;
+        .map_err(|source| ArchiveError::Store {
+            image: label.clone(),
+            source,
+        })?;
     sink.blob(&config)?;
     let manifest = json!({
         "schemaVersion": 2,
@@ -141,11 +168,20 @@ fn diff_ids(image: &Image, label: &str) -> Result<Vec<Digest>> {
     let ids = image
         .diff_ids()
         .iter()
-        .map(|d| Digest::parse(d).map_err(|source| ArchiveError::DiffIdFormat { image: label.to_owned(), source }))
+        .map(|d| {
+            Digest::parse(d).map_err(|source| ArchiveError::DiffIdFormat {
+                image: label.to_owned(),
+                source,
+            })
+        })
         .collect::<Result<Vec<_>>>()?;
     if ids.len() != image.manifest.layers.len() {
         let layers = image.manifest.layers.len();
-        return Err(ArchiveError::LayerCount { image: label.to_owned(), layers, diff_ids: ids.len() });
+        return Err(ArchiveError::LayerCount {
+            image: label.to_owned(),
+            layers,
+            diff_ids: ids.len(),
+        });
     }
     Ok(ids)
 }
@@ -163,7 +199,11 @@ fn write_layer<W: Write>(
         return Ok(*size);
     }
     let path = store.blob_path(&layer.blob.digest);
-    let file = File::open(&path).map_err(|source| ArchiveError::Io { op: "open", path: path.clone(), source })?;
+    let file = File::open(&path).map_err(|source| ArchiveError::Io {
+        op: "open",
+        path: path.clone(),
+        source,
+    })?;
     let (reader, size): (Box<dyn Read>, u64) = match layer.compression {
         Compression::None => (Box::new(file), layer.blob.size),
         compression => {
@@ -173,14 +213,22 @@ fn write_layer<W: Write>(
     };
     let actual = sink.exact(&member, size, reader, &path)?;
     if &actual != diff_id {
-        return Err(ArchiveError::CorruptBlob { image: label.to_owned(), digest: layer.blob.digest.clone(), actual });
+        return Err(ArchiveError::CorruptBlob {
+            image: label.to_owned(),
+            digest: layer.blob.digest.clone(),
+            actual,
+        });
     }
     Ok(size)
 }
 
 /// Decompresses a layer blob into a temp file; returns it rewound, and its size.
 fn decompress(store: &ImageStore, file: File, compression: Compression, path: &Path) -> Result<(TempFileReader, u64)> {
-    let read_err = |source| ArchiveError::Io { op: "decompress", path: path.to_owned(), source };
+    let read_err = |source| ArchiveError::Io {
+        op: "decompress",
+        path: path.to_owned(),
+        source,
+    };
     let mut temp = TempFile::create(store)?;
     let mut decoder: Box<dyn Read> = match compression {
         Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(io::BufReader::new(file))),
@@ -215,12 +263,16 @@ impl<W: Write> Sink<'_, W> {
 
     fn dir(&mut self, path: &str) -> Result<()> {
         let mut header = Self::header(0, tar::EntryType::Directory, 0o755);
-        self.tar.append_data(&mut header, path, io::empty()).map_err(write_err(self.name))
+        self.tar
+            .append_data(&mut header, path, io::empty())
+            .map_err(write_err(self.name))
     }
 
     fn file(&mut self, path: &str, bytes: &[u8]) -> Result<()> {
         let mut header = Self::header(bytes.len() as u64, tar::EntryType::Regular, 0o644);
-        self.tar.append_data(&mut header, path, bytes).map_err(write_err(self.name))
+        self.tar
+            .append_data(&mut header, path, bytes)
+            .map_err(write_err(self.name))
     }
 
     /// Writes small content as a blob, once; returns its digest.
@@ -237,12 +289,25 @@ impl<W: Write> Sink<'_, W> {
     /// Writes exactly `size` bytes from `reader` and returns their digest; fewer bytes
     /// (a blob shrunk or truncated) is an error, more are never read.
     fn exact(&mut self, member: &str, size: u64, reader: impl Read, source_path: &Path) -> Result<Digest> {
-        let mut counted = Hashing { inner: reader.take(size), hasher: Sha256::new(), count: 0 };
+        let mut counted = Hashing {
+            inner: reader.take(size),
+            hasher: Sha256::new(),
+            count: 0,
+        };
         let mut header = Self::header(size, tar::EntryType::Regular, 0o644);
-        self.tar.append_data(&mut header, member, &mut counted).map_err(write_err(self.name))?;
+        self.tar
+            .append_data(&mut header, member, &mut counted)
+            .map_err(write_err(self.name))?;
         if counted.count != size {
-            let source = io::Error::new(io::ErrorKind::UnexpectedEof, format!("{} of {size} bytes", counted.count));
-            return Err(ArchiveError::Io { op: "read", path: source_path.to_owned(), source });
+            let source = io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("{} of {size} bytes", counted.count),
+            );
+            return Err(ArchiveError::Io {
+                op: "read",
+                path: source_path.to_owned(),
+                source,
+            });
         }
         self.written.insert(member.to_owned(), size);
         Ok(Digest::from_hasher(counted.hasher))
@@ -270,7 +335,11 @@ fn to_json(value: &Value) -> Vec<u8> {
 }
 
 fn write_err(name: &Path) -> impl Fn(io::Error) -> ArchiveError + '_ {
-    move |source| ArchiveError::Io { op: "write", path: name.to_owned(), source }
+    move |source| ArchiveError::Io {
+        op: "write",
+        path: name.to_owned(),
+        source,
+    }
 }
 
 /// The output file, written under a temp name beside it and renamed when complete.
@@ -283,8 +352,14 @@ struct AtomicFile {
 
 impl AtomicFile {
     fn create(dest: &Path) -> Result<AtomicFile> {
-        let dir = dest.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let file_name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let dir = dest
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let file_name = dest
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
         let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
         let file = OpenOptions::new()
             .write(true)
@@ -292,9 +367,18 @@ impl AtomicFile {
             .mode(0o644)
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(&tmp)
-            .map_err(|source| ArchiveError::Io { op: "create", path: tmp.clone(), source })?;
+            .map_err(|source| ArchiveError::Io {
+                op: "create",
+                path: tmp.clone(),
+                source,
+            })?;
         let file = BufWriter::with_capacity(256 * 1024, file);
-        Ok(AtomicFile { file, tmp, dest: dest.to_owned(), committed: false })
+        Ok(AtomicFile {
+            file,
+            tmp,
+            dest: dest.to_owned(),
+            committed: false,
+        })
     }
 
     fn commit(mut self) -> Result<()> {

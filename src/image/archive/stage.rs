@@ -34,9 +34,16 @@ pub(super) struct TempFile {
 impl TempFile {
     pub fn create(store: &ImageStore) -> Result<TempFile> {
         let dir = store.tmp_dir();
-        let (file, path) = fs::create_temp(&dir)
-            .map_err(|source| ArchiveError::Io { op: "create temp file in", path: dir, source })?;
-        Ok(TempFile { file, path, published: false })
+        let (file, path) = fs::create_temp(&dir).map_err(|source| ArchiveError::Io {
+            op: "create temp file in",
+            path: dir,
+            source,
+        })?;
+        Ok(TempFile {
+            file,
+            path,
+            published: false,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -131,7 +138,9 @@ impl Members {
     fn add<R: Read>(&mut self, store: &ImageStore, name: &str, entry: &mut tar::Entry<R>) -> Result<()> {
         let kind = entry.header().entry_type();
         if kind.is_symlink() || kind.is_hard_link() {
-            let target = entry.link_name_bytes().ok_or_else(|| ArchiveError::Link { member: name.to_owned() })?;
+            let target = entry.link_name_bytes().ok_or_else(|| ArchiveError::Link {
+                member: name.to_owned(),
+            })?;
             let target = link_target(name, &target, kind.is_symlink())?;
             self.links.insert(name.to_owned(), target);
             return Ok(());
@@ -143,7 +152,10 @@ impl Members {
             return Err(ArchiveError::TooManyMembers);
         }
         claimed_digest(name)?;
-        let size = entry.header().size().map_err(|source| ArchiveError::Member { member: name.to_owned(), source })?;
+        let size = entry.header().size().map_err(|source| ArchiveError::Member {
+            member: name.to_owned(),
+            source,
+        })?;
         if METADATA.contains(&name) {
             let bytes = self.read_metadata(name, size, entry)?;
             self.json.insert(name.to_owned(), bytes);
@@ -161,12 +173,17 @@ impl Members {
 
     fn read_metadata(&mut self, name: &str, size: u64, entry: &mut impl Read) -> Result<Vec<u8>> {
         if size > MAX_CONFIG_BYTES || self.json_bytes + size > MAX_METADATA_BYTES {
-            return Err(ArchiveError::MetadataTooLarge { member: name.to_owned() });
+            return Err(ArchiveError::MetadataTooLarge {
+                member: name.to_owned(),
+            });
         }
         let mut bytes = Vec::with_capacity(size as usize);
         Read::take(&mut *entry, size)
             .read_to_end(&mut bytes)
-            .map_err(|source| ArchiveError::Member { member: name.to_owned(), source })?;
+            .map_err(|source| ArchiveError::Member {
+                member: name.to_owned(),
+                source,
+            })?;
         self.json_bytes += bytes.len() as u64;
         Ok(bytes)
     }
@@ -180,30 +197,46 @@ impl Members {
                 None => return Ok(current),
             }
         }
-        Err(ArchiveError::Link { member: name.to_owned() })
+        Err(ArchiveError::Link {
+            member: name.to_owned(),
+        })
     }
 
     /// The in-memory bytes of a JSON member.
     pub fn json(&self, name: &str, image: &str) -> Result<&[u8]> {
-        let missing = || ArchiveError::MissingMember { member: name.to_owned(), image: image.to_owned() };
-        self.json.get(self.resolve(name)?).map(Vec::as_slice).ok_or_else(missing)
+        let missing = || ArchiveError::MissingMember {
+            member: name.to_owned(),
+            image: image.to_owned(),
+        };
+        self.json
+            .get(self.resolve(name)?)
+            .map(Vec::as_slice)
+            .ok_or_else(missing)
     }
 
     /// Whether the archive holds a member (metadata or staged) of that name.
     pub fn has(&self, name: &str) -> bool {
-        self.resolve(name).is_ok_and(|n| self.json.contains_key(n) || self.staged.contains_key(n))
+        self.resolve(name)
+            .is_ok_and(|n| self.json.contains_key(n) || self.staged.contains_key(n))
     }
 
     /// A staged member.
     pub fn staged(&self, name: &str, image: &str) -> Result<&Staged> {
-        let missing = || ArchiveError::MissingMember { member: name.to_owned(), image: image.to_owned() };
+        let missing = || ArchiveError::MissingMember {
+            member: name.to_owned(),
+            image: image.to_owned(),
+        };
         self.staged.get(self.resolve(name)?).ok_or_else(missing)
     }
 
     /// Publishes a staged member under its digest, unless the store already has it.
     pub fn publish(&mut self, store: &ImageStore, name: &str) -> std::result::Result<(), StoreError> {
-        let Some(key) = self.resolve(name).ok().map(str::to_owned) else { return Ok(()) };
-        let Some(staged) = self.staged.get_mut(&key) else { return Ok(()) };
+        let Some(key) = self.resolve(name).ok().map(str::to_owned) else {
+            return Ok(());
+        };
+        let Some(staged) = self.staged.get_mut(&key) else {
+            return Ok(());
+        };
         if staged.temp.published {
             return Ok(());
         }
@@ -212,20 +245,26 @@ impl Members {
             return Ok(());
         }
         let dest = store.blob_path(&staged.digest);
-        staged
-            .temp
-            .publish(&dest)
-            .map_err(|source| StoreError::Io { op: "publish", path: dest.clone(), source })
+        staged.temp.publish(&dest).map_err(|source| StoreError::Io {
+            op: "publish",
+            path: dest.clone(),
+            source,
+        })
     }
 }
 
 /// Streams one member into a temp file, hashing it; keeps a copy in memory when
 /// `keep` and the content looks like JSON.
 fn stage(store: &ImageStore, member: &str, reader: &mut impl Read, keep: bool) -> Result<(Staged, Option<Vec<u8>>)> {
-    let read_err = |source| ArchiveError::Member { member: member.to_owned(), source };
+    let read_err = |source| ArchiveError::Member {
+        member: member.to_owned(),
+        source,
+    };
     let mut temp = TempFile::create(store)?;
     let mut head = Vec::with_capacity(4096);
-    Read::take(&mut *reader, 4096).read_to_end(&mut head).map_err(read_err)?;
+    Read::take(&mut *reader, 4096)
+        .read_to_end(&mut head)
+        .map_err(read_err)?;
     let compression = sniff(&head);
     let looks_json = matches!(head.iter().find(|b| !b.is_ascii_whitespace()), Some(b'{' | b'['));
     let mut json = (keep && looks_json).then(Vec::new);
@@ -234,7 +273,11 @@ fn stage(store: &ImageStore, member: &str, reader: &mut impl Read, keep: bool) -
     let mut buf = head;
     while !buf.is_empty() {
         if let Err(source) = temp.file.write_all(&buf) {
-            return Err(ArchiveError::Io { op: "write", path: temp.path().to_owned(), source });
+            return Err(ArchiveError::Io {
+                op: "write",
+                path: temp.path().to_owned(),
+                source,
+            });
         }
         hasher.update(&buf);
         if let Some(j) = json.as_mut() {
@@ -246,7 +289,16 @@ fn stage(store: &ImageStore, member: &str, reader: &mut impl Read, keep: bool) -
         buf.truncate(n);
     }
     let digest = Digest::from_hasher(hasher);
-    Ok((Staged { temp, digest, size, compression, diff_id: Default::default() }, json))
+    Ok((
+        Staged {
+            temp,
+            digest,
+            size,
+            compression,
+            diff_id: Default::default(),
+        },
+        json,
+    ))
 }
 
 fn read_some(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
@@ -270,4 +322,3 @@ impl Write for HashSink {
         Ok(())
     }
 }
-

@@ -44,12 +44,19 @@ impl BlobWriter {
     pub fn commit(mut self, expected: &Digest, expected_size: Option<u64>) -> Result<Digest> {
         if let Some(size) = expected_size {
             if size != self.written {
-                return Err(StoreError::SizeMismatch { digest: expected.clone(), expected: size, actual: self.written });
+                return Err(StoreError::SizeMismatch {
+                    digest: expected.clone(),
+                    expected: size,
+                    actual: self.written,
+                });
             }
         }
         let actual = Digest::from_hasher(std::mem::take(&mut self.hasher));
         if &actual != expected {
-            return Err(StoreError::DigestMismatch { expected: expected.clone(), actual });
+            return Err(StoreError::DigestMismatch {
+                expected: expected.clone(),
+                actual,
+            });
         }
         self.file.flush().map_err(io_err("write", &self.path))?;
         self.file.get_ref().sync_all().map_err(io_err("sync", &self.path))?;

@@ -97,7 +97,12 @@ pub fn create_temp(tmp_dir: &Path) -> io::Result<(File, PathBuf)> {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
             .unwrap_or(0);
-        let name = format!("{}-{}-{}", std::process::id(), COUNTER.fetch_add(1, Ordering::Relaxed), nanos);
+        let name = format!(
+            "{}-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::Relaxed),
+            nanos
+        );
         let path = tmp_dir.join(name);
         match OpenOptions::new()
             .write(true)
@@ -161,14 +166,22 @@ pub fn ensure_private_dir(dir: &Path) -> Result<(), OwnershipError> {
     match fs::DirBuilder::new().mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
-        Err(source) => return Err(OwnershipError::Io { path: dir.to_owned(), source }),
+        Err(source) => {
+            return Err(OwnershipError::Io {
+                path: dir.to_owned(),
+                source,
+            })
+        }
     }
     check_private_dir(dir)
 }
 
 /// Checks an existing directory as `ensure_private_dir` does.
 pub fn check_private_dir(dir: &Path) -> Result<(), OwnershipError> {
-    let meta = fs::symlink_metadata(dir).map_err(|source| OwnershipError::Io { path: dir.to_owned(), source })?;
+    let meta = fs::symlink_metadata(dir).map_err(|source| OwnershipError::Io {
+        path: dir.to_owned(),
+        source,
+    })?;
     if meta.file_type().is_symlink() {
         return Err(OwnershipError::Symlink(dir.to_owned()));
     }
@@ -178,11 +191,18 @@ pub fn check_private_dir(dir: &Path) -> Result<(), OwnershipError> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     let me = unsafe { libc::geteuid() };
     if meta.uid() != me {
-        return Err(OwnershipError::Owner { path: dir.to_owned(), owner: meta.uid(), me });
+        return Err(OwnershipError::Owner {
+            path: dir.to_owned(),
+            owner: meta.uid(),
+            me,
+        });
     }
     let mode = meta.permissions().mode() & 0o7777;
     if mode & 0o022 != 0 {
-        return Err(OwnershipError::Writable { path: dir.to_owned(), mode });
+        return Err(OwnershipError::Writable {
+            path: dir.to_owned(),
+            mode,
+        });
     }
     Ok(())
 }

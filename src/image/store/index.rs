@@ -50,10 +50,15 @@ pub(super) fn read(store: &ImageStore) -> Result<Vec<ImageRecord>> {
     let path = store.index_path();
     let bytes = std::fs::read(&path).map_err(io_err("read", &path))?;
     if bytes.len() as u64 > 16 * MAX_MANIFEST_BYTES {
-        return Err(StoreError::CorruptIndex { path, reason: "file is too large".into() });
+        return Err(StoreError::CorruptIndex {
+            path,
+            reason: "file is too large".into(),
+        });
     }
-    let file: IndexFile = serde_json::from_slice(&bytes)
-        .map_err(|e| StoreError::CorruptIndex { path: path.clone(), reason: e.to_string() })?;
+    let file: IndexFile = serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptIndex {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
     file.manifests
         .into_iter()
         .map(|e| {
@@ -66,7 +71,11 @@ pub(super) fn read(store: &ImageStore) -> Result<Vec<ImageRecord>> {
             };
             Ok(ImageRecord {
                 name: e.annotations.get(REF_NAME).cloned(),
-                manifest: Blob { media_type: e.media_type, digest: e.digest, size: e.size },
+                manifest: Blob {
+                    media_type: e.media_type,
+                    digest: e.digest,
+                    size: e.size,
+                },
                 repo_digest,
             })
         })
@@ -92,7 +101,11 @@ pub(super) fn write(store: &ImageStore, records: &[ImageRecord]) -> Result<()> {
             }
         })
         .collect();
-    let file = IndexFile { schema_version: 2, media_type: Some(OCI_INDEX.to_owned()), manifests };
+    let file = IndexFile {
+        schema_version: 2,
+        media_type: Some(OCI_INDEX.to_owned()),
+        manifests,
+    };
     let bytes = serde_json::to_vec_pretty(&file).expect("index serialises");
     let path = store.index_path();
     fs::write_atomic(&store.tmp_dir(), &path, &bytes).map_err(io_err("write", &path))

@@ -76,7 +76,11 @@ pub enum StoreError {
 pub type Result<T> = std::result::Result<T, StoreError>;
 
 pub(crate) fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io { op, path: path.to_owned(), source }
+    move |source| StoreError::Io {
+        op,
+        path: path.to_owned(),
+        source,
+    }
 }
 
 /// An image in the store with its manifest and config read.
@@ -127,7 +131,9 @@ impl ImageStore {
         if let Some(data) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
             return PathBuf::from(data).join("hull");
         }
-        let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/"));
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
         home.join(".local/share/hull")
     }
 
@@ -230,13 +236,20 @@ impl ImageStore {
         };
         let size = file.metadata().map_err(io_err("stat", &path))?.len();
         if size > limit {
-            return Err(StoreError::BlobTooLarge { digest: digest.clone(), size, limit });
+            return Err(StoreError::BlobTooLarge {
+                digest: digest.clone(),
+                size,
+                limit,
+            });
         }
         let mut bytes = Vec::with_capacity(size as usize);
         io::Read::read_to_end(&mut io::Read::take(file, limit), &mut bytes).map_err(io_err("read", &path))?;
         let actual = Digest::of(&bytes);
         if &actual != digest {
-            return Err(StoreError::DigestMismatch { expected: digest.clone(), actual });
+            return Err(StoreError::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            });
         }
         Ok(bytes)
     }
@@ -247,7 +260,10 @@ impl ImageStore {
         match manifest::parse(&bytes, None) {
             Ok(Document::Manifest(m)) => Ok(m),
             Ok(Document::Index { .. }) => Err(StoreError::NotAnImage { digest: digest.clone() }),
-            Err(source) => Err(StoreError::Manifest { digest: digest.clone(), source }),
+            Err(source) => Err(StoreError::Manifest {
+                digest: digest.clone(),
+                source,
+            }),
         }
     }
 
@@ -271,9 +287,16 @@ impl ImageStore {
         }
         records.retain(|r| !(r.name.is_none() && r.manifest.digest == manifest.digest));
         let repo_digest = repo_digest.cloned().or_else(|| {
-            records.iter().find(|r| r.manifest.digest == manifest.digest).and_then(|r| r.repo_digest.clone())
+            records
+                .iter()
+                .find(|r| r.manifest.digest == manifest.digest)
+                .and_then(|r| r.repo_digest.clone())
         });
-        records.push(ImageRecord { name: Some(name), manifest: manifest.clone(), repo_digest });
+        records.push(ImageRecord {
+            name: Some(name),
+            manifest: manifest.clone(),
+            repo_digest,
+        });
         if let Some(mut old) = orphaned {
             if !records.iter().any(|r| r.manifest.digest == old.manifest.digest) {
                 old.name = None;
@@ -290,7 +313,11 @@ impl ImageStore {
         if records.iter().any(|r| r.manifest.digest == manifest.digest) {
             return Ok(());
         }
-        records.push(ImageRecord { name: None, manifest: manifest.clone(), repo_digest: None });
+        records.push(ImageRecord {
+            name: None,
+            manifest: manifest.clone(),
+            repo_digest: None,
+        });
         index::write(self, &records)
     }
 
@@ -310,16 +337,35 @@ impl ImageStore {
         let manifest = self.read_manifest(manifest_digest)?;
         let config_digest = manifest.config.digest.clone();
         let bytes = self.read_blob(&config_digest, manifest::MAX_CONFIG_BYTES)?;
-        let config = serde_json::from_slice(&bytes)
-            .map_err(|source| StoreError::Config { digest: config_digest.clone(), source })?;
-        let records: Vec<_> = self.records()?.into_iter().filter(|r| &r.manifest.digest == manifest_digest).collect();
+        let config = serde_json::from_slice(&bytes).map_err(|source| StoreError::Config {
+            digest: config_digest.clone(),
+            source,
+        })?;
+        let records: Vec<_> = self
+            .records()?
+            .into_iter()
+            .filter(|r| &r.manifest.digest == manifest_digest)
+            .collect();
         let tags = records.iter().filter_map(|r| r.reference()).collect::<Vec<_>>();
         let mut repo_digests: Vec<String> = records
             .iter()
-            .filter_map(|r| Some(format!("{}@{}", r.reference()?.familiar_name(), r.repo_digest.as_ref()?)))
+            .filter_map(|r| {
+                Some(format!(
+                    "{}@{}",
+                    r.reference()?.familiar_name(),
+                    r.repo_digest.as_ref()?
+                ))
+            })
             .collect();
         repo_digests.dedup();
-        Ok(Image { manifest_digest: manifest_digest.clone(), manifest, config_digest, config, tags, repo_digests })
+        Ok(Image {
+            manifest_digest: manifest_digest.clone(),
+            manifest,
+            config_digest,
+            config,
+            tags,
+            repo_digests,
+        })
     }
 
     /// Finds images by reference (`alpine`, `alpine:3`, `name@sha256:...`) or by image
@@ -387,7 +433,9 @@ impl ImageStore {
         for entry in std::fs::read_dir(&dir).map_err(io_err("read", &dir))? {
             let entry = entry.map_err(io_err("read", &dir))?;
             let name = entry.file_name();
-            let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else { continue };
+            let Ok(digest) = Digest::parse(&format!("sha256:{}", name.to_string_lossy())) else {
+                continue;
+            };
             if live.contains(&digest) {
                 continue;
             }

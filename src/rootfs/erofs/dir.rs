@@ -71,8 +71,14 @@ mod tests {
     #[test]
     fn pack_pads_all_blocks_but_the_last() {
         let names: Vec<Vec<u8>> = (0..400).map(|i| format!("name-{i:05}").into_bytes()).collect();
-        let entries: Vec<DirEntry<'_>> =
-            names.iter().map(|n| DirEntry { name: n, nid: 7, file_type: FileType::Regular }).collect();
+        let entries: Vec<DirEntry<'_>> = names
+            .iter()
+            .map(|n| DirEntry {
+                name: n,
+                nid: 7,
+                file_type: FileType::Regular,
+            })
+            .collect();
         let mut blocks = Vec::new();
         let size = pack(&entries, |b| blocks.push(b.len()));
         // 400 entries of 22 bytes: 186 per block.

@@ -161,9 +161,11 @@ pub fn xattr_prefix(name: &[u8]) -> Option<(u8, &[u8])> {
     if let Some((_, index)) = EXACT.iter().find(|(full, _)| *full == name) {
         return Some((*index, &name[name.len()..]));
     }
-    PREFIXES
-        .iter()
-        .find_map(|(prefix, index)| name.strip_prefix(*prefix).filter(|s| !s.is_empty()).map(|s| (*index, s)))
+    PREFIXES.iter().find_map(|(prefix, index)| {
+        name.strip_prefix(*prefix)
+            .filter(|s| !s.is_empty())
+            .map(|s| (*index, s))
+    })
 }
 
 /// Bytes an inline xattr body takes, header included; 0 without xattrs.
@@ -174,7 +176,11 @@ pub fn xattr_ibody_len<'a>(entries: impl Iterator<Item = (usize, usize)> + 'a) -
         any = true;
         total += (XATTR_ENTRY_HEADER_SIZE + suffix + value).next_multiple_of(4);
     }
-    if any { XATTR_IBODY_HEADER_SIZE + total } else { 0 }
+    if any {
+        XATTR_IBODY_HEADER_SIZE + total
+    } else {
+        0
+    }
 }
 
 #[cfg(test)]

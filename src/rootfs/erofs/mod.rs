@@ -14,8 +14,8 @@ use std::io;
 
 use self::dir::DirEntry;
 use self::format::{
-    fits_compact, xattr_ibody_len, COMPACT_INODE_SIZE, EXTENDED_INODE_SIZE, DataLayout, FileType, InodeRecord, SuperBlock, BLOCK_SIZE, INODE_SLOT,
-    SUPER_OFFSET, XATTR_IBODY_HEADER_SIZE,
+    fits_compact, xattr_ibody_len, DataLayout, FileType, InodeRecord, SuperBlock, BLOCK_SIZE, COMPACT_INODE_SIZE,
+    EXTENDED_INODE_SIZE, INODE_SLOT, SUPER_OFFSET, XATTR_IBODY_HEADER_SIZE,
 };
 use super::sink::ImageSink;
 use super::tree::{Body, Inode, InodeId, Meta, Tree, ROOT};
@@ -83,7 +83,10 @@ pub fn write_image<S: ImageSink>(
     };
     sink.write_at(&sb.encode(), SUPER_OFFSET).map_err(WriteError::Io)?;
     sink.set_len(blocks * BLOCK_SIZE).map_err(WriteError::Io)?;
-    Ok(ImageInfo { size: blocks * BLOCK_SIZE, inodes: plan.order.len() as u64 })
+    Ok(ImageInfo {
+        size: blocks * BLOCK_SIZE,
+        inodes: plan.order.len() as u64,
+    })
 }
 
 /// Breadth-first walk: reachable inodes, parents, link counts, build time.
@@ -133,7 +136,11 @@ fn most_common_time(tree: &Tree, order: &[InodeId]) -> (u64, u32) {
         let meta = &tree.inode(id).meta;
         *counts.entry((meta.mtime, meta.mtime_nsec)).or_default() += 1;
     }
-    counts.into_iter().max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0))).map(|(t, _)| t).unwrap_or((0, 0))
+    counts
+        .into_iter()
+        .max_by(|a, b| a.1.cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(t, _)| t)
+        .unwrap_or((0, 0))
 }
 
 /// Size of the content stored in directory or symlink blocks; 0 for other kinds.
@@ -148,7 +155,14 @@ fn content_size(tree: &Tree, plan: &Plan, id: InodeId) -> u64 {
 fn is_extended(tree: &Tree, plan: &Plan, id: InodeId, size: u64) -> bool {
     let meta = &tree.inode(id).meta;
     let nlink = plan.nlink[id as usize];
-    !fits_compact(meta.uid, meta.gid, nlink, size, (meta.mtime, meta.mtime_nsec), plan.build_time)
+    !fits_compact(
+        meta.uid,
+        meta.gid,
+        nlink,
+        size,
+        (meta.mtime, meta.mtime_nsec),
+        plan.build_time,
+    )
 }
 
 fn record_size(tree: &Tree, id: InodeId) -> u64 {
@@ -171,8 +185,11 @@ fn assign_nids(tree: &Tree, plan: &mut Plan) -> u64 {
         let id = plan.order[i];
         let content = content_size(tree, plan, id);
         let size = content.max(record_size(tree, id));
-        let head = if is_extended(tree, plan, id, size) { EXTENDED_INODE_SIZE } else { COMPACT_INODE_SIZE }
-            + xattr_len(&tree.inode(id).meta);
+        let head = if is_extended(tree, plan, id, size) {
+            EXTENDED_INODE_SIZE
+        } else {
+            COMPACT_INODE_SIZE
+        } + xattr_len(&tree.inode(id).meta);
         let (start, inline) = place(cursor, head, content % BLOCK_SIZE);
         plan.nid[id as usize] = start / INODE_SLOT;
         if inline {
@@ -201,11 +218,18 @@ fn place(cursor: u64, head: u64, tail: u64) -> (u64, bool) {
 
 /// Blocks directories and symlinks need outside the metadata area.
 fn count_extra_blocks(tree: &Tree, plan: &Plan) -> u64 {
-    plan.order.iter().map(|&id| extra_blocks(content_size(tree, plan, id), plan.flags[id as usize])).sum()
+    plan.order
+        .iter()
+        .map(|&id| extra_blocks(content_size(tree, plan, id), plan.flags[id as usize]))
+        .sum()
 }
 
 fn extra_blocks(content: u64, flags: u8) -> u64 {
-    if flags & FLAG_INLINE != 0 { content / BLOCK_SIZE } else { content.div_ceil(BLOCK_SIZE) }
+    if flags & FLAG_INLINE != 0 {
+        content / BLOCK_SIZE
+    } else {
+        content.div_ceil(BLOCK_SIZE)
+    }
 }
 
 fn file_type(inode: &Inode) -> FileType {
@@ -223,11 +247,23 @@ fn file_type(inode: &Inode) -> FileType {
 fn dir_entries<'t>(tree: &'t Tree, plan: &Plan, id: InodeId) -> Vec<DirEntry<'t>> {
     let children = tree.children(id).into_iter().flat_map(|c| c.iter());
     let mut entries: Vec<DirEntry<'t>> = children
-        .map(|(name, d)| DirEntry { name, nid: plan.nid[d.inode as usize], file_type: file_type(tree.inode(d.inode)) })
+        .map(|(name, d)| DirEntry {
+            name,
+            nid: plan.nid[d.inode as usize],
+            file_type: file_type(tree.inode(d.inode)),
+        })
         .collect();
     let parent = plan.parent[id as usize];
-    entries.push(DirEntry { name: b".", nid: plan.nid[id as usize], file_type: FileType::Directory });
-    entries.push(DirEntry { name: b"..", nid: plan.nid[parent as usize], file_type: FileType::Directory });
+    entries.push(DirEntry {
+        name: b".",
+        nid: plan.nid[id as usize],
+        file_type: FileType::Directory,
+    });
+    entries.push(DirEntry {
+        name: b"..",
+        nid: plan.nid[parent as usize],
+        file_type: FileType::Directory,
+    });
     dir::sort_entries(&mut entries);
     entries
 }
@@ -274,7 +310,12 @@ fn write_metadata<S: ImageSink>(
     meta_blkaddr: u64,
 ) -> io::Result<()> {
     let mut next_block = data_end;
-    let mut meta = MetaWriter { sink, base: meta_blkaddr * BLOCK_SIZE, written: 0, buf: Vec::with_capacity(2 << 20) };
+    let mut meta = MetaWriter {
+        sink,
+        base: meta_blkaddr * BLOCK_SIZE,
+        written: 0,
+        buf: Vec::with_capacity(2 << 20),
+    };
     for (ino, &id) in plan.order.iter().enumerate() {
         meta.pad_to(plan.nid[id as usize] * INODE_SLOT)?;
         write_inode(tree, plan, id, ino as u32 + 1, &mut next_block, &mut meta)?;
@@ -305,7 +346,11 @@ fn write_inode<S: ImageSink>(
             let start = *next_block;
             write_blocks(meta.sink, &content, start, blocks)?;
             *next_block += blocks;
-            let layout = if inline { DataLayout::FlatInline } else { DataLayout::FlatPlain };
+            let layout = if inline {
+                DataLayout::FlatInline
+            } else {
+                DataLayout::FlatPlain
+            };
             (layout, if blocks > 0 { start as u32 } else { 0 })
         }
     };
@@ -354,7 +399,11 @@ fn inode_record(
     InodeRecord {
         extended: is_extended(tree, plan, id, size),
         layout,
-        xattr_icount: if xattrs == 0 { 0 } else { ((xattrs - XATTR_IBODY_HEADER_SIZE) / 4 + 1) as u16 },
+        xattr_icount: if xattrs == 0 {
+            0
+        } else {
+            ((xattrs - XATTR_IBODY_HEADER_SIZE) / 4 + 1) as u16
+        },
         mode: type_bits(&inode.body) | meta.mode,
         nlink: plan.nlink[id as usize],
         size,

@@ -25,8 +25,7 @@ impl WorkerSpawner for Discard {
 fuzz_target!(|data: &[u8]| {
     let mem = GuestMemory::from_ranges(&[(GuestAddress(0), 0x1_0000)]).unwrap();
     let interrupt = Interrupt::new(IrqLine::new(5).unwrap());
-    let mut t =
-        MmioTransport::new(Box::new(Rng::new()), mem, interrupt, Arc::new(Discard)).unwrap();
+    let mut t = MmioTransport::new(Box::new(Rng::new()), mem, interrupt, Arc::new(Discard)).unwrap();
     for op in data.chunks(7) {
         if op.len() < 7 {
             break;

@@ -25,9 +25,7 @@ fn close_by_listing() -> Result<(), ConfineError> {
     for fd in fds {
         // SAFETY: as above; closing the directory's own (already dropped) fd fails
         // harmlessly with EBADF.
-        if unsafe { libc::close(fd) } != 0
-            && io::Error::last_os_error().raw_os_error() != Some(libc::EBADF)
-        {
+        if unsafe { libc::close(fd) } != 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EBADF) {
             return Err(ConfineError::CloseFds(io::Error::last_os_error()));
         }
     }

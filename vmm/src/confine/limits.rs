@@ -13,11 +13,7 @@ pub struct Limits {
     pub fsize: u64,
 }
 
-fn set(
-    resource: libc::__rlimit_resource_t,
-    name: &'static str,
-    value: u64,
-) -> Result<(), ConfineError> {
+fn set(resource: libc::__rlimit_resource_t, name: &'static str, value: u64) -> Result<(), ConfineError> {
     let limit = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,

@@ -85,10 +85,8 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
 
 /// Compiles the filter of `kind`.
 pub fn filter(kind: ThreadKind) -> Result<BpfProgram, ConfineError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> = allowed_syscalls(kind)
-        .into_iter()
-        .map(|nr| (nr, Vec::new()))
-        .collect();
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+        allowed_syscalls(kind).into_iter().map(|nr| (nr, Vec::new())).collect();
     let filter = SeccompFilter::new(
         rules,
         SeccompAction::KillProcess,
@@ -107,8 +105,7 @@ pub fn enter_thread(kind: ThreadKind, enabled: bool) -> Result<(), ConfineError>
         return Ok(());
     }
     let program = filter(kind)?;
-    seccompiler::apply_filter(&program)
-        .map_err(|source| ConfineError::SeccompApply { kind, source })
+    seccompiler::apply_filter(&program).map_err(|source| ConfineError::SeccompApply { kind, source })
 }
 
 #[cfg(test)]
@@ -140,12 +137,7 @@ mod tests {
     fn no_thread_may_exec_or_open_files() {
         for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
             let allowed = allowed_syscalls(kind);
-            for nr in [
-                libc::SYS_execve,
-                libc::SYS_openat,
-                libc::SYS_open,
-                libc::SYS_ptrace,
-            ] {
+            for nr in [libc::SYS_execve, libc::SYS_openat, libc::SYS_open, libc::SYS_ptrace] {
                 assert!(!allowed.contains(&nr), "{kind:?} {nr}");
             }
         }
@@ -166,10 +158,7 @@ mod tests {
         let mut status = 0;
         // SAFETY: waiting for our own child with a valid status pointer.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(
-            libc::WIFSIGNALED(status),
-            "child exited normally: filter not enforced"
-        );
+        assert!(libc::WIFSIGNALED(status), "child exited normally: filter not enforced");
         assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
     }
 }

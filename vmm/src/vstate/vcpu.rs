@@ -5,9 +5,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use kvm_bindings::{
-    CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN,
-};
+use kvm_bindings::{CpuId, KVM_SYSTEM_EVENT_CRASH, KVM_SYSTEM_EVENT_RESET, KVM_SYSTEM_EVENT_SHUTDOWN};
 use kvm_ioctls::{VcpuExit, VcpuFd};
 use thiserror::Error;
 
@@ -127,13 +125,7 @@ pub struct Vcpu {
 
 impl Vcpu {
     /// Creates vCPU `index` of `vm`.
-    pub fn new(
-        vm: &Vm,
-        index: u8,
-        io: Arc<Bus>,
-        mmio: Arc<Bus>,
-        exit: Arc<ExitSignal>,
-    ) -> Result<Vcpu, VcpuError> {
+    pub fn new(vm: &Vm, index: u8, io: Arc<Bus>, mmio: Arc<Bus>, exit: Arc<ExitSignal>) -> Result<Vcpu, VcpuError> {
         let fd = vm
             .fd()
             .create_vcpu(u64::from(index))
@@ -187,10 +179,7 @@ impl Vcpu {
             .name(format!("vcpu{index}"))
             .spawn(move || match on_start() {
                 Ok(()) => self.run(),
-                Err(message) => self.exit.stop(VmExit::VcpuError {
-                    vcpu: index,
-                    message,
-                }),
+                Err(message) => self.exit.stop(VmExit::VcpuError { vcpu: index, message }),
             })
             .map_err(|source| VcpuError::Spawn { index, source })
     }
@@ -311,9 +300,6 @@ mod tests {
     fn system_event_maps_reset_and_shutdown() {
         assert_eq!(system_event(0, KVM_SYSTEM_EVENT_RESET), VmExit::Reset);
         assert_eq!(system_event(0, KVM_SYSTEM_EVENT_SHUTDOWN), VmExit::Shutdown);
-        assert!(matches!(
-            system_event(1, 99),
-            VmExit::VcpuError { vcpu: 1, .. }
-        ));
+        assert!(matches!(system_event(1, 99), VmExit::VcpuError { vcpu: 1, .. }));
     }
 }

@@ -60,12 +60,10 @@ impl Vm {
     /// Registers every region of `mem` as a memory slot.
     pub fn register_memory(&self, mem: &GuestMemory) -> Result<(), VmError> {
         for (slot, region) in mem.iter().enumerate() {
-            let host = mem
-                .get_host_address(region.start_addr())
-                .map_err(|_| VmError::Kvm {
-                    what: "find memory region",
-                    source: kvm_ioctls::Error::new(libc::EFAULT),
-                })?;
+            let host = mem.get_host_address(region.start_addr()).map_err(|_| VmError::Kvm {
+                what: "find memory region",
+                source: kvm_ioctls::Error::new(libc::EFAULT),
+            })?;
             let slot = kvm_userspace_memory_region {
                 slot: slot as u32,
                 flags: 0,
@@ -76,17 +74,14 @@ impl Vm {
             // SAFETY: the region is a live mapping owned by `mem`, which outlives the VM
             // (the builder keeps both until the process exits), and slots never overlap
             // because the regions of a GuestMemoryMmap do not.
-            unsafe { self.fd.set_user_memory_region(slot) }
-                .map_err(kvm_err("set memory region"))?;
+            unsafe { self.fd.set_user_memory_region(slot) }.map_err(kvm_err("set memory region"))?;
         }
         Ok(())
     }
 
     /// Makes every write to `evt` raise interrupt line `gsi`.
     pub fn register_irqfd(&self, evt: &EventFd, gsi: u32) -> Result<(), VmError> {
-        self.fd
-            .register_irqfd(evt, gsi)
-            .map_err(kvm_err("register irqfd"))
+        self.fd.register_irqfd(evt, gsi).map_err(kvm_err("register irqfd"))
     }
 
     /// The raw VM fd, for creating vCPUs.

@@ -87,8 +87,7 @@ pub fn load_kernel(
     initramfs: Option<&mut File>,
     cmdline: &Cmdline,
 ) -> Result<BootEntry, BootError> {
-    let loaded =
-        Elf::load(mem, None, kernel, Some(GuestAddress(HIMEM_START))).map_err(BootError::Kernel)?;
+    let loaded = Elf::load(mem, None, kernel, Some(GuestAddress(HIMEM_START))).map_err(BootError::Kernel)?;
     let initrd = match initramfs {
         Some(file) => Some(load_initramfs(mem, file, loaded.kernel_end)?),
         None => None,
@@ -114,18 +113,11 @@ pub fn load_kernel(
 }
 
 fn cmdline_len(cmdline: &Cmdline) -> usize {
-    cmdline
-        .as_cstring()
-        .map(|c| c.as_bytes().len())
-        .unwrap_or(0)
+    cmdline.as_cstring().map(|c| c.as_bytes().len()).unwrap_or(0)
 }
 
 /// Copies the initramfs to the top of low RAM, page aligned, above the kernel.
-pub fn load_initramfs(
-    mem: &GuestMemory,
-    file: &mut File,
-    kernel_end: u64,
-) -> Result<InitramfsPlacement, BootError> {
+pub fn load_initramfs(mem: &GuestMemory, file: &mut File, kernel_end: u64) -> Result<InitramfsPlacement, BootError> {
     let size = file.metadata().map_err(BootError::InitramfsRead)?.len();
     let top = low_ram_end(mem.last_addr().raw_value() + 1).min(INITRD_ADDR_MAX);
     let addr = top.checked_sub(size).map(|a| a & !(PAGE_SIZE - 1));
@@ -160,21 +152,13 @@ pub fn ram_map(mem: &GuestMemory) -> Vec<(u64, u64)> {
     map
 }
 
-fn write_bytes(
-    mem: &GuestMemory,
-    bytes: &[u8],
-    addr: u64,
-    what: &'static str,
-) -> Result<(), BootError> {
+fn write_bytes(mem: &GuestMemory, bytes: &[u8], addr: u64, what: &'static str) -> Result<(), BootError> {
     mem.write_slice(bytes, GuestAddress(addr))
         .map_err(|source| BootError::Write { what, source })
 }
 
 /// Writes `hvm_start_info`, its module list (the initramfs) and memory map.
-fn write_pvh_start_info(
-    mem: &GuestMemory,
-    initrd: Option<InitramfsPlacement>,
-) -> Result<(), BootError> {
+fn write_pvh_start_info(mem: &GuestMemory, initrd: Option<InitramfsPlacement>) -> Result<(), BootError> {
     let map = ram_map(mem);
     let mut memmap = Vec::with_capacity(map.len() * 24);
     for (addr, size) in &map {
@@ -206,11 +190,7 @@ fn write_pvh_start_info(
 }
 
 /// Writes the Linux boot protocol zero page.
-fn write_zero_page(
-    mem: &GuestMemory,
-    initrd: Option<InitramfsPlacement>,
-    cmdline_len: usize,
-) -> Result<(), BootError> {
+fn write_zero_page(mem: &GuestMemory, initrd: Option<InitramfsPlacement>, cmdline_len: usize) -> Result<(), BootError> {
     let mut params = boot_params::default();
     params.hdr.type_of_loader = KERNEL_LOADER_OTHER;
     params.hdr.boot_flag = KERNEL_BOOT_FLAG_MAGIC;
@@ -270,10 +250,7 @@ mod tests {
         let rd = load_initramfs(&mem, &mut f_rewound(f), 0x200_0000).unwrap();
         assert_eq!(rd.addr.raw_value() % PAGE_SIZE, 0);
         assert!(rd.addr.raw_value() + 5000 <= 64 << 20);
-        assert_eq!(
-            mem.read_obj::<u8>(rd.addr.unchecked_add(4999)).unwrap(),
-            0xab
-        );
+        assert_eq!(mem.read_obj::<u8>(rd.addr.unchecked_add(4999)).unwrap(), 0xab);
     }
 
     #[test]
@@ -310,10 +287,7 @@ mod tests {
             p.hdr.cmd_line_ptr,
             p.e820_entries,
         );
-        assert_eq!(
-            (image, size, cmd, n),
-            (0x300_0000, 1234, CMDLINE_START as u32, 2)
-        );
+        assert_eq!((image, size, cmd, n), (0x300_0000, 1234, CMDLINE_START as u32, 2));
     }
 
     #[test]
@@ -324,25 +298,10 @@ mod tests {
             size: 99,
         };
         write_pvh_start_info(&mem, Some(rd)).unwrap();
-        assert_eq!(
-            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START)).unwrap(),
-            PVH_MAGIC
-        );
-        assert_eq!(
-            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 12))
-                .unwrap(),
-            1
-        );
-        assert_eq!(
-            mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 48))
-                .unwrap(),
-            2
-        );
-        assert_eq!(
-            mem.read_obj::<u64>(GuestAddress(PVH_MODLIST_START + 8))
-                .unwrap(),
-            99
-        );
+        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START)).unwrap(), PVH_MAGIC);
+        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 12)).unwrap(), 1);
+        assert_eq!(mem.read_obj::<u32>(GuestAddress(PVH_INFO_START + 48)).unwrap(), 2);
+        assert_eq!(mem.read_obj::<u64>(GuestAddress(PVH_MODLIST_START + 8)).unwrap(), 99);
     }
 
     fn f_rewound(mut f: File) -> File {

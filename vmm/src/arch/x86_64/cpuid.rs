@@ -19,8 +19,7 @@ pub fn filter_cpuid(cpuid: &mut CpuId, index: u8, count: u8, tsc_deadline: bool)
     for entry in cpuid.as_mut_slice().iter_mut() {
         match entry.function {
             LEAF_FEATURES => {
-                entry.ebx =
-                    (entry.ebx & 0x0000_ffff) | (u32::from(index) << 24) | (u32::from(count) << 16);
+                entry.ebx = (entry.ebx & 0x0000_ffff) | (u32::from(index) << 24) | (u32::from(count) << 16);
                 entry.ecx |= ECX_HYPERVISOR;
                 if tsc_deadline {
                     entry.ecx |= ECX_TSC_DEADLINE;

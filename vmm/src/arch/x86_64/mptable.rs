@@ -172,10 +172,7 @@ mod tests {
             (first[0], first[1], first[3]),
             (ENTRY_PROCESSOR, 0, CPU_ENABLED | CPU_BOOTPROCESSOR)
         );
-        assert_eq!(
-            (first[20], first[21], first[23]),
-            (ENTRY_PROCESSOR, 1, CPU_ENABLED)
-        );
+        assert_eq!((first[20], first[21], first[23]), (ENTRY_PROCESSOR, 1, CPU_ENABLED));
     }
 
     #[test]

@@ -57,11 +57,7 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
     let base = ((entry >> 16) & 0xff_ffff) | (((entry >> 56) & 0xff) << 24);
     let limit_raw = (entry & 0xffff) | (((entry >> 48) & 0xf) << 16);
     let g = ((entry >> 55) & 1) as u8;
-    let limit = if g == 1 {
-        (limit_raw << 12) | 0xfff
-    } else {
-        limit_raw
-    };
+    let limit = if g == 1 { (limit_raw << 12) | 0xfff } else { limit_raw };
     kvm_segment {
         base,
         limit: limit as u32,
@@ -82,16 +78,10 @@ pub fn segment_from_gdt(entry: u64, selector: u16) -> kvm_segment {
 fn write_gdt(mem: &GuestMemory) -> Result<(), RegsError> {
     for (i, entry) in GDT.iter().enumerate() {
         mem.write_obj(*entry, GuestAddress(GDT_START + 8 * i as u64))
-            .map_err(|source| RegsError::Memory {
-                what: "GDT",
-                source,
-            })?;
+            .map_err(|source| RegsError::Memory { what: "GDT", source })?;
     }
     mem.write_obj(0u64, GuestAddress(IDT_START))
-        .map_err(|source| RegsError::Memory {
-            what: "IDT",
-            source,
-        })
+        .map_err(|source| RegsError::Memory { what: "IDT", source })
 }
 
 /// Identity-maps the first GiB with 2 MiB pages (for a 64-bit entry).
@@ -160,29 +150,18 @@ pub fn boot_regs(entry: BootEntry) -> kvm_regs {
 }
 
 /// Puts the boot vCPU at the kernel entry.
-pub fn setup_boot_vcpu(
-    vcpu: &VcpuFd,
-    mem: &GuestMemory,
-    entry: BootEntry,
-) -> Result<(), RegsError> {
+pub fn setup_boot_vcpu(vcpu: &VcpuFd, mem: &GuestMemory, entry: BootEntry) -> Result<(), RegsError> {
     write_gdt(mem)?;
     if entry.protocol == BootProtocol::Linux64 {
         write_page_tables(mem)?;
     }
-    let sregs = vcpu.get_sregs().map_err(|source| RegsError::Kvm {
-        what: "sregs",
-        source,
-    })?;
+    let sregs = vcpu
+        .get_sregs()
+        .map_err(|source| RegsError::Kvm { what: "sregs", source })?;
     vcpu.set_sregs(&boot_sregs(sregs, entry.protocol))
-        .map_err(|source| RegsError::Kvm {
-            what: "sregs",
-            source,
-        })?;
+        .map_err(|source| RegsError::Kvm { what: "sregs", source })?;
     vcpu.set_regs(&boot_regs(entry))
-        .map_err(|source| RegsError::Kvm {
-            what: "regs",
-            source,
-        })?;
+        .map_err(|source| RegsError::Kvm { what: "regs", source })?;
     setup_fpu(vcpu)
 }
 
@@ -193,10 +172,8 @@ pub fn setup_fpu(vcpu: &VcpuFd) -> Result<(), RegsError> {
         mxcsr: 0x1f80,
         ..Default::default()
     };
-    vcpu.set_fpu(&fpu).map_err(|source| RegsError::Kvm {
-        what: "fpu",
-        source,
-    })
+    vcpu.set_fpu(&fpu)
+        .map_err(|source| RegsError::Kvm { what: "fpu", source })
 }
 
 const APIC_LVT0: usize = 0x350;
@@ -217,16 +194,13 @@ fn set_delivery_mode(regs: &mut [std::os::raw::c_char; 1024], offset: usize, mod
 
 /// Routes LINT0 as ExtINT and LINT1 as NMI, as the MP table announces.
 pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), RegsError> {
-    let mut lapic = vcpu.get_lapic().map_err(|source| RegsError::Kvm {
-        what: "lapic",
-        source,
-    })?;
+    let mut lapic = vcpu
+        .get_lapic()
+        .map_err(|source| RegsError::Kvm { what: "lapic", source })?;
     set_delivery_mode(&mut lapic.regs, APIC_LVT0, APIC_MODE_EXTINT);
     set_delivery_mode(&mut lapic.regs, APIC_LVT1, APIC_MODE_NMI);
-    vcpu.set_lapic(&lapic).map_err(|source| RegsError::Kvm {
-        what: "lapic",
-        source,
-    })
+    vcpu.set_lapic(&lapic)
+        .map_err(|source| RegsError::Kvm { what: "lapic", source })
 }
 
 #[cfg(test)]
@@ -262,10 +236,7 @@ mod tests {
     #[test]
     fn boot_sregs_linux64_enables_long_mode_paging() {
         let s = boot_sregs(kvm_sregs::default(), BootProtocol::Linux64);
-        assert_eq!(
-            (s.cr3, s.efer & EFER_LMA, s.cs.l),
-            (PML4_START, EFER_LMA, 1)
-        );
+        assert_eq!((s.cr3, s.efer & EFER_LMA, s.cs.l), (PML4_START, EFER_LMA, 1));
     }
 
     #[test]

@@ -83,11 +83,7 @@ mod tests {
         let mut status = [0u8; 1];
         dev.read(4, &mut status);
         assert_eq!(status[0] & 0x01, 0x01, "output buffer full");
-        assert_eq!(
-            status[0] & 0x02,
-            0,
-            "input buffer empty: the reset path never waits"
-        );
+        assert_eq!(status[0] & 0x02, 0, "input buffer empty: the reset path never waits");
     }
 
     #[test]

@@ -43,10 +43,7 @@ impl BoundedLog {
 
 impl Write for BoundedLog {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let room = self
-            .limit
-            .saturating_sub(self.written)
-            .min(buf.len() as u64) as usize;
+        let room = self.limit.saturating_sub(self.written).min(buf.len() as u64) as usize;
         let kept = if room > 0 {
             self.out.write(&buf[..room]).unwrap_or(0)
         } else {
@@ -55,8 +52,7 @@ impl Write for BoundedLog {
         // Console output is unbuffered: a guest that dies mid-line still shows it.
         let _ = self.out.flush();
         self.written += kept as u64;
-        self.dropped
-            .fetch_add((buf.len() - kept) as u64, Ordering::Relaxed);
+        self.dropped.fetch_add((buf.len() - kept) as u64, Ordering::Relaxed);
         // The guest never sees a sink error: a full or broken log only drops bytes.
         Ok(buf.len())
     }

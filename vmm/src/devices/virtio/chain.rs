@@ -104,10 +104,7 @@ pub fn check_buffer(mem: &GuestMemory, buffer: &Buffer) -> Result<(), ChainError
     if buffer.len == 0 {
         return mem.check_address(buffer.addr).map(|_| ()).ok_or(out);
     }
-    buffer
-        .addr
-        .checked_add(u64::from(buffer.len) - 1)
-        .ok_or(out.clone())?;
+    buffer.addr.checked_add(u64::from(buffer.len) - 1).ok_or(out.clone())?;
     if mem.check_range(buffer.addr, buffer.len as usize) {
         Ok(())
     } else {
@@ -116,12 +113,7 @@ pub fn check_buffer(mem: &GuestMemory, buffer: &Buffer) -> Result<(), ChainError
 }
 
 /// Copies guest bytes of `buffer` starting at `offset` into `dst`; returns bytes copied.
-pub fn read_buffer(
-    mem: &GuestMemory,
-    buffer: &Buffer,
-    offset: u32,
-    dst: &mut [u8],
-) -> Result<usize, ChainError> {
+pub fn read_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, dst: &mut [u8]) -> Result<usize, ChainError> {
     let avail = buffer.len.saturating_sub(offset) as usize;
     let n = avail.min(dst.len());
     let addr = buffer
@@ -140,12 +132,7 @@ pub fn read_buffer(
 }
 
 /// Copies `src` into guest `buffer` at `offset`; returns bytes copied.
-pub fn write_buffer(
-    mem: &GuestMemory,
-    buffer: &Buffer,
-    offset: u32,
-    src: &[u8],
-) -> Result<usize, ChainError> {
+pub fn write_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, src: &[u8]) -> Result<usize, ChainError> {
     let avail = buffer.len.saturating_sub(offset) as usize;
     let n = avail.min(src.len());
     let addr = buffer
@@ -155,11 +142,10 @@ pub fn write_buffer(
             addr: buffer.addr.0,
             len: buffer.len,
         })?;
-    mem.write_slice(&src[..n], addr)
-        .map_err(|_| ChainError::OutOfRange {
-            addr: addr.0,
-            len: n as u32,
-        })?;
+    mem.write_slice(&src[..n], addr).map_err(|_| ChainError::OutOfRange {
+        addr: addr.0,
+        len: n as u32,
+    })?;
     Ok(n)
 }
 
@@ -234,10 +220,7 @@ mod tests {
         let mut q = queue_with(
             &mem,
             16,
-            &[
-                desc(0x10_0000, 16, F_NEXT, 1),
-                desc(0x20_0000, 512, F_WRITE, 0),
-            ],
+            &[desc(0x10_0000, 16, F_NEXT, 1), desc(0x20_0000, 512, F_WRITE, 0)],
         );
         let req = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap();
         assert_eq!(req.head, 0);
@@ -251,10 +234,7 @@ mod tests {
         let mut q = queue_with(
             &mem,
             16,
-            &[
-                desc(0x10_0000, 16, F_NEXT, 1),
-                desc(0x20_0000, 16, F_NEXT, 0),
-            ],
+            &[desc(0x10_0000, 16, F_NEXT, 1), desc(0x20_0000, 16, F_NEXT, 0)],
         );
         let err = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap_err();
         assert_eq!(err, ChainError::Unterminated);
@@ -264,12 +244,7 @@ mod tests {
     fn read_chain_refuses_buffers_outside_or_straddling_the_end_of_ram() {
         let mem = test_mem();
         let end = TEST_MEM as u64;
-        for (addr, len) in [
-            (end, 1),
-            (end - 8, 16),
-            (0x10_0000, u32::MAX),
-            (u64::MAX - 3, 8),
-        ] {
+        for (addr, len) in [(end, 1), (end - 8, 16), (0x10_0000, u32::MAX), (u64::MAX - 3, 8)] {
             let mut q = queue_with(&mem, 16, &[desc(addr, len, 0, 0)]);
             let err = read_chain(first_chain(&mem, &mut q).unwrap(), &mem).unwrap_err();
             assert!(
@@ -307,10 +282,7 @@ pub type Popped = Result<Request, (u16, ChainError)>;
 
 /// Takes the next request from `queue`. `Err` means the ring itself is corrupt (the
 /// avail index ran more than a queue size ahead): the device must be marked broken.
-pub fn pop_request(
-    queue: &mut virtio_queue::Queue,
-    mem: &GuestMemory,
-) -> Result<Option<Popped>, virtio_queue::Error> {
+pub fn pop_request(queue: &mut virtio_queue::Queue, mem: &GuestMemory) -> Result<Option<Popped>, virtio_queue::Error> {
     use virtio_queue::QueueOwnedT;
     let mut iter = queue.iter(mem)?;
     let Some(chain) = iter.next() else {

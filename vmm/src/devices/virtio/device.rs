@@ -121,8 +121,7 @@ pub trait VirtioDevice: Send {
     /// The device configuration space (read-only for all hull devices).
     fn config_space(&self) -> &[u8];
     /// Starts the device: returns the worker that owns the queues from now on.
-    fn activate(&mut self, ctx: ActivateContext)
-        -> Result<Box<dyn EventSubscriber>, ActivateError>;
+    fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError>;
 }
 
 /// Checks the queue count handed to `activate`.

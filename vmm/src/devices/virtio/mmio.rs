@@ -91,10 +91,7 @@ impl MmioTransport {
         let mut queues = Vec::new();
         let mut queue_evts = Vec::new();
         for &max in device.queue_max_sizes() {
-            queues.push(
-                Queue::new(max)
-                    .map_err(|e| std::io::Error::other(format!("queue size {max}: {e:?}")))?,
-            );
+            queues.push(Queue::new(max).map_err(|e| std::io::Error::other(format!("queue size {max}: {e:?}")))?);
             queue_evts.push(EventFd::new(EFD_NONBLOCK)?);
         }
         Ok(MmioTransport {
@@ -172,9 +169,7 @@ impl MmioTransport {
             | reg::QUEUE_AVAIL_HIGH
             | reg::QUEUE_USED_LOW
             | reg::QUEUE_USED_HIGH => self.write_queue_register(offset, value),
-            _ => crate::warn_limited!(
-                "virtio-mmio: write of unknown or read-only register {offset:#x}"
-            ),
+            _ => crate::warn_limited!("virtio-mmio: write of unknown or read-only register {offset:#x}"),
         }
     }
 
@@ -188,10 +183,7 @@ impl MmioTransport {
         }
         match self.driver_features_select {
             0 => self.driver_features = (self.driver_features & !0xffff_ffff) | u64::from(value),
-            1 => {
-                self.driver_features =
-                    (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32)
-            }
+            1 => self.driver_features = (self.driver_features & 0xffff_ffff) | (u64::from(value) << 32),
             _ => crate::warn_limited!(
                 "virtio-mmio: driver features select {} out of range",
                 self.driver_features_select
@@ -208,9 +200,7 @@ impl MmioTransport {
             return;
         }
         let Some(q) = self.selected_queue() else {
-            crate::warn_limited!(
-                "virtio-mmio: queue register written for a queue that does not exist"
-            );
+            crate::warn_limited!("virtio-mmio: queue register written for a queue that does not exist");
             return;
         };
         match offset {
@@ -232,9 +222,7 @@ impl MmioTransport {
                     crate::warn_limited!("virtio-mmio: cannot signal queue {queue}: {e}");
                 }
             }
-            _ => crate::warn_limited!(
-                "virtio-mmio: notify of queue {queue} on an inactive device or missing queue"
-            ),
+            _ => crate::warn_limited!("virtio-mmio: notify of queue {queue} on an inactive device or missing queue"),
         }
     }
 
@@ -250,12 +238,8 @@ impl MmioTransport {
         let ok = match (self.status, value) {
             (0, ACKNOWLEDGE) => true,
             (ACKNOWLEDGE, v) if v == ACKNOWLEDGE | DRIVER => true,
-            (s, v) if s == ACKNOWLEDGE | DRIVER && v == s | FEATURES_OK => {
-                self.features_acceptable()
-            }
-            (s, v) if s == ACKNOWLEDGE | DRIVER | FEATURES_OK && v == s | DRIVER_OK => {
-                self.activate()
-            }
+            (s, v) if s == ACKNOWLEDGE | DRIVER && v == s | FEATURES_OK => self.features_acceptable(),
+            (s, v) if s == ACKNOWLEDGE | DRIVER | FEATURES_OK && v == s | DRIVER_OK => self.activate(),
             _ => false,
         };
         if ok {
@@ -282,14 +266,8 @@ impl MmioTransport {
     }
 
     fn activate(&mut self) -> bool {
-        if let Some(i) = self
-            .queues
-            .iter()
-            .position(|q| !q.ready() || !q.is_valid(&self.mem))
-        {
-            crate::warn_limited!(
-                "virtio-mmio: queue {i} not ready or invalid at DRIVER_OK; device failed"
-            );
+        if let Some(i) = self.queues.iter().position(|q| !q.ready() || !q.is_valid(&self.mem)) {
+            crate::warn_limited!("virtio-mmio: queue {i} not ready or invalid at DRIVER_OK; device failed");
             self.interrupt.mark_broken();
             return false;
         }
@@ -344,10 +322,7 @@ impl MmioTransport {
             .filter(|&end| offset < config.len() as u64 && end <= config.len())
         {
             Some(end) => data.copy_from_slice(&config[start..end]),
-            None => crate::warn_limited!(
-                "virtio-mmio: config read at {offset:#x}+{} out of range",
-                data.len()
-            ),
+            None => crate::warn_limited!("virtio-mmio: config read at {offset:#x}+{} out of range", data.len()),
         }
     }
 }
@@ -360,10 +335,7 @@ impl BusDevice for MmioTransport {
         } else if data.len() == 4 {
             data.copy_from_slice(&self.read_register(offset).to_le_bytes());
         } else {
-            crate::warn_limited!(
-                "virtio-mmio: {}-byte register read at {offset:#x}",
-                data.len()
-            );
+            crate::warn_limited!("virtio-mmio: {}-byte register read at {offset:#x}", data.len());
         }
     }
 
@@ -373,10 +345,7 @@ impl BusDevice for MmioTransport {
         } else if let Ok(bytes) = <[u8; 4]>::try_from(data) {
             self.write_register(offset, u32::from_le_bytes(bytes));
         } else {
-            crate::warn_limited!(
-                "virtio-mmio: {}-byte register write at {offset:#x}",
-                data.len()
-            );
+            crate::warn_limited!("virtio-mmio: {}-byte register write at {offset:#x}", data.len());
         }
     }
 }

@@ -63,20 +63,11 @@ impl VirtioDevice for Block {
 
     /// The disk moves into the worker; a reset device is not re-activated (Linux
     /// only resets at shutdown).
-    fn activate(
-        &mut self,
-        mut ctx: ActivateContext,
-    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 1)?;
         let disk = self.disk.take().ok_or(ActivateError::AlreadyActive)?;
         let (queue, evt) = (ctx.queues.remove(0), ctx.queue_evts.remove(0));
-        Ok(Box::new(BlockWorker::new(
-            disk,
-            ctx.mem,
-            queue,
-            evt,
-            ctx.interrupt,
-        )))
+        Ok(Box::new(BlockWorker::new(disk, ctx.mem, queue, evt, ctx.interrupt)))
     }
 }
 
@@ -90,12 +81,7 @@ mod tests {
         let blk = Block::new(disk);
         assert_ne!(blk.features() & VIRTIO_BLK_F_RO, 0);
         assert_eq!(&blk.config_space()[0..8], &16u64.to_le_bytes());
-        let rw = Block::new(Disk::from_file(
-            tempfile::tempfile().unwrap(),
-            4096,
-            false,
-            "upper",
-        ));
+        let rw = Block::new(Disk::from_file(tempfile::tempfile().unwrap(), 4096, false, "upper"));
         assert_eq!(rw.features() & VIRTIO_BLK_F_RO, 0);
     }
 }

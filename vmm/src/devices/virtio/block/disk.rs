@@ -145,12 +145,7 @@ mod tests {
         f.write_all(&[7; 4096]).unwrap();
         let disk = Disk::open(f.path(), true, "base").unwrap();
         // SAFETY: fcntl(F_GETFL) only reads the flags of a valid, owned fd.
-        let flags = unsafe {
-            libc::fcntl(
-                std::os::unix::io::AsRawFd::as_raw_fd(&disk.file),
-                libc::F_GETFL,
-            )
-        };
+        let flags = unsafe { libc::fcntl(std::os::unix::io::AsRawFd::as_raw_fd(&disk.file), libc::F_GETFL) };
         assert_eq!(flags & libc::O_ACCMODE, libc::O_RDONLY);
         assert!(disk.write_at(&[1], 0).is_err());
     }

@@ -63,12 +63,10 @@ fn read_header(mem: &GuestMemory, buffer: &Buffer) -> Result<Header, ChainError>
             reason: "header must be a device-readable 16-byte buffer",
         });
     }
-    let kind: u32 = mem
-        .read_obj(buffer.addr)
-        .map_err(|_| ChainError::OutOfRange {
-            addr: buffer.addr.0,
-            len: 4,
-        })?;
+    let kind: u32 = mem.read_obj(buffer.addr).map_err(|_| ChainError::OutOfRange {
+        addr: buffer.addr.0,
+        len: 4,
+    })?;
     let sector: u64 = mem
         .read_obj(vm_memory::GuestAddress(buffer.addr.0 + 8))
         .map_err(|_| ChainError::OutOfRange {
@@ -129,8 +127,7 @@ fn transfer(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) -> 
         return Outcome::status(VIRTIO_BLK_S_IOERR);
     }
     let len = data_len(data);
-    let Some(offset) = disk_range(disk, header.sector, len).filter(|_| len % SECTOR_SIZE == 0)
-    else {
+    let Some(offset) = disk_range(disk, header.sector, len).filter(|_| len % SECTOR_SIZE == 0) else {
         crate::warn_limited!(
             "virtio-blk: request of {len} bytes at sector {} outside the disk",
             header.sector
@@ -211,11 +208,7 @@ pub fn serve_request(mem: &GuestMemory, disk: &Disk, req: &Request) -> u32 {
 
 /// Serves every pending request. Returns how many completed, or `Err` when the ring
 /// itself is corrupt.
-pub fn process_queue(
-    mem: &GuestMemory,
-    disk: &Disk,
-    queue: &mut Queue,
-) -> Result<usize, virtio_queue::Error> {
+pub fn process_queue(mem: &GuestMemory, disk: &Disk, queue: &mut Queue) -> Result<usize, virtio_queue::Error> {
     let mut completed = 0;
     while let Some(popped) = pop_request(queue, mem)? {
         let (head, len) = match popped {
@@ -241,13 +234,7 @@ pub struct BlockWorker {
 
 impl BlockWorker {
     /// A worker serving `queue` from `disk`.
-    pub fn new(
-        disk: Disk,
-        mem: GuestMemory,
-        queue: Queue,
-        evt: EventFd,
-        interrupt: Arc<Interrupt>,
-    ) -> Self {
+    pub fn new(disk: Disk, mem: GuestMemory, queue: Queue, evt: EventFd, interrupt: Arc<Interrupt>) -> Self {
         BlockWorker {
             disk,
             mem,

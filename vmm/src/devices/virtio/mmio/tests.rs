@@ -33,10 +33,7 @@ impl VirtioDevice for TestDevice {
     fn config_space(&self) -> &[u8] {
         &[1, 2, 3, 4, 5, 6, 7, 8]
     }
-    fn activate(
-        &mut self,
-        ctx: ActivateContext,
-    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         self.activations.lock().unwrap().push(ctx.queues.len());
         Ok(Box::new(NullWorker))
     }
@@ -74,11 +71,7 @@ fn fixture() -> Fixture {
     });
     let interrupt = Interrupt::new(IrqLine::new(5).unwrap());
     let t = MmioTransport::new(device, mem, interrupt, spawns.clone()).unwrap();
-    Fixture {
-        t,
-        spawns,
-        activations,
-    }
+    Fixture { t, spawns, activations }
 }
 
 fn w(t: &mut MmioTransport, offset: u64, value: u32) {
@@ -114,11 +107,7 @@ fn bring_up(t: &mut MmioTransport) {
     negotiate(t);
     setup_queue(t, 0, 16, 0x1_0000);
     setup_queue(t, 1, 8, 0x2_0000);
-    w(
-        t,
-        reg::STATUS,
-        ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-    );
+    w(t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
 }
 
 #[test]
@@ -214,11 +203,7 @@ fn mmio_invalid_queue_sizes_are_refused_keeping_a_valid_size() {
         setup_queue(&mut f.t, 0, 16, 0x1_0000);
         setup_queue(&mut f.t, 1, size, 0x2_0000);
         assert_eq!(f.t.queues[1].size(), 8, "size {size}");
-        w(
-            &mut f.t,
-            reg::STATUS,
-            ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-        );
+        w(&mut f.t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
         assert!(f.t.is_active());
     }
 }
@@ -229,11 +214,7 @@ fn mmio_rings_outside_guest_memory_fail_activation() {
     negotiate(&mut f.t);
     setup_queue(&mut f.t, 0, 16, 0x1_0000);
     setup_queue(&mut f.t, 1, 8, 0xfff_0000);
-    w(
-        &mut f.t,
-        reg::STATUS,
-        ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-    );
+    w(&mut f.t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     assert!(!f.t.is_active());
     assert_ne!(f.t.status() & DEVICE_NEEDS_RESET, 0);
     assert!(f.activations.lock().unwrap().is_empty());
@@ -244,11 +225,7 @@ fn mmio_queue_not_ready_fails_activation() {
     let mut f = fixture();
     negotiate(&mut f.t);
     setup_queue(&mut f.t, 0, 16, 0x1_0000);
-    w(
-        &mut f.t,
-        reg::STATUS,
-        ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK,
-    );
+    w(&mut f.t, reg::STATUS, ACKNOWLEDGE | DRIVER | FEATURES_OK | DRIVER_OK);
     assert!(!f.t.is_active());
 }
 

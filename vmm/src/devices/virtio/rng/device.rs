@@ -39,10 +39,7 @@ impl VirtioDevice for Rng {
         &[]
     }
 
-    fn activate(
-        &mut self,
-        mut ctx: ActivateContext,
-    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(&mut self, mut ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 1)?;
         let (queue, evt) = (ctx.queues.remove(0), ctx.queue_evts.remove(0));
         Ok(Box::new(RngWorker::new(ctx.mem, queue, evt, ctx.interrupt)))

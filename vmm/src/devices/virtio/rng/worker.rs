@@ -65,11 +65,7 @@ where
 
 /// Serves every pending request. Returns how many were completed, or `Err` when the
 /// ring is corrupt.
-pub fn process_queue<F>(
-    mem: &GuestMemory,
-    queue: &mut Queue,
-    source: &mut F,
-) -> Result<usize, virtio_queue::Error>
+pub fn process_queue<F>(mem: &GuestMemory, queue: &mut Queue, source: &mut F) -> Result<usize, virtio_queue::Error>
 where
     F: FnMut(&mut [u8]) -> io::Result<()>,
 {
@@ -191,8 +187,7 @@ mod tests {
     fn rng_reports_a_corrupt_avail_index() {
         let mem = test_mem();
         let mut q = queue_with(&mem, 16, &[desc(0x10_0000, 8, F_WRITE, 0)]);
-        mem.write_obj::<u16>(100, GuestAddress(q.avail_ring() + 2))
-            .unwrap();
+        mem.write_obj::<u16>(100, GuestAddress(q.avail_ring() + 2)).unwrap();
         assert!(process_queue(&mem, &mut q, &mut pattern).is_err());
     }
 

@@ -68,10 +68,7 @@ impl VirtioDevice for Vsock {
         &self.config
     }
 
-    fn activate(
-        &mut self,
-        ctx: ActivateContext,
-    ) -> Result<Box<dyn EventSubscriber>, ActivateError> {
+    fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 3)?;
         let muxer = self.muxer.take().ok_or(ActivateError::AlreadyActive)?;
         Ok(Box::new(VsockWorker::new(ctx, muxer)))

@@ -279,9 +279,7 @@ impl Muxer {
 
     fn add_host_connection(&mut self, stream: UnixStream, reg: &mut dyn Registry) {
         if self.conns.len() >= MAX_CONNECTIONS {
-            crate::warn_limited!(
-                "vsock: connection limit {MAX_CONNECTIONS} reached; host connection closed"
-            );
+            crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; host connection closed");
             return;
         }
         if stream.set_nonblocking(true).is_err() {
@@ -339,14 +337,9 @@ impl Muxer {
     }
 
     fn start_host_connection(&mut self, token: u32, reg: &mut dyn Registry) {
-        let port = self
-            .conns
-            .get(&token)
-            .and_then(|c| parse_connect(&c.handshake));
+        let port = self.conns.get(&token).and_then(|c| parse_connect(&c.handshake));
         let (Some(port), true) = (port, self.control_room()) else {
-            crate::warn_limited!(
-                "vsock: invalid CONNECT line or control queue full; connection closed"
-            );
+            crate::warn_limited!("vsock: invalid CONNECT line or control queue full; connection closed");
             return self.remove(token, reg);
         };
         let local_port = self.alloc_local_port();
@@ -492,9 +485,7 @@ impl Muxer {
                 self.flush(token, reg);
             }
             (other, _) => {
-                crate::warn_limited!(
-                    "vsock: unexpected op {other} in state {state:?}; connection reset"
-                );
+                crate::warn_limited!("vsock: unexpected op {other} in state {state:?}; connection reset");
                 self.reset(token, reg);
             }
         }
@@ -502,9 +493,7 @@ impl Muxer {
 
     fn guest_connect(&mut self, hdr: &Header, reg: &mut dyn Registry) {
         if self.conns.len() >= MAX_CONNECTIONS {
-            crate::warn_limited!(
-                "vsock: connection limit {MAX_CONNECTIONS} reached; guest connection refused"
-            );
+            crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; guest connection refused");
             let rst = self.reset_for(hdr);
             return self.push_control(rst);
         }
@@ -545,12 +534,8 @@ impl Muxer {
         let Some(conn) = self.conns.get_mut(&token) else {
             return;
         };
-        if conn.peer_shutdown & SHUTDOWN_SEND != 0
-            || conn.pending.len() + data.len() > BUF_ALLOC as usize
-        {
-            crate::warn_limited!(
-                "vsock: guest sent beyond its credit or after shutdown; connection reset"
-            );
+        if conn.peer_shutdown & SHUTDOWN_SEND != 0 || conn.pending.len() + data.len() > BUF_ALLOC as usize {
+            crate::warn_limited!("vsock: guest sent beyond its credit or after shutdown; connection reset");
             return self.reset(token, reg);
         }
         conn.pending.extend(data);
@@ -589,12 +574,7 @@ impl Muxer {
 
     /// The next packet for the guest, with at most `max_payload` payload bytes
     /// written to `buf`. Returns the header; the payload is `buf[..header.len]`.
-    pub fn produce(
-        &mut self,
-        max_payload: usize,
-        buf: &mut [u8],
-        reg: &mut dyn Registry,
-    ) -> Option<Header> {
+    pub fn produce(&mut self, max_payload: usize, buf: &mut [u8], reg: &mut dyn Registry) -> Option<Header> {
         if let Some(header) = self.control.pop_front() {
             return Some(header);
         }
@@ -612,13 +592,7 @@ impl Muxer {
         None
     }
 
-    fn read_host(
-        &mut self,
-        token: u32,
-        max_payload: usize,
-        buf: &mut [u8],
-        reg: &mut dyn Registry,
-    ) -> Option<Header> {
+    fn read_host(&mut self, token: u32, max_payload: usize, buf: &mut [u8], reg: &mut dyn Registry) -> Option<Header> {
         let conn = self.conns.get_mut(&token)?;
         let n = max_payload
             .min(conn.peer_credit() as usize)

@@ -96,12 +96,7 @@ impl Header {
 }
 
 /// Reads `dst.len()` bytes from the device-readable `buffers`, starting `skip` bytes in.
-fn gather(
-    mem: &GuestMemory,
-    buffers: &[Buffer],
-    mut skip: usize,
-    dst: &mut [u8],
-) -> Result<(), ChainError> {
+fn gather(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, dst: &mut [u8]) -> Result<(), ChainError> {
     let mut done = 0;
     for (index, buffer) in buffers.iter().enumerate() {
         if done == dst.len() {
@@ -128,11 +123,7 @@ fn gather(
 
 /// Reads a TX packet: its header, and its payload into `payload` (which must hold
 /// [`MAX_PKT_PAYLOAD`] bytes). Returns the header; the payload is `payload[..len]`.
-pub fn read_packet(
-    mem: &GuestMemory,
-    buffers: &[Buffer],
-    payload: &mut [u8],
-) -> Result<Header, ChainError> {
+pub fn read_packet(mem: &GuestMemory, buffers: &[Buffer], payload: &mut [u8]) -> Result<Header, ChainError> {
     let mut raw = [0u8; HEADER_LEN];
     gather(mem, buffers, 0, &mut raw)?;
     let header = Header::from_bytes(&raw);
@@ -155,12 +146,7 @@ pub fn rx_capacity(buffers: &[Buffer]) -> Result<usize, ChainError> {
 }
 
 /// Scatters `bytes` into the device-writable `buffers` starting `skip` bytes in.
-fn scatter(
-    mem: &GuestMemory,
-    buffers: &[Buffer],
-    mut skip: usize,
-    bytes: &[u8],
-) -> Result<(), ChainError> {
+fn scatter(mem: &GuestMemory, buffers: &[Buffer], mut skip: usize, bytes: &[u8]) -> Result<(), ChainError> {
     let mut done = 0;
     for buffer in buffers {
         if done == bytes.len() {
@@ -183,12 +169,7 @@ fn scatter(
 }
 
 /// Writes a packet into an RX chain; returns the used length.
-pub fn write_packet(
-    mem: &GuestMemory,
-    buffers: &[Buffer],
-    header: &Header,
-    payload: &[u8],
-) -> Result<u32, ChainError> {
+pub fn write_packet(mem: &GuestMemory, buffers: &[Buffer], header: &Header, payload: &[u8]) -> Result<u32, ChainError> {
     scatter(mem, buffers, 0, &header.to_bytes())?;
     scatter(mem, buffers, HEADER_LEN, payload)?;
     Ok((HEADER_LEN + payload.len()) as u32)
@@ -233,19 +214,9 @@ mod tests {
             op: op::RW,
             ..Default::default()
         };
-        let rx = [
-            buf(0x1000, 10, true),
-            buf(0x2000, 40, true),
-            buf(0x3000, 100, true),
-        ];
+        let rx = [buf(0x1000, 10, true), buf(0x2000, 40, true), buf(0x3000, 100, true)];
         assert_eq!(write_packet(&mem, &rx, &h, b"abcdef").unwrap(), 50);
-        let tx: Vec<Buffer> = rx
-            .iter()
-            .map(|b| Buffer {
-                writable: false,
-                ..*b
-            })
-            .collect();
+        let tx: Vec<Buffer> = rx.iter().map(|b| Buffer { writable: false, ..*b }).collect();
         let mut payload = vec![0u8; MAX_PKT_PAYLOAD];
         assert_eq!(read_packet(&mem, &tx, &mut payload).unwrap(), h);
         assert_eq!(&payload[..6], b"abcdef");
@@ -261,11 +232,7 @@ mod tests {
                 ..Default::default()
             };
             vm_memory::Bytes::write_slice(&mem, &h.to_bytes(), GuestAddress(0x1000)).unwrap();
-            let err = read_packet(
-                &mem,
-                &[buf(0x1000, 44, false), buf(0x2000, 50, false)],
-                &mut payload,
-            );
+            let err = read_packet(&mem, &[buf(0x1000, 44, false), buf(0x2000, 50, false)], &mut payload);
             assert!(err.is_err(), "len {len}");
         }
         let err = read_packet(&mem, &[buf(0x1000, 44, true)], &mut payload).unwrap_err();
@@ -275,10 +242,7 @@ mod tests {
 
     #[test]
     fn rx_capacity_refuses_readable_buffers() {
-        assert_eq!(
-            rx_capacity(&[buf(0, 10, true), buf(0, 5, true)]).unwrap(),
-            15
-        );
+        assert_eq!(rx_capacity(&[buf(0, 10, true), buf(0, 5, true)]).unwrap(), 15);
         assert!(rx_capacity(&[buf(0, 10, true), buf(0, 5, false)]).is_err());
     }
 }

@@ -121,20 +121,8 @@ impl VsockWorker {
         let mut total = 0;
         for _ in 0..ROUNDS_PER_EVENT {
             let (rx, rest) = self.queues.split_at_mut(TX);
-            let sent = process_tx(
-                &self.mem,
-                &mut rest[0],
-                &mut self.muxer,
-                &mut self.payload,
-                reg,
-            )?;
-            let received = fill_rx(
-                &self.mem,
-                &mut rx[RX],
-                &mut self.muxer,
-                &mut self.payload,
-                reg,
-            )?;
+            let sent = process_tx(&self.mem, &mut rest[0], &mut self.muxer, &mut self.payload, reg)?;
+            let received = fill_rx(&self.mem, &mut rx[RX], &mut self.muxer, &mut self.payload, reg)?;
             if sent + received == 0 {
                 return Ok(total);
             }

@@ -120,11 +120,7 @@ fn block_flush_and_get_id_succeed() {
     let mem = test_mem();
     let (d, _f) = disk(false, 4096);
     header(&mem, VIRTIO_BLK_T_FLUSH, 0);
-    let mut q = queue_with(
-        &mem,
-        16,
-        &[desc(HDR, 16, F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)],
-    );
+    let mut q = queue_with(&mem, 16, &[desc(HDR, 16, F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)]);
     process_queue(&mem, &d, &mut q).unwrap();
     assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
     header(&mem, VIRTIO_BLK_T_GET_ID, 0);
@@ -187,10 +183,7 @@ fn block_short_or_writable_header_fails() {
         let mut q = queue_with(
             &mem,
             16,
-            &[
-                desc(HDR, len, flags | F_NEXT, 1),
-                desc(STATUS, 1, F_WRITE, 0),
-            ],
+            &[desc(HDR, len, flags | F_NEXT, 1), desc(STATUS, 1, F_WRITE, 0)],
         );
         process_queue(&mem, &d, &mut q).unwrap();
         assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
@@ -201,10 +194,7 @@ fn block_short_or_writable_header_fails() {
 fn block_hostile_chains_complete_with_zero_length() {
     let end = TEST_MEM as u64;
     let cases = [
-        vec![
-            desc(HDR, 16, F_NEXT, 1),
-            desc(DATA, 512, F_WRITE | F_NEXT, 0),
-        ],
+        vec![desc(HDR, 16, F_NEXT, 1), desc(DATA, 512, F_WRITE | F_NEXT, 0)],
         vec![
             desc(HDR, 16, F_NEXT, 1),
             desc(end - 256, 512, F_WRITE | F_NEXT, 2),
@@ -215,10 +205,7 @@ fn block_hostile_chains_complete_with_zero_length() {
             desc(DATA, 0xffff_ffff, F_WRITE | F_NEXT, 2),
             desc(STATUS, 1, F_WRITE, 0),
         ],
-        vec![
-            desc(HDR, 16, F_NEXT, 1),
-            desc(DATA, 512, F_WRITE | F_NEXT, 99),
-        ],
+        vec![desc(HDR, 16, F_NEXT, 1), desc(DATA, 512, F_WRITE | F_NEXT, 99)],
     ];
     for (i, descs) in cases.iter().enumerate() {
         let mem = test_mem();
@@ -236,8 +223,7 @@ fn block_avail_index_ahead_of_queue_size_is_reported() {
     let mem = test_mem();
     let (d, _f) = disk(false, 4096);
     let mut q = request(&mem, 512, F_WRITE);
-    mem.write_obj::<u16>(1000, GuestAddress(q.avail_ring() + 2))
-        .unwrap();
+    mem.write_obj::<u16>(1000, GuestAddress(q.avail_ring() + 2)).unwrap();
     assert!(process_queue(&mem, &d, &mut q).is_err());
 }
 
@@ -250,14 +236,7 @@ fn arb_desc() -> impl Strategy<Value = (u64, u32, u16, u16)> {
             Just(TEST_MEM as u64 - 8),
             any::<u64>()
         ],
-        prop_oneof![
-            Just(1u32),
-            Just(16),
-            Just(512),
-            Just(0),
-            Just(u32::MAX),
-            any::<u32>()
-        ],
+        prop_oneof![Just(1u32), Just(16), Just(512), Just(0), Just(u32::MAX), any::<u32>()],
         0u16..8,
         0u16..20,
     )

@@ -120,12 +120,7 @@ fn parse_connect_accepts_only_the_exact_form() {
         b"CONNECT 99999999999\n",
         b"CONNECT 1 2\n",
     ] {
-        assert_eq!(
-            parse_connect(bad),
-            None,
-            "{:?}",
-            String::from_utf8_lossy(bad)
-        );
+        assert_eq!(parse_connect(bad), None, "{:?}", String::from_utf8_lossy(bad));
     }
 }
 
@@ -164,17 +159,12 @@ fn guest_connection_to_a_port_without_listener_is_reset() {
 fn host_connect_handshake_requests_the_guest_port_and_replies_ok() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"CONNECT 52\n").unwrap();
     f.poll_streams();
     let (h, _) = f.produce(4096).unwrap();
-    assert_eq!(
-        (h.op, h.dst_port, h.src_port),
-        (op::REQUEST, 52, LOCAL_PORT_BASE)
-    );
+    assert_eq!((h.op, h.dst_port, h.src_port), (op::REQUEST, 52, LOCAL_PORT_BASE));
     f.send(guest(op::RESPONSE, 52, LOCAL_PORT_BASE, 0), &[]);
     let mut line = [0u8; 14];
     client.read_exact(&mut line).unwrap();
@@ -189,9 +179,7 @@ fn host_connect_handshake_requests_the_guest_port_and_replies_ok() {
 fn host_connect_with_a_bad_line_is_closed() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"HELLO THERE\n").unwrap();
     f.poll_streams();
@@ -205,9 +193,7 @@ fn host_connect_with_a_bad_line_is_closed() {
 fn host_connect_refused_by_the_guest_closes_the_client() {
     let mut f = fixture();
     let mut client = UnixStream::connect(&f.uds).unwrap();
-    client
-        .set_read_timeout(Some(Duration::from_secs(2)))
-        .unwrap();
+    client.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
     f.mux.handle_event(LISTENER_TOKEN, EventSet::IN, &mut f.reg);
     client.write_all(b"CONNECT 9\n").unwrap();
     f.poll_streams();
