@@ -25,6 +25,8 @@ pub const ACCEPTED: &[&str] = &[OCI_INDEX, DOCKER_LIST, OCI_MANIFEST, DOCKER_MAN
 pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Largest image config accepted.
 pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+/// Largest blob a descriptor may declare (1 PiB): beyond it a size is nonsense.
+pub const MAX_BLOB_BYTES: u64 = 1 << 50;
 /// Most layers in one image.
 pub const MAX_LAYERS: usize = 500;
 /// Most entries in one index.
@@ -60,8 +62,8 @@ pub enum ManifestError {
     TooManyLayers(usize),
     #[error("index has {0} entries, more than the limit of {MAX_INDEX_ENTRIES}")]
     TooManyEntries(usize),
-    #[error("descriptor has a negative or absurd size {0}")]
-    Size(i64),
+    #[error("descriptor declares {0} bytes, more than any blob hull accepts")]
+    Size(u64),
     #[error(transparent)]
     Digest(#[from] DigestError),
 }
@@ -242,13 +244,13 @@ fn parse_index(value: Value, media_type: String) -> Result<Document, ManifestErr
 }
 
 fn blob(d: &oci_spec::image::Descriptor) -> Result<Blob, ManifestError> {
-    let size = u64::try_from(d.size()).map_err(|_| ManifestError::Size(d.size() as i64))?;
-    if size > (1 << 50) {
-        return Err(ManifestError::Size(size as i64));
+    let size = d.size();
+    if size > MAX_BLOB_BYTES {
+        return Err(ManifestError::Size(size));
     }
     Ok(Blob {
         media_type: d.media_type().to_string(),
-        digest: Digest::parse(&d.digest().to_string())?,
+        digest: Digest::parse(d.digest().as_ref())?,
         size,
     })
 }

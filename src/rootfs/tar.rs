@@ -437,8 +437,11 @@ fn check_pax_size(header: u64, pax: u64) -> Result<(), TarError> {
     Ok(())
 }
 
+/// One PAX record: key and value bytes.
+pub type PaxRecord<'a> = (&'a [u8], &'a [u8]);
+
 /// Splits a PAX extended header body into `(key, value)` records, strictly.
-pub fn pax_records(body: &[u8]) -> Result<Vec<(&[u8], &[u8])>, TarError> {
+pub fn pax_records(body: &[u8]) -> Result<Vec<PaxRecord<'_>>, TarError> {
     let mut records = Vec::new();
     let mut offset = 0;
     while offset < body.len() {
