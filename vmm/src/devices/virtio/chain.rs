@@ -112,17 +112,21 @@ pub fn check_buffer(mem: &GuestMemory, buffer: &Buffer) -> Result<(), ChainError
     }
 }
 
-/// Copies guest bytes of `buffer` starting at `offset` into `dst`; returns bytes copied.
-pub fn read_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, dst: &mut [u8]) -> Result<usize, ChainError> {
-    let avail = buffer.len.saturating_sub(offset) as usize;
-    let n = avail.min(dst.len());
-    let addr = buffer
+/// The guest address `offset` bytes into `buffer`, refusing one that wraps.
+fn offset_addr(buffer: &Buffer, offset: u32) -> Result<GuestAddress, ChainError> {
+    buffer
         .addr
         .checked_add(u64::from(offset))
         .ok_or(ChainError::OutOfRange {
             addr: buffer.addr.0,
             len: buffer.len,
-        })?;
+        })
+}
+
+/// Copies guest bytes of `buffer` starting at `offset` into `dst`; returns bytes copied.
+pub fn read_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, dst: &mut [u8]) -> Result<usize, ChainError> {
+    let n = (buffer.len.saturating_sub(offset) as usize).min(dst.len());
+    let addr = offset_addr(buffer, offset)?;
     mem.read_slice(&mut dst[..n], addr)
         .map_err(|_| ChainError::OutOfRange {
             addr: addr.0,
@@ -133,15 +137,8 @@ pub fn read_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, dst: &mut [u
 
 /// Copies `src` into guest `buffer` at `offset`; returns bytes copied.
 pub fn write_buffer(mem: &GuestMemory, buffer: &Buffer, offset: u32, src: &[u8]) -> Result<usize, ChainError> {
-    let avail = buffer.len.saturating_sub(offset) as usize;
-    let n = avail.min(src.len());
-    let addr = buffer
-        .addr
-        .checked_add(u64::from(offset))
-        .ok_or(ChainError::OutOfRange {
-            addr: buffer.addr.0,
-            len: buffer.len,
-        })?;
+    let n = (buffer.len.saturating_sub(offset) as usize).min(src.len());
+    let addr = offset_addr(buffer, offset)?;
     mem.write_slice(&src[..n], addr).map_err(|_| ChainError::OutOfRange {
         addr: addr.0,
         len: n as u32,
