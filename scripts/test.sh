@@ -26,9 +26,6 @@ if [ "${HULL_SKIP_VM_SUITES:-}" = 1 ]; then
 else
     tests/lab/suite.sh || status=1
     echo "test: VM suites took $((SECONDS - start)) s"
-    start=$SECONDS
-    vmm/tests/lab/boot.sh || status=1
-    echo "test: VMM boot suite took $((SECONDS - start)) s"
 fi
 
 skips=$(grep -c . "$skip_log" || true)

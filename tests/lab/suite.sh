@@ -45,7 +45,9 @@ while read -r pkg target; do
     case "$pkg" in ''|'#'*) continue ;; esac
     out=$(cargo test --no-run --message-format=json -p "$pkg" --test "$target") \
         || die "cannot build test $target of $pkg"
-    exe=$(echo "$out" | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+    # The test target's own artifact: the package's binaries are built beside it.
+    exe=$(echo "$out" | grep '"kind":\["test"\]' | grep "\"name\":\"$target\"" \
+        | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
     [ -n "$exe" ] || die "cargo printed no executable for test $target of $pkg"
     bins+=("$exe")
 done < "$here/suites.txt"

@@ -14,6 +14,7 @@ CARGO_TARGET_DIR=$repo/target/guest-probe cargo build --quiet --release \
     --target x86_64-unknown-linux-musl --manifest-path vmm/tests/guest-probe/Cargo.toml
 probe=$repo/target/guest-probe/x86_64-unknown-linux-musl/release/hull-guest-probe
 exe=$(cargo test --release --no-run --message-format=json -p vmm --test guest_boot \
+    | grep '"kind":\["test"\]' | grep '"name":"guest_boot"' \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -n "$exe" ] || { echo "boot.sh: no test executable" >&2; exit 1; }
 
