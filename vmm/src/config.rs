@@ -1,7 +1,7 @@
 //! The VMM's configuration and its command-line form.
 //!
 //! ```text
-//! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
+//! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR] [--memory MIB] [--vcpus N]
 //!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
 //!     [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
 //!     [--no-seccomp] [--no-landlock]
@@ -105,8 +105,8 @@ pub enum ConfigError {
 }
 
 /// One-screen usage text.
-pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--memory MIB] [--vcpus N]
-           [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
+pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR]
+           [--memory MIB] [--vcpus N] [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
            [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
 
@@ -159,6 +159,10 @@ impl VmConfig {
                 "--kernel" => cfg.kernel = value()?.into(),
                 "--initramfs" => cfg.initramfs = Some(value()?.into()),
                 "--cmdline" => cfg.cmdline = value()?,
+                "--append" => {
+                    cfg.cmdline.push(' ');
+                    cfg.cmdline.push_str(&value()?);
+                }
                 "--memory" => cfg.mem_mib = parse_num(&option, &value()?)?,
                 "--vcpus" => cfg.vcpus = parse_num(&option, &value()?)?,
                 "--disk" => cfg.disks.push(parse_disk(&value()?)?),
@@ -246,6 +250,12 @@ mod tests {
             (DEFAULT_MEM_MIB, 1, DEFAULT_CMDLINE)
         );
         assert_eq!(cfg.console, Console::Stdout);
+    }
+
+    #[test]
+    fn append_adds_to_the_default_command_line() {
+        let cfg = parse("--kernel /k --append hull.upper=tmpfs --append quiet").unwrap();
+        assert_eq!(cfg.cmdline, format!("{DEFAULT_CMDLINE} hull.upper=tmpfs quiet"));
     }
 
     #[test]
