@@ -114,10 +114,11 @@ pub struct ProcessSpec {
     pub args: Vec<String>,
     pub env: Vec<String>,
     pub cwd: String,
-    pub uid: u32,
-    pub gid: u32,
+    /// Docker's `--user`: empty (the image's default, root), `name`, `uid`,
+    /// `name:group` or `uid:gid`, resolved by the agent through the container's
+    /// `/etc/passwd` and `/etc/group`.
     #[serde(default)]
-    pub additional_gids: Vec<u32>,
+    pub user: String,
     #[serde(default)]
     pub tty: bool,
     /// Whether the host will attach stdin; without it the process reads /dev/null.
@@ -132,7 +133,7 @@ pub struct Attach {
     pub stream: Stream,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Stream {
     Stdin,

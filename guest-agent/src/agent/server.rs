@@ -1,0 +1,343 @@
+//! The agent's service: control connections, stdio attachments, the reaper.
+//!
+//! Process ids are chosen by the host and global to the VM, so a second control
+//! connection (`hull stop`, `hull exec`) can signal the container's main process.
+//! Each process's `Exited` goes to the connection that started it, after its output
+//! has drained (or after a short grace period when a descendant keeps the pipe open).
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use guest_agent::protocol::{
+    read_frame, write_frame, AgentMessage, Attach, ErrorKind, ExitStatus, HostMessage, ProcessSpec, Stream,
+    MAX_HOST_FRAME, VERSION,
+};
+
+use super::process::{self, SpawnError};
+use super::root;
+use super::sys;
+use super::vsock::Listener;
+
+/// How long `Start` waits for the process's stdio connections to arrive.
+const ATTACH_WAIT: Duration = Duration::from_secs(10);
+/// How long an `Exited` waits for the process's output to drain.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// Bound on stdio connections waiting for their `Start`.
+const MAX_PENDING: usize = 256;
+
+/// The writing half of one control connection, shared by its processes.
+struct Control {
+    writer: Mutex<File>,
+}
+
+impl Control {
+    fn send(&self, message: &AgentMessage) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = write_frame(&mut *w, message);
+    }
+}
+
+struct Proc {
+    pid: i32,
+    control: Arc<Control>,
+    pty: Option<File>,
+    drained: Vec<Receiver<()>>,
+}
+
+#[derive(Default)]
+struct State {
+    procs: HashMap<u32, Proc>,
+    by_pid: HashMap<i32, u32>,
+    pending: HashMap<(u32, Stream), File>,
+    shutting_down: bool,
+}
+
+pub struct Agent {
+    state: Mutex<State>,
+    attached: Condvar,
+    /// Held across fork/exec, and by the reaper while it reaps.
+    spawn_lock: Mutex<()>,
+    setup_error: Option<String>,
+}
+
+impl Agent {
+    pub fn new(setup_error: Option<String>) -> Arc<Agent> {
+        Arc::new(Agent {
+            state: Mutex::new(State::default()),
+            attached: Condvar::new(),
+            spawn_lock: Mutex::new(()),
+            setup_error,
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Serves stdio attachments on `listener` forever.
+    pub fn serve_stdio(self: Arc<Self>, listener: Listener) {
+        while let Ok(conn) = listener.accept() {
+            let agent = self.clone();
+            thread::spawn(move || agent.register_attach(conn));
+        }
+    }
+
+    fn register_attach(&self, mut conn: File) {
+        let Ok(Some(attach)) = read_frame::<Attach>(&mut conn, 1024) else {
+            return;
+        };
+        let mut state = self.state();
+        if state.pending.len() >= MAX_PENDING || state.procs.contains_key(&attach.id) {
+            return;
+        }
+        state.pending.insert((attach.id, attach.stream), conn);
+        self.attached.notify_all();
+    }
+
+    /// Serves control connections on `listener` forever.
+    pub fn serve_control(self: Arc<Self>, listener: Listener) {
+        while let Ok(conn) = listener.accept() {
+            let agent = self.clone();
+            thread::spawn(move || agent.control_session(conn));
+        }
+    }
+
+    fn control_session(self: Arc<Self>, mut conn: File) {
+        let Ok(writer) = conn.try_clone() else { return };
+        let control = Arc::new(Control {
+            writer: Mutex::new(writer),
+        });
+        match read_frame::<HostMessage>(&mut conn, MAX_HOST_FRAME) {
+            Ok(Some(HostMessage::Hello { version })) if version == VERSION => {
+                control.send(&AgentMessage::Hello { version: VERSION })
+            }
+            _ => {
+                return control.send(&AgentMessage::Error {
+                    id: None,
+                    kind: ErrorKind::Protocol,
+                    message: format!("expected hello for protocol version {VERSION}"),
+                })
+            }
+        }
+        loop {
+            match read_frame::<HostMessage>(&mut conn, MAX_HOST_FRAME) {
+                Ok(Some(message)) => self.handle(message, &control),
+                Ok(None) => return,
+                Err(e) => {
+                    return control.send(&AgentMessage::Error {
+                        id: None,
+                        kind: ErrorKind::Protocol,
+                        message: e.to_string(),
+                    })
+                }
+            }
+        }
+    }
+
+    fn handle(self: &Arc<Self>, message: HostMessage, control: &Arc<Control>) {
+        let error = |id, kind, message: String| control.send(&AgentMessage::Error { id, kind, message });
+        match message {
+            HostMessage::Hello { .. } => error(None, ErrorKind::Protocol, "hello sent twice".into()),
+            HostMessage::Start { id, spec } => match self.start(id, &spec, control) {
+                Ok(pid) => control.send(&AgentMessage::Started { id, pid: pid as u32 }),
+                Err(e) => error(Some(id), e.kind, e.message),
+            },
+            HostMessage::Signal { id, signal } => {
+                let pid = self.state().procs.get(&id).map(|p| p.pid);
+                match pid {
+                    Some(pid) if (1..=64).contains(&signal) => {
+                        if let Err(e) = sys::kill(pid, signal) {
+                            error(Some(id), ErrorKind::Internal, format!("signal {signal}: {e}"));
+                        }
+                    }
+                    Some(_) => error(Some(id), ErrorKind::Protocol, format!("invalid signal {signal}")),
+                    None => error(Some(id), ErrorKind::Protocol, format!("no process {id}")),
+                }
+            }
+            HostMessage::Resize { id, rows, cols } => {
+                if let Some(pty) = self.state().procs.get(&id).and_then(|p| p.pty.as_ref()) {
+                    let _ = sys::set_window_size(pty, rows, cols);
+                }
+            }
+            HostMessage::Shutdown => self.shutdown(),
+        }
+    }
+
+    fn start(self: &Arc<Self>, id: u32, spec: &ProcessSpec, control: &Arc<Control>) -> Result<i32, SpawnError> {
+        let refuse = |kind, message: String| SpawnError { kind, message };
+        if let Some(e) = &self.setup_error {
+            return Err(refuse(ErrorKind::Internal, format!("container root: {e}")));
+        }
+        if self.state().procs.contains_key(&id) {
+            return Err(refuse(ErrorKind::Protocol, format!("process {id} exists")));
+        }
+        let identity = self.identity(&spec.user)?;
+        let mut streams = self.wait_for_streams(id, spec)?;
+        let env = process::environment(spec, &identity);
+        let _spawning = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let started = process::spawn(spec, &identity, env)?;
+        let mut drained = Vec::new();
+        let take = |s: Stream, streams: &mut HashMap<Stream, File>| streams.remove(&s);
+        let pty_copy = |f: &Option<File>| f.as_ref().and_then(|f| f.try_clone().ok());
+        if let Some(out) = take(Stream::Stdout, &mut streams) {
+            let source = started.stdout.or_else(|| pty_copy(&started.pty));
+            drained.push(pump_out(source, out));
+        }
+        if let Some(err) = take(Stream::Stderr, &mut streams) {
+            drained.push(pump_out(started.stderr, err));
+        }
+        if let Some(input) = take(Stream::Stdin, &mut streams) {
+            pump_in(input, started.stdin.or_else(|| pty_copy(&started.pty)));
+        }
+        let mut state = self.state();
+        state.by_pid.insert(started.pid, id);
+        state.procs.insert(
+            id,
+            Proc {
+                pid: started.pid,
+                control: control.clone(),
+                pty: started.pty,
+                drained,
+            },
+        );
+        Ok(started.pid)
+    }
+
+    fn identity(&self, user: &str) -> Result<guest_agent::user::Identity, SpawnError> {
+        let internal = |e: io::Error| SpawnError {
+            kind: ErrorKind::Internal,
+            message: format!("reading users: {e}"),
+        };
+        let root = root::open_root().map_err(internal)?;
+        let passwd = root::read_in_root(&root, "/etc/passwd", 4 << 20).map_err(internal)?;
+        let group = root::read_in_root(&root, "/etc/group", 4 << 20).map_err(internal)?;
+        guest_agent::user::resolve(user, &passwd, &group).map_err(|e| SpawnError {
+            kind: ErrorKind::Internal,
+            message: e.to_string(),
+        })
+    }
+
+    /// Waits until the host's stdio connections for `id` have arrived.
+    fn wait_for_streams(&self, id: u32, spec: &ProcessSpec) -> Result<HashMap<Stream, File>, SpawnError> {
+        let mut wanted = vec![Stream::Stdout];
+        if !spec.tty {
+            wanted.push(Stream::Stderr);
+        }
+        if spec.stdin {
+            wanted.push(Stream::Stdin);
+        }
+        let deadline = Instant::now() + ATTACH_WAIT;
+        let mut state = self.state();
+        while !wanted.iter().all(|s| state.pending.contains_key(&(id, *s))) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(SpawnError {
+                    kind: ErrorKind::Protocol,
+                    message: format!("stdio of process {id} was not attached"),
+                });
+            }
+            state = self
+                .attached
+                .wait_timeout(state, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        Ok(wanted
+            .into_iter()
+            .filter_map(|s| state.pending.remove(&(id, s)).map(|f| (s, f)))
+            .collect())
+    }
+
+    /// Reaps every child (orphans included) and reports the processes it knows.
+    pub fn reap_forever(self: Arc<Self>) {
+        loop {
+            // Wait, without reaping, until some child has exited.
+            // SAFETY: siginfo_t is plain data; waitid writes it.
+            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointer to `info`.
+            let rc = unsafe { libc::waitid(libc::P_ALL, 0, &mut info, libc::WEXITED | libc::WNOWAIT) };
+            if rc < 0 {
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+            let _spawning = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
+            loop {
+                let mut status = 0;
+                // SAFETY: valid pointer to `status`.
+                let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+                if pid <= 0 {
+                    break;
+                }
+                self.exited(pid, status);
+            }
+        }
+    }
+
+    fn exited(&self, pid: i32, status: i32) {
+        let mut state = self.state();
+        let Some(id) = state.by_pid.remove(&pid) else { return };
+        let Some(proc) = state.procs.remove(&id) else { return };
+        drop(state);
+        let status = if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        };
+        thread::spawn(move || {
+            let deadline = Instant::now() + DRAIN_GRACE;
+            for done in &proc.drained {
+                let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+            }
+            proc.control.send(&AgentMessage::Exited { id, status });
+        });
+    }
+
+    fn shutdown(&self) -> ! {
+        self.state().shutting_down = true;
+        // Everything but PID 1 (this agent).
+        let _ = sys::kill(-1, libc::SIGKILL);
+        thread::sleep(Duration::from_millis(20));
+        root::teardown();
+        sys::power_off()
+    }
+}
+
+/// Copies a process's output to its connection; signals when it reached the end.
+fn pump_out(source: Option<File>, mut conn: File) -> Receiver<()> {
+    let (done, drained) = mpsc::channel();
+    thread::spawn(move || {
+        if let Some(mut source) = source {
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match source.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if conn.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    // EIO: the last holder of a pty's slave side closed it.
+                    Err(_) => break,
+                }
+            }
+        }
+        sys::shutdown_write(&conn);
+        let _ = done.send(());
+    });
+    drained
+}
+
+/// Copies the host's input to the process until the host closes it.
+fn pump_in(mut conn: File, sink: Option<File>) {
+    thread::spawn(move || {
+        let Some(mut sink) = sink else { return };
+        let _ = io::copy(&mut conn, &mut sink);
+        // Dropping `sink` closes the pipe: the process reads end-of-file.
+    });
+}
