@@ -1,0 +1,247 @@
+//! What a VM boots from besides the image: the VMM binary, the guest kernel, and the
+//! initramfs whose `/init` is the agent. The agent always comes from hull's own
+//! install, never from the image.
+//!
+//! Lookup order for each: an environment variable (`HULL_VMM`, `HULL_KERNEL`,
+//! `HULL_AGENT`), then the directory of the `hull` executable (`vmm`, `vmlinux`,
+//! `hull-agent`), then the build tree (`target/x86_64-unknown-linux-musl/<profile>/`
+//! beside `target/<profile>/`) and the kernel build cache.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::image::store::fs::{create_temp, publish};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AssetError {
+    #[error("{what} not found (looked in: {looked}); {hint}")]
+    Missing {
+        what: &'static str,
+        looked: String,
+        hint: &'static str,
+    },
+    #[error("building the initramfs {path}: {source}")]
+    Initramfs {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// The files one boot needs.
+#[derive(Debug, Clone)]
+pub struct Assets {
+    pub vmm: PathBuf,
+    pub kernel: PathBuf,
+    pub agent: PathBuf,
+}
+
+fn exe_dir() -> Option<PathBuf> {
+    std::env::current_exe().ok()?.parent().map(Path::to_owned)
+}
+
+fn first_file(
+    what: &'static str,
+    var: &str,
+    candidates: Vec<PathBuf>,
+    hint: &'static str,
+) -> Result<PathBuf, AssetError> {
+    if let Some(p) = std::env::var_os(var) {
+        let p = PathBuf::from(p);
+        if p.is_file() {
+            return Ok(p);
+        }
+        return Err(AssetError::Missing {
+            what,
+            looked: format!("{var}={}", p.display()),
+            hint,
+        });
+    }
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or_else(|| AssetError::Missing {
+            what,
+            looked: std::iter::once(format!("${var}"))
+                .chain(candidates.iter().map(|p| p.display().to_string()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            hint,
+        })
+}
+
+impl Assets {
+    pub fn locate() -> Result<Assets, AssetError> {
+        let dir = exe_dir().unwrap_or_default();
+        let profile = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+        let target = dir.parent().map(Path::to_owned).unwrap_or_default();
+        let musl = target.join("x86_64-unknown-linux-musl");
+        Ok(Assets {
+            vmm: first_file(
+                "the vmm binary",
+                "HULL_VMM",
+                vec![dir.join("vmm")],
+                "build it with `cargo build --release` (scripts/setup.sh does)",
+            )?,
+            agent: first_file(
+                "the guest agent",
+                "HULL_AGENT",
+                vec![
+                    dir.join("hull-agent"),
+                    musl.join(&profile).join("hull-agent"),
+                    musl.join("release").join("hull-agent"),
+                ],
+                "build it with `cargo build --release -p guest-agent --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
+            )?,
+            kernel: first_file(
+                "the guest kernel",
+                "HULL_KERNEL",
+                kernel_candidates(&dir),
+                "build it with kernel-config/build.sh (scripts/setup.sh does)",
+            )?,
+        })
+    }
+}
+
+fn kernel_candidates(exe_dir: &Path) -> Vec<PathBuf> {
+    let mut c = vec![exe_dir.join("vmlinux")];
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
+    if let Some(cache) = cache {
+        let mut built: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(cache.join("hull/kernel"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("vmlinux"))
+            .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .collect();
+        built.sort();
+        c.extend(built.into_iter().rev().map(|(_, p)| p));
+    }
+    c
+}
+
+/// The initramfs for `agent`, built once per agent binary under `dir`.
+pub fn initramfs(dir: &Path, agent: &Path) -> Result<PathBuf, AssetError> {
+    let err = |path: &Path| {
+        let path = path.to_owned();
+        move |source| AssetError::Initramfs { path, source }
+    };
+    let binary = fs::read(agent).map_err(err(agent))?;
+    let key = hex::encode(&Sha256::digest(&binary)[..8]);
+    let path = dir.join(format!("agent-{key}.cpio"));
+    if path.is_file() {
+        return Ok(path);
+    }
+    fs::create_dir_all(dir).map_err(err(dir))?;
+    let (mut file, tmp) = create_temp(dir).map_err(err(dir))?;
+    let result = write_initramfs(&mut file, &binary)
+        .and_then(|()| file.sync_all())
+        .and_then(|()| publish(&tmp, &path));
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(err(&path)(e));
+    }
+    Ok(path)
+}
+
+/// A newc cpio archive: the directories the agent mounts on, `/dev/console` (so
+/// PID 1 starts with the console as stdio) and `/init`.
+pub fn write_initramfs(out: &mut impl Write, agent: &[u8]) -> io::Result<()> {
+    let mut ino = 1;
+    let mut entry = |out: &mut dyn Write, name: &str, mode: u32, rdev: (u32, u32), data: &[u8]| {
+        ino += 1;
+        write_cpio_entry(out, ino, name, mode, rdev, data)
+    };
+    for dir in ["dev", "proc", "sys", "mnt", "mnt/lower", "mnt/rw", "mnt/root", "tmp"] {
+        entry(out, dir, 0o040755, (0, 0), &[])?;
+    }
+    entry(out, "dev/console", 0o020600, (5, 1), &[])?;
+    entry(out, "init", 0o100755, (0, 0), agent)?;
+    write_cpio_entry(out, 0, "TRAILER!!!", 0, (0, 0), &[])
+}
+
+fn write_cpio_entry(
+    out: &mut dyn Write,
+    ino: u32,
+    name: &str,
+    mode: u32,
+    rdev: (u32, u32),
+    data: &[u8],
+) -> io::Result<()> {
+    let namesize = name.len() + 1;
+    let header = format!(
+        "070701{ino:08x}{mode:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{:08x}{namesize:08x}{:08x}",
+        0,
+        0,
+        1,
+        0,
+        data.len(),
+        0,
+        0,
+        rdev.0,
+        rdev.1,
+        0
+    );
+    out.write_all(header.as_bytes())?;
+    out.write_all(name.as_bytes())?;
+    out.write_all(&[0])?;
+    out.write_all(&vec![0u8; pad4(110 + namesize)])?;
+    out.write_all(data)?;
+    out.write_all(&vec![0u8; pad4(data.len())])
+}
+
+fn pad4(n: usize) -> usize {
+    (4 - n % 4) % 4
+}
+
+/// Whether `/dev/kvm` can be opened for reading and writing; the one privilege hull
+/// needs, checked before anything is created.
+pub fn check_kvm() -> Result<(), String> {
+    match File::options().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(
+            "/dev/kvm does not exist: this host has no KVM (enable virtualization, load kvm_intel or kvm_amd)".into(),
+        ),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(
+            "cannot open /dev/kvm: permission denied (add your user to the kvm group, or grant rw access to /dev/kvm)"
+                .into(),
+        ),
+        Err(e) => Err(format!("cannot open /dev/kvm: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Command;
+
+    #[test]
+    fn initramfs_is_a_cpio_archive_cpio_can_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let agent = dir.path().join("agent");
+        fs::write(&agent, b"\x7fELF pretend agent").unwrap();
+        let path = initramfs(&dir.path().join("cache"), &agent).unwrap();
+        assert_eq!(initramfs(&dir.path().join("cache"), &agent).unwrap(), path);
+        let Ok(out) = Command::new("cpio")
+            .args(["-t", "-v", "--quiet", "-F"])
+            .arg(&path)
+            .output()
+        else {
+            panic!("cpio not found: install the Debian package cpio");
+        };
+        let listing = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            listing.contains("crw-------") && listing.contains("dev/console"),
+            "{listing}"
+        );
+        assert!(listing.contains("-rwxr-xr-x") && listing.contains(" init"), "{listing}");
+        assert!(listing.contains("mnt/root"), "{listing}");
+    }
+}

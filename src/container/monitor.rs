@@ -1,0 +1,440 @@
+//! The per-container monitor: a `hull` process, started detached by `run`/`start`,
+//! that owns the container's VMM for as long as it runs. It boots the VM, starts the
+//! main process through the agent, copies its output to the log (and to an attached
+//! `hull` command), records the exit status, powers the VM off, and removes `--rm`
+//! containers. Nothing outlives it but the records it wrote.
+
+use std::fs::{self, File};
+use std::io::{Read, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::Path;
+use std::process::{Child, ExitStatus as ProcessStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use guest_agent::protocol::{AgentMessage, ErrorKind, HostMessage};
+
+use super::agent::{self, Session};
+use super::assets::{self, AssetError, Assets};
+use super::attach::Frame;
+use super::logs::{LogStream, LogWriter};
+use super::proc::ProcessId;
+use super::{vm, Container, ContainerError, ContainerStore, Status};
+
+/// The id the main process has in the agent; `exec` uses others.
+pub const MAIN_PROCESS: u32 = 1;
+/// How long an attached command has to connect before the process starts anyway.
+const ATTACH_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long output may keep draining after the process exited.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// How long the VM gets to power off before it is killed.
+const POWER_OFF_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MonitorError {
+    #[error(transparent)]
+    Container(#[from] ContainerError),
+    #[error(transparent)]
+    Assets(#[from] AssetError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> MonitorError {
+    let what = what.into();
+    move |source| MonitorError::Io { what, source }
+}
+
+/// The boot timeout: `HULL_BOOT_TIMEOUT` seconds, 30 by default.
+pub fn boot_timeout() -> Duration {
+    let secs = std::env::var("HULL_BOOT_TIMEOUT")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    Duration::from_secs(secs)
+}
+
+/// How a run ended, as recorded in the state.
+struct Outcome {
+    code: i32,
+    error: String,
+}
+
+enum Event {
+    Agent(AgentMessage),
+    AgentLost(String),
+    VmmExited(ProcessStatus),
+}
+
+/// Runs container `id` to its end. Returns the exit code recorded.
+pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorError> {
+    let containers = ContainerStore::open(store_root)?;
+    let mut c = containers.find(id)?;
+    let run_dir = super::create_run_dir(&c.config.id).map_err(io("runtime directory"))?;
+    let listener = if attach {
+        let path = run_dir.join("attach.sock");
+        let _ = fs::remove_file(&path);
+        Some(UnixListener::bind(&path).map_err(io(format!("attach socket {}", path.display())))?)
+    } else {
+        None
+    };
+    let me = ProcessId::of(std::process::id());
+    c.update(|s| {
+        s.run_dir = Some(run_dir.clone());
+        s.monitor = me;
+        s.vmm = None;
+        s.exit_code = None;
+        s.error.clear();
+    })?;
+    let client = Client::default();
+    let outcome = match boot_and_run(&mut c, store_root, listener, &client) {
+        Ok(o) => o,
+        Err(e) => Outcome {
+            code: 125,
+            error: e.to_string(),
+        },
+    };
+    if !outcome.error.is_empty() {
+        eprintln!("hull monitor: {}", outcome.error);
+    }
+    let _ = fs::remove_dir_all(&run_dir);
+    c.update(|s| {
+        s.run_dir = None;
+        s.status = Status::Exited;
+        s.exit_code = Some(outcome.code);
+        s.error = outcome.error.clone();
+        s.finished_at = Some(Utc::now());
+        s.monitor = None;
+        s.vmm = None;
+    })?;
+    if c.config.auto_remove {
+        containers.remove(&c)?;
+    }
+    // Last, so an attached `run --rm` returns only once everything is recorded.
+    if !outcome.error.is_empty() {
+        client.send(&Frame::Error(outcome.error.clone()));
+    }
+    client.send(&Frame::Exit(outcome.code));
+    Ok(outcome.code)
+}
+
+fn boot_and_run(
+    c: &mut Container,
+    store_root: &Path,
+    listener: Option<UnixListener>,
+    client: &Client,
+) -> Result<Outcome, MonitorError> {
+    let assets = Assets::locate()?;
+    let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
+    let _ = fs::remove_file(c.vsock_path());
+    let vmm_log = File::create(c.dir.join("vmm.log")).map_err(io("vmm log"))?;
+    let child = vm::vmm_command(&assets, &initramfs, c)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(vmm_log)
+        .spawn()
+        .map_err(io(format!("start {}", assets.vmm.display())))?;
+    let vmm = ProcessId::of(child.id());
+    c.update(|s| s.vmm = vmm)?;
+    let (events, rx) = mpsc::channel();
+    let vmm_done = Arc::new(Mutex::new(false));
+    watch_vmm(child, events.clone(), vmm_done.clone());
+    let result = run_main_process(c, listener, client, &events, &rx, &vmm_done);
+    power_off(c, vmm, &rx, &vmm_done);
+    result
+}
+
+fn run_main_process(
+    c: &mut Container,
+    listener: Option<UnixListener>,
+    client: &Client,
+    events: &Sender<Event>,
+    rx: &Receiver<Event>,
+    vmm_done: &Arc<Mutex<bool>>,
+) -> Result<Outcome, MonitorError> {
+    let timeout = boot_timeout();
+    let done = vmm_done.clone();
+    let session = Session::open(&c.vsock_path(), timeout, move || {
+        !*done.lock().unwrap_or_else(|e| e.into_inner())
+    });
+    let mut session = match session {
+        Ok(s) => s,
+        Err(e) => return Ok(vm_failure(c, rx, &format!("the VM did not come up: {e}"))),
+    };
+    if let Some(listener) = listener {
+        client.accept(listener, ATTACH_TIMEOUT);
+    }
+    let mut spec = c.config.process.clone();
+    spec.stdin = spec.stdin && client.is_attached();
+    let stdio = match session.start(MAIN_PROCESS, &spec) {
+        Ok(Ok(stdio)) => stdio,
+        Ok(Err(AgentMessage::Error { kind, message, .. })) => {
+            return Ok(Outcome {
+                code: start_error_code(kind),
+                error: message,
+            })
+        }
+        Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
+        Err(e) => return Ok(vm_failure(c, rx, &format!("starting the process: {e}"))),
+    };
+    c.update(|s| {
+        s.status = Status::Running;
+        s.started_at = Some(Utc::now());
+    })?;
+    let log = Arc::new(Mutex::new(LogWriter::open(&c.log_path()).map_err(io("container log"))?));
+    let mut drained = vec![pump_output(
+        stdio.stdout,
+        LogStream::Stdout,
+        log.clone(),
+        client.clone(),
+    )];
+    if let Some(err) = stdio.stderr {
+        drained.push(pump_output(err, LogStream::Stderr, log, client.clone()));
+    }
+    let control = session.sender().map_err(io("agent connection"))?;
+    client.serve_input(stdio.stdin, control);
+    let events = events.clone();
+    thread::spawn(move || loop {
+        match session.recv() {
+            Ok(m) => {
+                if events.send(Event::Agent(m)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => return drop(events.send(Event::AgentLost(e.to_string()))),
+        }
+    });
+    let outcome = wait_for_exit(c, rx);
+    let deadline = Instant::now() + DRAIN_GRACE;
+    for d in drained {
+        let _ = d.recv_timeout(deadline.saturating_duration_since(Instant::now()));
+    }
+    Ok(outcome)
+}
+
+fn wait_for_exit(c: &Container, rx: &Receiver<Event>) -> Outcome {
+    loop {
+        match rx.recv() {
+            Ok(Event::Agent(AgentMessage::Exited { id, status })) if id == MAIN_PROCESS => {
+                return Outcome {
+                    code: status.shell_code(),
+                    error: String::new(),
+                }
+            }
+            Ok(Event::Agent(_)) => {}
+            Ok(Event::AgentLost(e)) => return vm_failure(c, rx, &format!("lost the agent: {e}")),
+            Ok(Event::VmmExited(status)) => return vmm_exit_outcome(c, status),
+            Err(_) => {
+                return Outcome {
+                    code: 125,
+                    error: "monitor channel closed".into(),
+                }
+            }
+        }
+    }
+}
+
+/// The VM failed before or while the process ran: wait briefly for the VMM's own
+/// exit to say why.
+fn vm_failure(c: &Container, rx: &Receiver<Event>, what: &str) -> Outcome {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while let Ok(event) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let Event::VmmExited(status) = event {
+            let mut o = vmm_exit_outcome(c, status);
+            o.error = format!("{what}; {}", o.error);
+            return o;
+        }
+    }
+    Outcome {
+        code: 125,
+        error: what.to_owned(),
+    }
+}
+
+fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
+    use std::os::unix::process::ExitStatusExt;
+    let log = fs::read_to_string(c.dir.join("vmm.log")).unwrap_or_default();
+    let last = log
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .to_owned();
+    let (code, how) = match status.signal() {
+        Some(sig) => (128 + sig, format!("the VMM was killed by signal {sig}")),
+        None => (125, format!("the VM stopped unexpectedly ({status})")),
+    };
+    let detail = if last.is_empty() {
+        String::new()
+    } else {
+        format!(": {last}")
+    };
+    Outcome {
+        code,
+        error: format!("{how}{detail}"),
+    }
+}
+
+fn start_error_code(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::NotFound => 127,
+        ErrorKind::NotExecutable => 126,
+        ErrorKind::Protocol | ErrorKind::Internal => 125,
+    }
+}
+
+fn watch_vmm(mut child: Child, events: Sender<Event>, done: Arc<Mutex<bool>>) {
+    thread::spawn(move || {
+        let status = child.wait();
+        *done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        if let Ok(status) = status {
+            let _ = events.send(Event::VmmExited(status));
+        }
+    });
+}
+
+/// Asks the agent to power off (a fresh control connection: the old one may be the
+/// reason we are here), then kills the VMM if it lingers.
+fn power_off(c: &Container, vmm: Option<ProcessId>, rx: &Receiver<Event>, vmm_done: &Arc<Mutex<bool>>) {
+    let exited = || *vmm_done.lock().unwrap_or_else(|e| e.into_inner());
+    if !exited() {
+        if let Ok(mut s) = Session::open(&c.vsock_path(), Duration::from_secs(2), || true) {
+            let _ = s.send(&HostMessage::Shutdown);
+        }
+    }
+    let deadline = Instant::now() + POWER_OFF_GRACE;
+    while !exited() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            if let Some(vmm) = vmm {
+                vmm.signal(libc::SIGKILL);
+            }
+            let _ = rx.recv_timeout(Duration::from_secs(5));
+            break;
+        }
+        let _ = rx.recv_timeout(left.min(Duration::from_millis(100)));
+    }
+}
+
+/// Copies one output stream of the process to the log and the attached client.
+fn pump_output(mut from: UnixStream, stream: LogStream, log: Arc<Mutex<LogWriter>>, client: Client) -> Receiver<()> {
+    let (done, drained) = mpsc::channel();
+    thread::spawn(move || {
+        let mut buf = vec![0u8; 32 * 1024];
+        loop {
+            let n = match from.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let data = &buf[..n];
+            if let Err(e) = log.lock().unwrap_or_else(|e| e.into_inner()).write(stream, data) {
+                eprintln!("hull monitor: container log: {e}");
+            }
+            client.send(&match stream {
+                LogStream::Stdout => Frame::Stdout(data.to_vec()),
+                LogStream::Stderr => Frame::Stderr(data.to_vec()),
+            });
+        }
+        let _ = done.send(());
+    });
+    drained
+}
+
+/// The attached `hull` command, if any; it may go away at any time.
+#[derive(Clone, Default)]
+struct Client {
+    writer: Arc<Mutex<Option<UnixStream>>>,
+    reader: Arc<Mutex<Option<UnixStream>>>,
+}
+
+impl Client {
+    fn accept(&self, listener: UnixListener, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let _ = listener.set_nonblocking(true);
+        while Instant::now() < deadline {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let _ = stream.set_nonblocking(false);
+                    if let Ok(reader) = stream.try_clone() {
+                        *self.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+                        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
+                    }
+                    return;
+                }
+                Err(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    fn is_attached(&self) -> bool {
+        self.writer.lock().unwrap_or_else(|e| e.into_inner()).is_some()
+    }
+
+    fn send(&self, frame: &Frame) {
+        let mut w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(stream) = w.as_mut() {
+            if frame.write(stream).is_err() {
+                // The command went away (Ctrl-C on `hull run`): the container runs on.
+                *w = None;
+            }
+        }
+    }
+
+    /// Forwards the client's input, terminal sizes and signals to the agent.
+    fn serve_input(&self, stdin: Option<UnixStream>, mut control: UnixStream) {
+        let Some(mut reader) = self.reader.lock().unwrap_or_else(|e| e.into_inner()).take() else {
+            return;
+        };
+        thread::spawn(move || {
+            let mut stdin = stdin;
+            while let Ok(Some(frame)) = Frame::read(&mut reader) {
+                match frame {
+                    Frame::Stdin(data) => {
+                        if let Some(s) = stdin.as_mut() {
+                            if s.write_all(&data).is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    Frame::StdinClosed => {
+                        if let Some(s) = stdin.take() {
+                            let _ = s.shutdown(std::net::Shutdown::Write);
+                        }
+                    }
+                    Frame::Resize { rows, cols } => {
+                        let m = HostMessage::Resize {
+                            id: MAIN_PROCESS,
+                            rows,
+                            cols,
+                        };
+                        let _ = agent::send_on(&mut control, &m);
+                    }
+                    Frame::Signal(signal) => {
+                        let m = HostMessage::Signal {
+                            id: MAIN_PROCESS,
+                            signal,
+                        };
+                        let _ = agent::send_on(&mut control, &m);
+                    }
+                    _ => {}
+                }
+            }
+        });
+    }
+}
+
+/// Used by `exec`: the agent's answer to a failed start as an exit code.
+pub fn exit_code_of(message: &AgentMessage) -> Option<(i32, String)> {
+    match message {
+        AgentMessage::Error { kind, message, .. } => Some((start_error_code(*kind), message.clone())),
+        AgentMessage::Exited { status, .. } => Some((status.shell_code(), String::new())),
+        _ => None,
+    }
+}

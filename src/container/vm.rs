@@ -1,0 +1,82 @@
+//! Starting a container's VM: the writable disk, and the `vmm` command line.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use super::assets::Assets;
+use super::Container;
+
+/// Size of a container's sparse writable disk (only written blocks use space).
+pub const UPPER_DISK_BYTES: u64 = 16 << 30;
+
+fn find_mke2fs() -> Option<PathBuf> {
+    let in_path = std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join("mke2fs"));
+    // Debian keeps mke2fs in /usr/sbin, outside an ordinary user's PATH.
+    in_path
+        .chain(["/usr/sbin/mke2fs", "/sbin/mke2fs"].map(PathBuf::from))
+        .find(|p| p.is_file())
+}
+
+/// Creates an empty, sparse ext4 file system in `path` with `mke2fs`; no root needed.
+pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
+    let mke2fs = find_mke2fs().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::NotFound,
+            "mke2fs not found: install the Debian package e2fsprogs",
+        )
+    })?;
+    File::create(path)?.set_len(bytes)?;
+    let out = Command::new(mke2fs)
+        .args(["-q", "-F", "-t", "ext4", "-m", "0", "-E"])
+        .arg("lazy_itable_init=1,lazy_journal_init=1,root_owner=0:0")
+        .arg(path)
+        .stdin(Stdio::null())
+        .output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "mke2fs failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// The VMM command for `container`; the caller sets stdio and spawns it.
+pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container) -> Command {
+    let c = &container.config;
+    let mut cmd = Command::new(&assets.vmm);
+    cmd.arg("--kernel")
+        .arg(&assets.kernel)
+        .arg("--initramfs")
+        .arg(initramfs)
+        .args(["--memory", &c.memory_mib.to_string()])
+        .args(["--vcpus", &c.vcpus.to_string()])
+        .arg("--append")
+        .arg(format!(
+            "quiet hull.upper={} hull.hostname={}",
+            if c.tmpfs_upper { "tmpfs" } else { "disk" },
+            c.hostname
+        ))
+        .arg("--disk")
+        .arg(disk_arg(&c.rootfs, true));
+    if !c.tmpfs_upper {
+        cmd.arg("--disk").arg(disk_arg(&container.upper_path(), false));
+    }
+    cmd.arg("--vsock-uds")
+        .arg(container.vsock_path())
+        .arg("--console")
+        .arg(container.console_path())
+        .args(["--console-limit", &(1u32 << 20).to_string()]);
+    cmd
+}
+
+fn disk_arg(path: &Path, read_only: bool) -> std::ffi::OsString {
+    let mut s = path.as_os_str().to_owned();
+    s.push(if read_only { ",ro" } else { ",rw" });
+    s
+}
