@@ -91,6 +91,33 @@ pub fn truncate(s: &str, max: usize) -> String {
     t
 }
 
+/// Renders a Go-style template of `{{.Field}}` placeholders (what `--format` takes
+/// in most scripts); `\t` and `\n` escapes are honoured. A `table ` prefix is dropped.
+pub fn render_template(template: &str, fields: &[(&str, String)]) -> anyhow::Result<String> {
+    let template = template.strip_prefix("table ").unwrap_or(template);
+    let template = template.replace("\\t", "\t").replace("\\n", "\n");
+    let mut out = String::new();
+    let mut rest = template.as_str();
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..]
+            .find("}}")
+            .ok_or_else(|| anyhow::anyhow!("template: unclosed action in {template:?}"))?;
+        let action = rest[start + 2..start + end].trim();
+        let name = action
+            .strip_prefix('.')
+            .ok_or_else(|| anyhow::anyhow!("template: unsupported action {{{{{action}}}}}"))?;
+        let value = fields
+            .iter()
+            .find(|(k, _)| *k == name)
+            .ok_or_else(|| anyhow::anyhow!("template: can't evaluate field {name}"))?;
+        out.push_str(&value.1);
+        rest = &rest[start + end + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,6 +138,16 @@ mod tests {
         assert_eq!(human_duration(3 * 3600), "3 hours");
         assert_eq!(human_duration(15 * 86400), "2 weeks");
         assert_eq!(human_duration(800 * 86400), "2 years");
+    }
+
+    #[test]
+    fn templates_render_fields() {
+        let f = [("ID", "abc".to_string()), ("Names", "web".to_string())];
+        assert_eq!(render_template("{{.ID}}\\t{{ .Names }}", &f).unwrap(), "abc\tweb");
+        assert_eq!(render_template("table {{.Names}}", &f).unwrap(), "web");
+        assert!(render_template("{{.Nope}}", &f).is_err());
+        assert!(render_template("{{json .}}", &f).is_err());
+        assert!(render_template("{{.ID", &f).is_err());
     }
 
     #[test]

@@ -62,8 +62,14 @@ pub fn describe(image: &Image) -> Value {
     doc
 }
 
+/// One image's inspect document, for `hull inspect`.
+pub fn describe_image(query: &str) -> anyhow::Result<Value> {
+    super::check_image_query(query)?;
+    Ok(describe(&super::open_store()?.find(query)?))
+}
+
 /// JSON indented with four spaces, as Docker prints it.
-fn pretty(v: &Value) -> anyhow::Result<String> {
+pub fn pretty(v: &Value) -> anyhow::Result<String> {
     let mut buf = Vec::new();
     let formatter = serde_json::ser::PrettyFormatter::with_indent(b"    ");
     let mut ser = serde_json::Serializer::with_formatter(&mut buf, formatter);

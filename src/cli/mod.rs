@@ -1,16 +1,28 @@
 //! Command-line parsing and dispatch: one file per command.
 
+mod container_inspect;
+mod create;
+mod exec;
 mod format;
 mod history;
 mod images;
 mod inspect;
+mod lifecycle;
 mod load;
+mod logs;
+mod monitor;
 mod prune;
+mod ps;
 mod pull;
+mod rm;
 mod rmi;
 mod rootfs;
+mod run;
 mod save;
+mod start;
+mod stop;
 mod tag;
+mod terminal;
 
 use std::io;
 use std::process::ExitCode;
@@ -33,6 +45,36 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(create::CreateArgs),
+    /// Start one or more stopped containers
+    Start(start::StartArgs),
+    /// Stop one or more running containers
+    Stop(stop::StopArgs),
+    /// Restart one or more containers
+    Restart(start::RestartArgs),
+    /// Kill one or more running containers
+    Kill(stop::KillArgs),
+    /// Remove one or more containers
+    Rm(rm::RmArgs),
+    /// List containers
+    Ps(ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(stop::WaitArgs),
+    /// Return low-level information on containers or images
+    Inspect(container_inspect::InspectArgs),
+    /// Manage containers
+    #[command(subcommand)]
+    Container(ContainerCommand),
+    /// Internal: the monitor of one container
+    #[command(hide = true)]
+    ContainerMonitor(monitor::MonitorArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
     /// List images
@@ -48,6 +90,35 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(save::SaveArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ContainerCommand {
+    /// Create and run a new container from an image
+    Run(run::RunArgs),
+    /// Create a new container
+    Create(create::CreateArgs),
+    /// Start one or more stopped containers
+    Start(start::StartArgs),
+    /// Stop one or more running containers
+    Stop(stop::StopArgs),
+    /// Restart one or more containers
+    Restart(start::RestartArgs),
+    /// Kill one or more running containers
+    Kill(stop::KillArgs),
+    /// Remove one or more containers
+    Rm(rm::RmArgs),
+    /// List containers
+    #[command(alias = "list")]
+    Ls(ps::PsArgs),
+    /// Fetch the logs of a container
+    Logs(logs::LogsArgs),
+    /// Execute a command in a running container
+    Exec(exec::ExecArgs),
+    /// Block until one or more containers stop, then print their exit codes
+    Wait(stop::WaitArgs),
+    /// Display detailed information on one or more containers
+    Inspect(container_inspect::InspectArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,26 +151,46 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
     ignore_file_size_signal();
-    let result = match cli.command {
-        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => pull::run(a),
-        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => images::run(a),
-        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => tag::run(a),
-        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => rmi::run(a),
-        Command::Image(ImageCommand::Inspect(a)) => inspect::run(a),
-        Command::Image(ImageCommand::History(a)) => history::run(a),
-        Command::Image(ImageCommand::Prune(a)) => prune::run(a),
-        Command::Image(ImageCommand::Rootfs(a)) => rootfs::run(a),
-        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => load::run(a),
-        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => save::run(a),
-    };
+    let result = dispatch(cli.command);
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) if e.downcast_ref::<Reported>().is_some() => ExitCode::from(EXIT_HULL_FAILURE),
         Err(e) => {
             eprintln!("hull: {e:#}");
             ExitCode::from(EXIT_HULL_FAILURE)
         }
+    }
+}
+
+/// Runs a command; the value is the exit code (a container's own, for `run`).
+fn dispatch(command: Command) -> anyhow::Result<u8> {
+    let done = |r: anyhow::Result<()>| r.map(|()| 0);
+    match command {
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => done(pull::run(a)),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => done(images::run(a)),
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(tag::run(a)),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => done(rmi::run(a)),
+        Command::Image(ImageCommand::Inspect(a)) => done(inspect::run(a)),
+        Command::Image(ImageCommand::History(a)) => done(history::run(a)),
+        Command::Image(ImageCommand::Prune(a)) => done(prune::run(a)),
+        Command::Image(ImageCommand::Rootfs(a)) => done(rootfs::run(a)),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => done(load::run(a)),
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => done(save::run(a)),
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => run::run(a),
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => done(create::run(a)),
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => start::run(a),
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => stop::run(a),
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => start::restart(a),
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => stop::kill(a),
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::run(a),
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::run(a),
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::run(a),
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::run(a),
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => stop::wait(a),
+        Command::Inspect(a) => container_inspect::run(a, true),
+        Command::Container(ContainerCommand::Inspect(a)) => container_inspect::run(a, false),
+        Command::ContainerMonitor(a) => monitor::run(a),
     }
 }
 

@@ -143,3 +143,17 @@ impl PullProgress for Bars {
         self.with_bar(d, |b| b.finish_with_message("Pull complete"));
     }
 }
+
+/// Pulls for `run`/`create`: progress as plain lines on stderr, as Docker prints it
+/// when an image is missing.
+pub fn pull_quietly(store: &hull::image::store::ImageStore, reference: &Reference) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let puller = Puller::new(store.clone(), reference.registry(), Platform::host())?;
+    let pulled = runtime.block_on(puller.pull(reference, Arc::new(Silent)))?;
+    eprintln!("Digest: {}", pulled.repo_digest);
+    eprintln!("Status: Downloaded newer image for {}", reference.familiar());
+    Ok(())
+}

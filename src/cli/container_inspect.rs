@@ -1,0 +1,94 @@
+//! `hull inspect` (containers, then images) and `hull container inspect`.
+
+use std::io::Write;
+
+use hull::container::{Container, ContainerError, Status};
+use serde_json::json;
+
+use super::lifecycle;
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    /// Containers or images
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+pub fn run(args: InspectArgs, images_too: bool) -> anyhow::Result<u8> {
+    let store = lifecycle::containers()?;
+    let mut out = Vec::new();
+    let mut failed = false;
+    for name in &args.names {
+        match store.find(name) {
+            Ok(c) => out.push(describe(&c)),
+            Err(ContainerError::NoSuchContainer(_)) if images_too => match super::inspect::describe_image(name) {
+                Ok(v) => out.push(v),
+                Err(_) => {
+                    eprintln!("hull: No such object: {name}");
+                    failed = true;
+                }
+            },
+            Err(e) => {
+                eprintln!("hull: {e}");
+                failed = true;
+            }
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", super::inspect::pretty(&serde_json::Value::Array(out))?)?;
+    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+}
+
+fn describe(c: &Container) -> serde_json::Value {
+    let s = &c.state;
+    let p = &c.config.process;
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+            .unwrap_or_else(|| "0001-01-01T00:00:00Z".into())
+    };
+    let status = match s.status {
+        Status::Created if s.monitor.is_some() => "running",
+        Status::Created => "created",
+        Status::Running => "running",
+        Status::Exited => "exited",
+    };
+    json!({
+        "Id": c.id(),
+        "Created": time(Some(c.config.created)),
+        "Path": p.args.first(),
+        "Args": p.args.get(1..).unwrap_or_default(),
+        "State": {
+            "Status": status,
+            "Running": s.is_running(),
+            "Pid": s.vmm.map(|v| v.pid).unwrap_or(0),
+            "ExitCode": s.exit_code.unwrap_or(0),
+            "Error": s.error,
+            "StartedAt": time(s.started_at),
+            "FinishedAt": time(s.finished_at),
+        },
+        "Image": c.config.image_id,
+        "Name": format!("/{}", c.config.name),
+        "LogPath": c.log_path(),
+        "HostConfig": {
+            "AutoRemove": c.config.auto_remove,
+            "Memory": u64::from(c.config.memory_mib) << 20,
+            "NanoCpus": u64::from(c.config.vcpus) * 1_000_000_000,
+        },
+        "Config": {
+            "Hostname": c.config.hostname,
+            "User": p.user,
+            "Tty": p.tty,
+            "OpenStdin": p.stdin,
+            "Env": p.env,
+            "Cmd": p.args,
+            "Image": c.config.image,
+            "WorkingDir": p.cwd,
+            "StopSignal": c.config.stop_signal,
+        },
+        "Hull": {
+            "RootDisk": c.config.rootfs,
+            "WritableLayer": if c.config.tmpfs_upper { json!("tmpfs") } else { json!(c.upper_path()) },
+            "Console": c.console_path(),
+        },
+    })
+}

@@ -1,0 +1,226 @@
+//! `hull create`: make a container (its records and writable disk) without starting
+//! it. `run` is `create` + `start`.
+
+use std::io::IsTerminal;
+
+use anyhow::{bail, Context};
+use chrono::Utc;
+use hull::container::assets::{check_kvm, Assets};
+use hull::container::spec::{self, Overrides};
+use hull::container::{names, vm, Container, ContainerConfig, ContainerStore};
+use hull::image::reference::Reference;
+use hull::image::store::{Image, ImageStore, StoreError};
+
+/// The flags `create` and `run` share.
+#[derive(Debug, clap::Args)]
+#[command(disable_help_flag = true)]
+pub struct CreateArgs {
+    /// Keep STDIN open even if not attached
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Automatically remove the container when it exits
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (NAME=VALUE, or NAME to take the host's value)
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    pub env_file: Vec<std::path::PathBuf>,
+    /// Working directory inside the container
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Username or UID (format: <name|uid>[:<group|gid>])
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Container host name
+    #[arg(short = 'h', long)]
+    pub hostname: Option<String>,
+    /// Memory of the micro-VM (e.g. 512m, 1g); default 512m
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Number of CPUs (rounded up to whole vCPUs); default 1
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Run an init inside the container that forwards signals and reaps processes
+    /// (hull's guest agent always does this)
+    #[arg(long)]
+    pub init: bool,
+    /// Print help
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
+    /// Image to run, by reference or id
+    pub image: String,
+    /// Command and arguments
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+const DEFAULT_MEMORY_MIB: u32 = 512;
+const MIN_MEMORY_MIB: u32 = 64;
+
+/// `512m`, `1g`, `1048576` (bytes), as `docker run -m` takes it.
+pub fn parse_memory(s: &str) -> anyhow::Result<u32> {
+    let lower = s.to_ascii_lowercase();
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => lower.split_at(i),
+        None => (lower.as_str(), ""),
+    };
+    let n: u64 = digits.parse().with_context(|| format!("invalid memory size {s:?}"))?;
+    let bytes = match unit.trim_end_matches('b') {
+        "" => n,
+        "k" => n << 10,
+        "m" => n << 20,
+        "g" => n << 30,
+        _ => bail!("invalid memory size {s:?}: use a number with b, k, m or g"),
+    };
+    let mib = bytes >> 20;
+    if mib < u64::from(MIN_MEMORY_MIB) {
+        bail!("Minimum memory limit allowed is {MIN_MEMORY_MIB}MB");
+    }
+    u32::try_from(mib)
+        .ok()
+        .filter(|m| *m <= 1 << 20)
+        .with_context(|| format!("memory size {s:?} is too large"))
+}
+
+fn parse_cpus(cpus: Option<f64>) -> anyhow::Result<u8> {
+    let Some(c) = cpus else { return Ok(1) };
+    let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    if c.is_nan() || c <= 0.0 || c.ceil() as usize > host.max(1) || c > 64.0 {
+        bail!("range of CPUs is from 0.01 to {host}.00, as there are only {host} CPUs available");
+    }
+    Ok(c.ceil() as u8)
+}
+
+/// Finds the image, pulling it when it is a reference not in the store (as `docker
+/// run` does).
+fn image_for(store: &ImageStore, query: &str) -> anyhow::Result<Image> {
+    super::check_image_query(query)?;
+    match store.find(query) {
+        Ok(image) => Ok(image),
+        Err(StoreError::NoSuchImage(_)) if Reference::parse(query).is_ok() => {
+            let reference = Reference::parse(query)?;
+            eprintln!("Unable to find image '{}' locally", reference.familiar());
+            super::pull::pull_quietly(store, &reference)?;
+            Ok(store.find(query)?)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Checks the flags and the host, then creates the container.
+pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
+    if let Some(name) = &args.name {
+        names::validate_name(name)?;
+    }
+    if args.tty && args.interactive && !std::io::stdin().is_terminal() {
+        bail!("the input device is not a TTY");
+    }
+    let memory_mib = args
+        .memory
+        .as_deref()
+        .map(parse_memory)
+        .transpose()?
+        .unwrap_or(DEFAULT_MEMORY_MIB);
+    let vcpus = parse_cpus(args.cpus)?;
+    let mut env_entries = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("open {}", file.display()))?;
+        env_entries.extend(spec::parse_env_file(&text));
+    }
+    env_entries.extend(args.env.iter().cloned());
+    check_kvm().map_err(anyhow::Error::msg)?;
+    Assets::locate()?;
+
+    let store = super::open_store()?;
+    let image = image_for(&store, &args.image)?;
+    let overrides = Overrides {
+        entrypoint: args.entrypoint.clone(),
+        cmd: args.command.clone(),
+        env: spec::expand_host_env(&env_entries),
+        workdir: args.workdir.clone(),
+        user: args.user.clone(),
+        tty: args.tty,
+        stdin: args.interactive,
+    };
+    let process = spec::merge(&image.config, &overrides)?;
+    let rootfs = super::rootfs::cache(&store).ensure(&super::rootfs::layer_inputs(&store, &image)?)?;
+    let id = names::new_id()?;
+    let hostname = match &args.hostname {
+        Some(h) if valid_hostname(h) => h.clone(),
+        Some(h) => bail!("invalid hostname {h:?}"),
+        None => id[..12].to_owned(),
+    };
+    let config = ContainerConfig {
+        id,
+        name: String::new(),
+        created: Utc::now(),
+        image: args.image.clone(),
+        image_id: image.config_digest.to_string(),
+        rootfs: rootfs.path,
+        process,
+        hostname,
+        memory_mib,
+        vcpus,
+        auto_remove: args.rm,
+        tmpfs_upper: args.rm,
+        stop_signal: spec::stop_signal(&image.config),
+        stop_timeout: 10,
+    };
+    let containers = ContainerStore::open(store.root())?;
+    let tmpfs = config.tmpfs_upper;
+    Ok(containers.create(config, args.name.as_deref(), |dir| {
+        if tmpfs {
+            Ok(())
+        } else {
+            vm::create_upper_disk(&dir.join("upper.img"), vm::UPPER_DISK_BYTES)
+        }
+    })?)
+}
+
+fn valid_hostname(h: &str) -> bool {
+    !h.is_empty() && h.len() <= 63 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+pub fn run(args: CreateArgs) -> anyhow::Result<()> {
+    let c = create(&args)?;
+    println!("{}", c.id());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_sizes_parse_like_docker() {
+        assert_eq!(parse_memory("512m").unwrap(), 512);
+        assert_eq!(parse_memory("1g").unwrap(), 1024);
+        assert_eq!(parse_memory("1G").unwrap(), 1024);
+        assert_eq!(parse_memory("268435456").unwrap(), 256);
+        assert_eq!(parse_memory("128mb").unwrap(), 128);
+        assert!(parse_memory("4m").is_err());
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("1t").is_err());
+    }
+
+    #[test]
+    fn cpus_are_bounded() {
+        assert_eq!(parse_cpus(None).unwrap(), 1);
+        assert_eq!(parse_cpus(Some(0.5)).unwrap(), 1);
+        assert!(parse_cpus(Some(0.0)).is_err());
+        assert!(parse_cpus(Some(-1.0)).is_err());
+        assert!(parse_cpus(Some(f64::NAN)).is_err());
+        assert!(parse_cpus(Some(10_000.0)).is_err());
+    }
+}

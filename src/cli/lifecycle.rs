@@ -1,0 +1,195 @@
+//! What the container commands share: finding containers, starting a monitor,
+//! attaching to it, and signalling the main process.
+
+use std::fs::OpenOptions;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use guest_agent::protocol::HostMessage;
+use hull::container::agent::Session;
+use hull::container::monitor::{boot_timeout, MAIN_PROCESS};
+use hull::container::{Container, ContainerStore, Status};
+
+use super::terminal::{self, Ended};
+
+pub fn containers() -> anyhow::Result<ContainerStore> {
+    Ok(ContainerStore::open(super::open_store()?.root())?)
+}
+
+/// Starts the container's monitor, detached from this command's session so it lives
+/// on after it (and a Ctrl-C on the terminal does not reach it).
+pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<()> {
+    // Back to "created" first, so nobody mistakes the last run's end for this one's.
+    c.update(|s| {
+        s.status = Status::Created;
+        s.exit_code = None;
+        s.error.clear();
+    })?;
+    let store_root = c
+        .dir
+        .parent()
+        .and_then(|p| p.parent())
+        .context("container directory outside a store")?;
+    let log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(c.monitor_log_path())
+        .with_context(|| format!("open {}", c.monitor_log_path().display()))?;
+    let mut cmd = Command::new(std::env::current_exe().context("locating the hull executable")?);
+    cmd.arg("container-monitor").arg(c.id()).env("HULL_ROOT", store_root);
+    if attach {
+        cmd.arg("--attach");
+    }
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+    // SAFETY: setsid is async-signal-safe and touches no memory.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        })
+    };
+    cmd.spawn().context("starting the container monitor")?;
+    Ok(())
+}
+
+/// Connects to the monitor's attach socket, which it creates before booting.
+pub fn connect_attach(c: &mut Container) -> anyhow::Result<UnixStream> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        c.reload()?;
+        let attempt = match c.state.run_dir {
+            Some(_) => UnixStream::connect(c.attach_path()),
+            None => Err(std::io::ErrorKind::NotFound.into()),
+        };
+        match attempt {
+            Ok(s) => return Ok(s),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(e).with_context(|| format!("attach to container {}", &c.id()[..12]))
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+}
+
+/// Attached until the process exits; returns its exit code.
+pub fn attach_until_exit(c: &mut Container, stream: UnixStream) -> anyhow::Result<i32> {
+    let p = &c.config.process;
+    match terminal::attach(stream, p.tty, p.stdin)? {
+        Ended::Exit(code) => Ok(code),
+        Ended::Lost => {
+            // The monitor died (or --rm removed the records): report what is known.
+            let _ = c.reload();
+            let _ = c.settle();
+            bail!(
+                "container {}: lost its monitor{}",
+                &c.id()[..12],
+                if c.state.error.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", c.state.error)
+                }
+            )
+        }
+    }
+}
+
+/// Waits until a detached start is running (or already over). Returns the exit
+/// code and error of a start that failed.
+pub fn wait_started(c: &mut Container) -> anyhow::Result<Option<(i32, String)>> {
+    let started = Instant::now();
+    let deadline = started + boot_timeout() + Duration::from_secs(15);
+    loop {
+        if c.reload().is_err() {
+            // An --rm container that already ended and was removed.
+            return Ok(None);
+        }
+        c.settle()?;
+        match c.state.status {
+            Status::Running => return Ok(None),
+            Status::Exited if !c.state.error.is_empty() => {
+                return Ok(Some((c.state.exit_code.unwrap_or(125), c.state.error.clone())))
+            }
+            Status::Exited => return Ok(None),
+            Status::Created if c.state.monitor.is_none() && started.elapsed() > Duration::from_secs(20) => bail!(
+                "container {}: its monitor did not start (see {})",
+                &c.id()[..12],
+                c.monitor_log_path().display()
+            ),
+            Status::Created if Instant::now() >= deadline => bail!("container {}: start timed out", &c.id()[..12]),
+            Status::Created => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+/// Waits until the container is no longer running (monitor gone); `None` on timeout.
+pub fn wait_exited(c: &mut Container, timeout: Option<Duration>) -> anyhow::Result<Option<i32>> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        if c.reload().is_err() {
+            return Ok(Some(c.state.exit_code.unwrap_or(0)));
+        }
+        c.settle()?;
+        if c.state.status == Status::Exited && c.state.monitor.is_none() {
+            return Ok(Some(c.state.exit_code.unwrap_or(0)));
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Sends `signal` to the main process through the agent. With SIGKILL and an agent
+/// that does not answer, the VM itself is killed.
+pub fn signal_main(c: &Container, signal: i32) -> anyhow::Result<()> {
+    let alive = || true;
+    match Session::open(&c.vsock_path(), Duration::from_secs(5), alive) {
+        Ok(mut s) => {
+            s.send(&HostMessage::Signal {
+                id: MAIN_PROCESS,
+                signal,
+            })?;
+            Ok(())
+        }
+        Err(_) if signal == libc::SIGKILL => {
+            kill_vm(c);
+            Ok(())
+        }
+        Err(e) => Err(e).with_context(|| format!("container {}: signal {signal}", &c.id()[..12])),
+    }
+}
+
+/// Kills the VMM outright; the monitor records the end.
+pub fn kill_vm(c: &Container) {
+    if let Some(vmm) = c.state.vmm {
+        vmm.signal(libc::SIGKILL);
+    }
+}
+
+/// Docker's stop: the stop signal, then SIGKILL after `timeout`.
+pub fn stop(c: &mut Container, timeout: Duration) -> anyhow::Result<()> {
+    c.settle()?;
+    if !c.state.is_running() {
+        return Ok(());
+    }
+    if c.state.status == Status::Running {
+        let _ = signal_main(c, c.config.stop_signal);
+        if wait_exited(c, Some(timeout))?.is_some() {
+            return Ok(());
+        }
+        let _ = signal_main(c, libc::SIGKILL);
+        if wait_exited(c, Some(Duration::from_secs(5)))?.is_some() {
+            return Ok(());
+        }
+    }
+    kill_vm(c);
+    if wait_exited(c, Some(Duration::from_secs(15)))?.is_none() {
+        bail!("container {}: did not stop", &c.id()[..12]);
+    }
+    Ok(())
+}

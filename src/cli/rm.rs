@@ -1,0 +1,48 @@
+//! `hull rm`: remove containers.
+
+use std::time::Duration;
+
+use super::lifecycle;
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Force the removal of a running container (kills it)
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn run(args: RmArgs) -> anyhow::Result<u8> {
+    let store = lifecycle::containers()?;
+    let mut failed = false;
+    for name in &args.containers {
+        let result = store.find(name).map_err(anyhow::Error::from).and_then(|mut c| {
+            if c.state.is_running() {
+                if !args.force {
+                    anyhow::bail!(
+                        "cannot remove container \"{name}\": container is running: stop the container before removing or force remove"
+                    );
+                }
+                lifecycle::kill_vm(&c);
+                if lifecycle::wait_exited(&mut c, Some(Duration::from_secs(15)))?.is_none() {
+                    anyhow::bail!("container {name}: did not stop");
+                }
+            }
+            match store.remove(&c) {
+                Ok(()) => Ok(()),
+                // An --rm container that removed itself meanwhile.
+                Err(_) if !c.dir.exists() => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hull: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+}

@@ -1,0 +1,94 @@
+//! `hull start`, `hull restart`.
+
+use std::time::Duration;
+
+use super::lifecycle;
+use super::run::exit_byte;
+
+#[derive(Debug, clap::Args)]
+pub struct StartArgs {
+    /// Attach STDOUT/STDERR and forward signals
+    #[arg(short, long)]
+    attach: bool,
+    /// Attach container's STDIN
+    #[arg(short, long)]
+    interactive: bool,
+    /// Containers to start
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn run(args: StartArgs) -> anyhow::Result<u8> {
+    let store = lifecycle::containers()?;
+    if args.attach || args.interactive {
+        anyhow::ensure!(
+            args.containers.len() == 1,
+            "you cannot start and attach multiple containers at once"
+        );
+        super::terminal::block_signals();
+        let mut c = store.find(&args.containers[0])?;
+        if c.state.is_running() {
+            anyhow::bail!(
+                "container {} is already running; attaching to a running container is not supported",
+                args.containers[0]
+            );
+        }
+        if !args.interactive {
+            c.config.process.stdin = false;
+        }
+        lifecycle::spawn_monitor(&mut c, true)?;
+        let stream = lifecycle::connect_attach(&mut c)?;
+        return Ok(exit_byte(lifecycle::attach_until_exit(&mut c, stream)?));
+    }
+    let mut failed = false;
+    for name in &args.containers {
+        match start_detached(&store, name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hull: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+}
+
+pub fn start_detached(store: &hull::container::ContainerStore, name: &str) -> anyhow::Result<()> {
+    let mut c = store.find(name)?;
+    if c.state.is_running() {
+        return Ok(());
+    }
+    lifecycle::spawn_monitor(&mut c, false)?;
+    if let Some((code, error)) = lifecycle::wait_started(&mut c)? {
+        anyhow::bail!("container {name}: {error} (exit code {code})");
+    }
+    Ok(())
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RestartArgs {
+    /// Seconds to wait before killing the container
+    #[arg(short, long, default_value_t = 10)]
+    time: u64,
+    #[arg(required = true)]
+    containers: Vec<String>,
+}
+
+pub fn restart(args: RestartArgs) -> anyhow::Result<u8> {
+    let store = lifecycle::containers()?;
+    let mut failed = false;
+    for name in &args.containers {
+        let result = store.find(name).map_err(anyhow::Error::from).and_then(|mut c| {
+            lifecycle::stop(&mut c, Duration::from_secs(args.time))?;
+            start_detached(&store, name)
+        });
+        match result {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hull: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+}
