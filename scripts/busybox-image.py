@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Builds a small OCI image layout from Debian's busybox-static: two gzip layers
-(/bin/busybox with its applet links, and /etc/hello), a config and a history.
+(/bin/busybox with links for common applets, and /etc/hello, passwd and group), a config and a history.
 
 usage: busybox-image.py OUTDIR [TAG]
 """
@@ -10,15 +10,22 @@ tag=sys.argv[2] if len(sys.argv) > 2 else "latest"
 os.makedirs(out+"/blobs/sha256", exist_ok=True)
 def put(b):
     d=hashlib.sha256(b).hexdigest(); open(f"{out}/blobs/sha256/{d}","wb").write(b); return "sha256:"+d, len(b)
+APPLETS=("sh cat echo ls sleep id pwd env true false mkdir rm touch sha256sum head tail dd wc hostname kill "
+         "ps stat readlink test printf uname tr cut sed grep seq yes cp mv ln chmod sync date tty stty").split()
 def layer(files):
     bio=io.BytesIO()
     with tarfile.open(fileobj=bio, mode="w") as t:
         for name,data in files:
+            if isinstance(data, str):  # a symlink to `data`
+                ti=tarfile.TarInfo(name); ti.type=tarfile.SYMTYPE; ti.linkname=data; t.addfile(ti); continue
             ti=tarfile.TarInfo(name); ti.size=len(data); ti.mode=0o755; t.addfile(ti, io.BytesIO(data))
     raw=bio.getvalue(); gz=gzip.compress(raw, mtime=0)
     return raw, gz
 layers=[]; diffs=[]
-for files in ([("bin/busybox", open("/bin/busybox","rb").read())], [("etc/hello", b"hi\n")]):
+passwd=b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
+group=b"root:x:0:\nnogroup:x:65534:\n"
+for files in ([("bin/busybox", open("/bin/busybox","rb").read())] + [("bin/"+a, "busybox") for a in APPLETS],
+              [("etc/hello", b"hi\n"), ("etc/passwd", passwd), ("etc/group", group)]):
     raw,gz=layer(files); diffs.append("sha256:"+hashlib.sha256(raw).hexdigest())
     d,s=put(gz); layers.append({"mediaType":"application/vnd.oci.image.layer.v1.tar+gzip","digest":d,"size":s})
 cfg={"architecture":"amd64","os":"linux","created":"2024-05-01T00:00:00Z","config":{"Cmd":["/bin/busybox","sh"],"Env":["PATH=/bin"]},"rootfs":{"type":"layers","diff_ids":diffs},

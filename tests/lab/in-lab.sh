@@ -20,7 +20,7 @@ run_suite() {
 
 echo "lab: $(uname -r), $(nproc) CPUs, /dev/kvm: $( [ -e /dev/kvm ] && echo present || echo absent ), uid $(id -u)"
 for bin in "$@"; do
-    run_suite "$(basename "$bin")" "$bin" --test-threads=1
+    run_suite "$(basename "$bin")" "$bin" --include-ignored --test-threads=1
 done
 run_suite guest-boot "$here/boot-test.sh" "$art/vmlinux" "$art/guest-initramfs.cpio.gz" \
     "$art/probe.erofs" "$(cat "$art/probe.txt")"

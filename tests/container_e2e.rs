@@ -1,0 +1,367 @@
+//! End-to-end container tests through the real `hull` CLI, booting real micro-VMs.
+//!
+//! They need a /dev/kvm that boots Linux guests, so they are `#[ignore]`d in the
+//! host test run and executed by `tests/lab/suite.sh` (inside the lab here, directly
+//! on hardware KVM), as an unprivileged user whose only privilege is /dev/kvm. The
+//! guest kernel, the VMM and the agent come from `HULL_KERNEL`, `HULL_VMM` and
+//! `HULL_AGENT`, which the suite sets.
+//!
+//! Every test uses one store with one image: Debian's busybox-static in two layers,
+//! built by `scripts/busybox-image.py` and loaded with `hull load`.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+const LAB: &str = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)";
+const IMAGE: &str = "busybox:e2e";
+
+struct Fixture {
+    root: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn fixture() -> &'static Fixture {
+    static F: OnceLock<Fixture> = OnceLock::new();
+    F.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("store");
+        let layout = dir.path().join("layout");
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let ok = Command::new("/usr/bin/python3")
+            .arg(repo.join("scripts/busybox-image.py"))
+            .arg(&layout)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "busybox-image.py failed");
+        let tar = dir.path().join("image.tar");
+        assert!(Command::new("tar")
+            .arg("-C")
+            .arg(&layout)
+            .arg("-cf")
+            .arg(&tar)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success());
+        let f = Fixture { root, _dir: dir };
+        let loaded = run_hull(&f.root, &["load", "-i", tar.to_str().unwrap()]);
+        assert!(loaded.status.success(), "{}", text(&loaded.stderr));
+        let id = text(&loaded.stdout).trim().rsplit(':').next().unwrap().to_owned();
+        let tagged = run_hull(&f.root, &["tag", &id, IMAGE]);
+        assert!(tagged.status.success(), "{}", text(&tagged.stderr));
+        f
+    })
+}
+
+fn hull_command(root: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_hull"));
+    c.env("HULL_ROOT", root).env("HULL_LOG", "warn");
+    if std::env::var_os("HULL_BOOT_TIMEOUT").is_none() {
+        c.env("HULL_BOOT_TIMEOUT", "300");
+    }
+    c
+}
+
+fn run_hull(root: &Path, args: &[&str]) -> Output {
+    hull_command(root).args(args).stdin(Stdio::null()).output().unwrap()
+}
+
+fn hull(args: &[&str]) -> Output {
+    run_hull(&fixture().root, args)
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Runs and asserts success; returns stdout.
+fn ok(args: &[&str]) -> String {
+    let out = hull(args);
+    assert!(
+        out.status.success(),
+        "hull {args:?}: {:?}\nstdout: {}\nstderr: {}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn code(out: &Output) -> i32 {
+    out.status.code().unwrap_or(-1)
+}
+
+fn containers_dir() -> PathBuf {
+    fixture().root.join("containers")
+}
+
+fn container_dirs() -> Vec<PathBuf> {
+    std::fs::read_dir(containers_dir())
+        .map(|d| d.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default()
+}
+
+fn inspect(name: &str) -> serde_json::Value {
+    let out = ok(&["inspect", name]);
+    serde_json::from_str::<serde_json::Value>(&out).unwrap()[0].clone()
+}
+
+fn wait_until(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn echo_and_exit_codes_follow_docker() {
+    let _ = LAB;
+    let out = hull(&["run", "--rm", IMAGE, "echo", "hello from a micro-VM"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "hello from a micro-VM\n");
+
+    let out = hull(&["run", "--rm", IMAGE, "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!(code(&out), 3);
+    assert_eq!(text(&out.stdout), "out\n");
+    assert_eq!(text(&out.stderr), "err\n");
+
+    let out = hull(&["run", "--rm", IMAGE, "/etc"]);
+    assert_eq!(code(&out), 126, "{}", text(&out.stderr));
+    let out = hull(&["run", "--rm", IMAGE, "no-such-command"]);
+    assert_eq!(code(&out), 127);
+    assert!(
+        text(&out.stderr).contains("executable file not found"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = hull(&["run", "--rm", IMAGE, "sh", "-c", "kill -9 $$"]);
+    assert_eq!(code(&out), 137);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn env_workdir_user_and_hostname_apply() {
+    let out = ok(&[
+        "run",
+        "--rm",
+        "-e",
+        "GREETING=hi there",
+        "-w",
+        "/srv/app",
+        "-u",
+        "nobody",
+        "--hostname",
+        "box1",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo \"$GREETING\"; pwd; id -u; id -g; echo $HOME; hostname; cat /etc/hostname",
+    ]);
+    assert_eq!(out, "hi there\n/srv/app\n65534\n65534\n/nonexistent\nbox1\nbox1\n");
+    let out = ok(&["run", "--rm", "-u", "1234:5678", IMAGE, "id"]);
+    assert!(out.starts_with("uid=1234 gid=5678"), "{out}");
+    let out = hull(&["run", "--rm", "-u", "ghost", IMAGE, "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("unable to find user ghost"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn stdin_round_trips_one_megabyte() {
+    let data: Vec<u8> = (0..1_048_576u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let mut child = hull_command(&fixture().root)
+        .args(["run", "--rm", "-i", IMAGE, "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = data.clone();
+    let writer = std::thread::spawn(move || stdin.write_all(&input));
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(out.stdout.len(), data.len());
+    assert!(out.stdout == data, "output differs from input");
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn tty_is_a_real_pty() {
+    // `script` gives hull a real terminal on the host side.
+    let cmd = format!(
+        "{} run --rm -t {IMAGE} sh -c 'tty; stty size'",
+        env!("CARGO_BIN_EXE_hull")
+    );
+    let out = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HULL_ROOT", &fixture().root)
+        .env("HULL_BOOT_TIMEOUT", "300")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let s = text(&out.stdout);
+    assert!(out.status.success(), "{s}\n{}", text(&out.stderr));
+    assert!(s.contains("/dev/pts/"), "{s}");
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn detached_container_lifecycle() {
+    let id = ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo started; echo oops >&2; while true; do sleep 1; done",
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    assert!(ok(&["ps", "--format", "{{.Names}} {{.State}}"]).contains("web running"));
+    wait_until("the first log line", Duration::from_secs(60), || {
+        text(&hull(&["logs", "web"]).stdout).contains("started")
+    });
+    let logs = hull(&["logs", "web"]);
+    assert_eq!(text(&logs.stdout), "started\n");
+    assert_eq!(text(&logs.stderr), "oops\n");
+    assert!(ok(&["logs", "-t", "web"]).starts_with("20"), "timestamps");
+
+    assert_eq!(
+        ok(&["exec", "web", "sh", "-c", "echo in-exec; hostname"])
+            .lines()
+            .next(),
+        Some("in-exec")
+    );
+    let out = hull(&["exec", "web", "sh", "-c", "exit 7"]);
+    assert_eq!(code(&out), 7);
+    let out = hull(&["exec", "-w", "/tmp", "-e", "X=y", "web", "sh", "-c", "pwd; echo $X"]);
+    assert_eq!(text(&out.stdout), "/tmp\ny\n");
+
+    // logs -f follows until the container stops.
+    let mut follow = hull_command(&fixture().root)
+        .args(["logs", "-f", "web"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    assert_eq!(ok(&["stop", "-t", "5", "web"]).trim(), "web");
+    let status = follow.wait().unwrap();
+    assert!(status.success());
+    let state = inspect("web");
+    assert_eq!(state["State"]["Status"], "exited");
+    // busybox sh dies of SIGTERM: 128 + 15.
+    assert_eq!(state["State"]["ExitCode"], 143);
+    assert!(ok(&["ps", "-a"]).contains("Exited (143)"));
+    assert!(!ok(&["ps"]).contains("web"));
+
+    assert_eq!(ok(&["start", "web"]).trim(), "web");
+    assert_eq!(inspect("web")["State"]["Status"], "running");
+    wait_until("the second start's output", Duration::from_secs(60), || {
+        text(&hull(&["logs", "web"]).stdout) == "started\nstarted\n"
+    });
+    assert_eq!(ok(&["kill", "web"]).trim(), "web");
+    assert_eq!(ok(&["wait", "web"]).trim(), "137");
+    assert_eq!(ok(&["rm", "web"]).trim(), "web");
+    assert_eq!(code(&hull(&["inspect", "web"])), 125);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn rm_flag_leaves_nothing_behind() {
+    let before = container_dirs().len();
+    ok(&[
+        "run",
+        "--rm",
+        "--name",
+        "ephemeral",
+        IMAGE,
+        "sh",
+        "-c",
+        "echo x > /file",
+    ]);
+    assert_eq!(container_dirs().len(), before);
+    assert!(!ok(&["ps", "-a"]).contains("ephemeral"));
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn containers_share_the_base_disk_but_not_their_writes() {
+    let script = "echo $0 > /shared-name; while true; do sleep 1; done";
+    ok(&["run", "-d", "--name", "left", IMAGE, "sh", "-c", script, "left"]);
+    ok(&["run", "-d", "--name", "right", IMAGE, "sh", "-c", script, "right"]);
+    let (l, r) = (inspect("left"), inspect("right"));
+    assert_eq!(l["Hull"]["RootDisk"], r["Hull"]["RootDisk"]);
+    assert_ne!(l["Hull"]["WritableLayer"], r["Hull"]["WritableLayer"]);
+    wait_until("both writes", Duration::from_secs(60), || {
+        text(&hull(&["exec", "left", "cat", "/shared-name"]).stdout) == "left\n"
+            && text(&hull(&["exec", "right", "cat", "/shared-name"]).stdout) == "right\n"
+    });
+    ok(&["rm", "-f", "left", "right"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn writes_survive_stop_and_start() {
+    let script =
+        "if [ -f /data/note ]; then cat /data/note; else mkdir -p /data; echo first run > /data/note; echo created; fi";
+    let out = ok(&["run", "--name", "keeper", IMAGE, "sh", "-c", script]);
+    assert_eq!(out, "created\n");
+    let out = ok(&["start", "-a", "keeper"]);
+    assert_eq!(out, "first run\n");
+    ok(&["rm", "keeper"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn killed_vmm_shows_as_exited_and_store_stays_consistent() {
+    ok(&["run", "-d", "--name", "victim", IMAGE, "sleep", "1000"]);
+    let pid = inspect("victim")["State"]["Pid"].as_u64().unwrap();
+    assert!(pid > 0);
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the monitor to record the end", Duration::from_secs(30), || {
+        inspect("victim")["State"]["Status"] == "exited"
+    });
+    let state = inspect("victim");
+    assert_eq!(state["State"]["ExitCode"], 137);
+    assert!(
+        state["State"]["Error"].as_str().unwrap().contains("signal 9"),
+        "{state}"
+    );
+    assert!(ok(&["ps", "-a"]).contains("Exited (137)"));
+    ok(&["rm", "victim"]);
+    assert!(!ok(&["ps", "-a"]).contains("victim"));
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn runtime_files_replace_planted_symlinks() {
+    // A container plants /etc/hosts and /etc/resolv.conf as symlinks to other files in
+    // its writable layer; on the next start the agent replaces them with fresh files
+    // instead of writing through the links.
+    let script =
+        "[ -L /etc/hosts ] && echo hosts-is-a-link; head -1 /etc/hosts; head -1 /etc/passwd; head -1 /etc/group; \
+                  rm -f /etc/hosts /etc/resolv.conf; ln -s /etc/passwd /etc/hosts; ln -s /etc/group /etc/resolv.conf";
+    let expected = "127.0.0.1\tlocalhost\nroot:x:0:0:root:/root:/bin/sh\nroot:x:0:\n";
+    assert_eq!(ok(&["run", "--name", "planter", IMAGE, "sh", "-c", script]), expected);
+    assert_eq!(ok(&["start", "-a", "planter"]), expected);
+    ok(&["rm", "planter"]);
+}
