@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # hull's main job on a fresh machine, offline: build a busybox image locally, serve it
-# from a local registry, pull it into a private store and show it.
+# from a local registry, pull it into a private store and show it; then save it, load
+# it as an unprivileged user and run a container from it in its own micro-VM. Where
+# this host's /dev/kvm cannot boot Linux (a nested or paravirtual KVM), the container
+# runs inside the lab VM of tests/lab/run.sh, as its unprivileged test user.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 hull=${HULL:-./target/release/hull}
@@ -36,3 +39,22 @@ echo "+ hull images"
 "$hull" images
 echo "+ hull image history 127.0.0.1:$port/busybox"
 "$hull" image history "127.0.0.1:$port/busybox"
+
+# Run it. The archive goes where the (unprivileged) runner can read it.
+mkdir -p .lab/demo
+"$hull" save -o .lab/demo/busybox.tar "127.0.0.1:$port/busybox"
+chmod -R a+rX .lab
+export HULL_KERNEL=${HULL_KERNEL:-$(kernel-config/build.sh)}
+cat > .lab/demo/run.sh <<'RUN'
+#!/bin/bash
+set -euo pipefail
+export HULL_ROOT=$(mktemp -d)/store
+hull=$1
+echo "+ hull load -i busybox.tar"
+"$hull" load -i .lab/demo/busybox.tar
+echo "+ hull run --rm 127.0.0.1:*/busybox echo hello from a hull micro-VM"
+"$hull" run --rm "$2" echo "hello from a hull micro-VM"
+RUN
+chmod a+rx .lab/demo/run.sh
+HULL_BOOT_TIMEOUT=${HULL_BOOT_TIMEOUT:-300} tests/lab/run.sh --timeout 900 -- \
+    .lab/demo/run.sh "$(cd "$(dirname "$hull")" && pwd)/$(basename "$hull")" "127.0.0.1:$port/busybox"

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up a fresh Debian 12 / Ubuntu machine for hull and run hull's main job.
+# Set up a fresh Debian 12 / Ubuntu machine for hull and run hull's main job: build
+# everything, then pull an image from a local registry and run a container from it.
 #   ./scripts/setup.sh            install, build, run the demo
 #   ./scripts/setup.sh --no-demo  install and build only (used by .ci/run)
 set -euo pipefail
@@ -26,7 +27,11 @@ fi
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
-cargo build --release --bin hull
+# hull, its VMM, the static guest agent, and the guest kernel (cached after the first
+# build, which takes a while).
+cargo build --release -p hull -p vmm
+cargo build --release -p guest-agent --target x86_64-unknown-linux-musl
+kernel-config/build.sh >/dev/null
 
 if [ "${1:-}" = "--no-demo" ]; then exit 0; fi
 exec ./scripts/demo.sh

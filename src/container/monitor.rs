@@ -94,7 +94,10 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         s.error.clear();
     })?;
     let client = Client::default();
-    let outcome = match boot_and_run(&mut c, store_root, listener, &client) {
+    if let Some(listener) = listener {
+        client.accept(listener, ATTACH_TIMEOUT);
+    }
+    let outcome = match boot_and_run(&mut c, store_root, &client) {
         Ok(o) => o,
         Err(e) => Outcome {
             code: 125,
@@ -125,12 +128,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
     Ok(outcome.code)
 }
 
-fn boot_and_run(
-    c: &mut Container,
-    store_root: &Path,
-    listener: Option<UnixListener>,
-    client: &Client,
-) -> Result<Outcome, MonitorError> {
+fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result<Outcome, MonitorError> {
     let assets = Assets::locate()?;
     let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
     let _ = fs::remove_file(c.vsock_path());
@@ -146,14 +144,13 @@ fn boot_and_run(
     let (events, rx) = mpsc::channel();
     let vmm_done = Arc::new(Mutex::new(false));
     watch_vmm(child, events.clone(), vmm_done.clone());
-    let result = run_main_process(c, listener, client, &events, &rx, &vmm_done);
+    let result = run_main_process(c, client, &events, &rx, &vmm_done);
     power_off(c, vmm, &rx, &vmm_done);
     result
 }
 
 fn run_main_process(
     c: &mut Container,
-    listener: Option<UnixListener>,
     client: &Client,
     events: &Sender<Event>,
     rx: &Receiver<Event>,
@@ -168,9 +165,6 @@ fn run_main_process(
         Ok(s) => s,
         Err(e) => return Ok(vm_failure(c, rx, &format!("the VM did not come up: {e}"))),
     };
-    if let Some(listener) = listener {
-        client.accept(listener, ATTACH_TIMEOUT);
-    }
     let mut spec = c.config.process.clone();
     spec.stdin = spec.stdin && client.is_attached();
     let stdio = match session.start(MAIN_PROCESS, &spec) {
@@ -264,7 +258,8 @@ fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
     let last = log
         .lines()
         .rev()
-        .find(|l| !l.trim().is_empty())
+        .find(|l| l.starts_with("vmm: "))
+        .or_else(|| log.lines().rev().find(|l| !l.trim().is_empty()))
         .unwrap_or("")
         .to_owned();
     let (code, how) = match status.signal() {
