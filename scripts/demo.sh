@@ -43,8 +43,11 @@ echo "+ hull image history 127.0.0.1:$port/busybox"
 # Run it. The archive goes where the (unprivileged) runner can read it.
 mkdir -p .lab/demo
 "$hull" save -o .lab/demo/busybox.tar "127.0.0.1:$port/busybox"
+if [ -z "${HULL_KERNEL:-}" ]; then
+    cp "$(kernel-config/build.sh)" .lab/demo/vmlinux
+    export HULL_KERNEL=$PWD/.lab/demo/vmlinux
+fi
 chmod -R a+rX .lab
-export HULL_KERNEL=${HULL_KERNEL:-$(kernel-config/build.sh)}
 cat > .lab/demo/run.sh <<'RUN'
 #!/bin/bash
 set -euo pipefail
@@ -52,7 +55,7 @@ export HULL_ROOT=$(mktemp -d)/store
 hull=$1
 echo "+ hull load -i busybox.tar"
 "$hull" load -i .lab/demo/busybox.tar
-echo "+ hull run --rm 127.0.0.1:*/busybox echo hello from a hull micro-VM"
+echo "+ hull run --rm $2 echo hello from a hull micro-VM"
 "$hull" run --rm "$2" echo "hello from a hull micro-VM"
 RUN
 chmod a+rx .lab/demo/run.sh

@@ -3,7 +3,7 @@
 use std::io::Write;
 use std::time::Duration;
 
-use hull::container::logs::{self, Follower, LogStream, Record};
+use hull::container::logs::{self, Follower, Line, LogStream, Record};
 
 use super::lifecycle;
 
@@ -34,8 +34,8 @@ pub fn run(args: LogsArgs) -> anyhow::Result<u8> {
     let records = logs::read_all(&path)?;
     let lines = logs::lines(&records);
     let skip = tail.map_or(0, |n| lines.len().saturating_sub(n));
-    for (stream, time, line) in &lines[skip..] {
-        emit(*stream, *time, line, args.timestamps)?;
+    for line in &lines[skip..] {
+        emit(line, args.timestamps)?;
     }
     if !args.follow {
         return Ok(0);
@@ -43,8 +43,8 @@ pub fn run(args: LogsArgs) -> anyhow::Result<u8> {
     loop {
         let running = c.reload().is_ok() && c.settle().is_ok() && c.state.is_running();
         let new: Vec<Record> = follower.poll()?;
-        for (stream, time, line) in logs::lines(&new) {
-            emit(stream, time, line, args.timestamps)?;
+        for line in logs::lines(&new) {
+            emit(&line, args.timestamps)?;
         }
         if !running {
             return Ok(0);
@@ -53,15 +53,15 @@ pub fn run(args: LogsArgs) -> anyhow::Result<u8> {
     }
 }
 
-fn emit(stream: LogStream, time: chrono::DateTime<chrono::Utc>, line: &[u8], timestamps: bool) -> std::io::Result<()> {
+fn emit(line: &Line, timestamps: bool) -> std::io::Result<()> {
     let write = |out: &mut dyn Write| -> std::io::Result<()> {
         if timestamps {
-            write!(out, "{} ", time.format("%Y-%m-%dT%H:%M:%S%.9fZ"))?;
+            write!(out, "{} ", line.time.format("%Y-%m-%dT%H:%M:%S%.9fZ"))?;
         }
-        out.write_all(line)?;
+        out.write_all(&line.data)?;
         out.flush()
     };
-    match stream {
+    match line.stream {
         LogStream::Stdout => write(&mut std::io::stdout().lock()),
         LogStream::Stderr => write(&mut std::io::stderr().lock()),
     }

@@ -197,17 +197,38 @@ impl Follower {
     }
 }
 
-/// Splits records into lines (a line keeps its `\n`), each with its record's time.
-pub fn lines(records: &[Record]) -> Vec<(LogStream, DateTime<Utc>, &[u8])> {
+/// One line of output (it keeps its `\n`; the last one of a stream may lack it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Line {
+    pub stream: LogStream,
+    /// When the line's first byte was written.
+    pub time: DateTime<Utc>,
+    pub data: Vec<u8>,
+}
+
+/// Splits records into lines, joining a line that spans records of its stream.
+pub fn lines(records: &[Record]) -> Vec<Line> {
     let mut out = Vec::new();
+    let mut pending: [Option<Line>; 2] = [None, None];
     for rec in records {
+        let slot = &mut pending[rec.stream as usize - 1];
         let mut rest = &rec.data[..];
         while !rest.is_empty() {
-            let end = rest.iter().position(|&b| b == b'\n').map_or(rest.len(), |i| i + 1);
-            out.push((rec.stream, rec.time, &rest[..end]));
-            rest = &rest[end..];
+            let end = rest.iter().position(|&b| b == b'\n').map(|i| i + 1);
+            let piece = &rest[..end.unwrap_or(rest.len())];
+            let line = slot.get_or_insert_with(|| Line {
+                stream: rec.stream,
+                time: rec.time,
+                data: Vec::new(),
+            });
+            line.data.extend_from_slice(piece);
+            if end.is_some() {
+                out.extend(slot.take());
+            }
+            rest = &rest[piece.len()..];
         }
     }
+    out.extend(pending.into_iter().flatten());
     out
 }
 
@@ -275,14 +296,26 @@ mod tests {
     }
 
     #[test]
-    fn lines_split_on_newlines() {
-        let rec = Record {
-            stream: LogStream::Stdout,
+    fn lines_split_on_newlines_and_join_across_records() {
+        let rec = |stream, data: &[u8]| Record {
+            stream,
             time: Utc::now(),
-            data: b"a\nb\nc".to_vec(),
+            data: data.to_vec(),
         };
-        let l = lines(std::slice::from_ref(&rec));
-        let texts: Vec<&[u8]> = l.iter().map(|x| x.2).collect();
-        assert_eq!(texts, vec![&b"a\n"[..], b"b\n", b"c"]);
+        let records = [
+            rec(LogStream::Stdout, b"a\nb"),
+            rec(LogStream::Stderr, b"e\n"),
+            rec(LogStream::Stdout, b"c\nd"),
+        ];
+        let texts: Vec<(LogStream, Vec<u8>)> = lines(&records).into_iter().map(|l| (l.stream, l.data)).collect();
+        assert_eq!(
+            texts,
+            vec![
+                (LogStream::Stdout, b"a\n".to_vec()),
+                (LogStream::Stderr, b"e\n".to_vec()),
+                (LogStream::Stdout, b"bc\n".to_vec()),
+                (LogStream::Stdout, b"d".to_vec()),
+            ]
+        );
     }
 }

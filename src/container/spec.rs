@@ -71,6 +71,14 @@ pub fn merge(image_config: &Value, o: &Overrides) -> Result<ProcessSpec, SpecErr
     let image_env = strings(c.get("Env"), "Env")?;
     let image_entrypoint = strings(c.get("Entrypoint"), "Entrypoint")?;
     let image_cmd = strings(c.get("Cmd"), "Cmd")?;
+    // Bounded before any per-entry work, so a hostile config costs nothing.
+    if image_env.len() + o.env.len() > MAX_ENV || image_entrypoint.len() + image_cmd.len() > MAX_ARGS {
+        return Err(SpecError::BadConfig(format!(
+            "{} environment entries and {} arguments exceed the limits ({MAX_ENV}, {MAX_ARGS})",
+            image_env.len() + o.env.len(),
+            image_entrypoint.len() + image_cmd.len()
+        )));
+    }
     let image_workdir = string(c.get("WorkingDir"), "WorkingDir")?;
     let image_user = string(c.get("User"), "User")?;
 
@@ -121,9 +129,11 @@ pub fn merge(image_config: &Value, o: &Overrides) -> Result<ProcessSpec, SpecErr
     })
 }
 
-/// Image env, then flags; later keys replace earlier ones; PATH defaulted.
+/// Image env, then flags; later keys replace earlier ones (keeping the first
+/// position, as Docker does); PATH defaulted.
 fn merge_env(image: &[String], flags: &[String]) -> Result<Vec<String>, SpecError> {
     let mut env: Vec<String> = Vec::with_capacity(image.len() + flags.len() + 1);
+    let mut index: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for entry in image.iter().chain(flags) {
         let key = entry.split_once('=').map_or(entry.as_str(), |(k, _)| k);
         if key.is_empty() || entry.contains('\0') {
@@ -132,11 +142,15 @@ fn merge_env(image: &[String], flags: &[String]) -> Result<Vec<String>, SpecErro
         if !entry.contains('=') {
             continue;
         }
-        let prefix = format!("{key}=");
-        env.retain(|e| !e.starts_with(&prefix));
-        env.push(entry.clone());
+        match index.get(key) {
+            Some(&i) => env[i] = entry.clone(),
+            None => {
+                index.insert(key.to_owned(), env.len());
+                env.push(entry.clone());
+            }
+        }
     }
-    if !env.iter().any(|e| e.starts_with("PATH=")) {
+    if !index.contains_key("PATH") {
         env.insert(0, format!("PATH={DEFAULT_PATH}"));
     }
     Ok(env)

@@ -148,11 +148,17 @@ impl ChildSetup {
 /// The process environment: the host's list, with HOME from passwd when unset.
 pub fn environment(spec: &ProcessSpec, identity: &Identity) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = Vec::with_capacity(spec.env.len() + 1);
+    let mut index = std::collections::HashMap::new();
     for entry in &spec.env {
         if let Some((k, v)) = entry.split_once('=') {
             if !k.is_empty() && !k.contains('\0') && !v.contains('\0') {
-                env.retain(|(key, _)| key != k);
-                env.push((k.to_owned(), v.to_owned()));
+                match index.get(k) {
+                    Some(&i) => env[i] = (k.to_owned(), v.to_owned()),
+                    None => {
+                        index.insert(k, env.len());
+                        env.push((k.to_owned(), v.to_owned()));
+                    }
+                }
             }
         }
     }
