@@ -144,8 +144,9 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let (events, rx) = mpsc::channel();
     let vmm_done = Arc::new(Mutex::new(false));
     watch_vmm(child, events.clone(), vmm_done.clone());
-    let result = run_main_process(c, client, &events, &rx, &vmm_done);
-    power_off(c, vmm, &rx, &vmm_done);
+    let mut control = None;
+    let result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control);
+    power_off(c, vmm, &rx, &vmm_done, control);
     result
 }
 
@@ -155,6 +156,7 @@ fn run_main_process(
     events: &Sender<Event>,
     rx: &Receiver<Event>,
     vmm_done: &Arc<Mutex<bool>>,
+    shutdown_on: &mut Option<UnixStream>,
 ) -> Result<Outcome, MonitorError> {
     let timeout = boot_timeout();
     let done = vmm_done.clone();
@@ -193,6 +195,7 @@ fn run_main_process(
         drained.push(pump_output(err, LogStream::Stderr, log, client.clone()));
     }
     let control = session.sender().map_err(io("agent connection"))?;
+    *shutdown_on = session.sender().ok();
     client.serve_input(stdio.stdin, control);
     let events = events.clone();
     thread::spawn(move || loop {
@@ -295,11 +298,18 @@ fn watch_vmm(mut child: Child, events: Sender<Event>, done: Arc<Mutex<bool>>) {
     });
 }
 
-/// Asks the agent to power off (a fresh control connection: the old one may be the
-/// reason we are here), then kills the VMM if it lingers.
-fn power_off(c: &Container, vmm: Option<ProcessId>, rx: &Receiver<Event>, vmm_done: &Arc<Mutex<bool>>) {
+/// Asks the agent to power off (on the main control connection, or a fresh one when
+/// that is gone), then kills the VMM if it lingers.
+fn power_off(
+    c: &Container,
+    vmm: Option<ProcessId>,
+    rx: &Receiver<Event>,
+    vmm_done: &Arc<Mutex<bool>>,
+    control: Option<UnixStream>,
+) {
     let exited = || *vmm_done.lock().unwrap_or_else(|e| e.into_inner());
-    if !exited() {
+    let sent = control.is_some_and(|mut s| agent::send_on(&mut s, &HostMessage::Shutdown).is_ok());
+    if !sent && !exited() {
         if let Ok(mut s) = Session::open(&c.vsock_path(), Duration::from_secs(2), || true) {
             let _ = s.send(&HostMessage::Shutdown);
         }

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Container benchmark (issue: hull run): with the base disk already built, measures
+#   - `hull run --rm IMAGE true` end to end,
+#   - `hull exec CONTAINER true` round trip,
+#   - host memory of an idle container (VMM RSS beyond the guest pages it touched,
+#     the guest pages, and the monitor's RSS),
+# and, in the same run, the bare boot-to-exit of the same kernel with a trivial
+# initramfs (/init reboots at once) under QEMU `-M microvm` and under hull's own VMM
+# (and Firecracker when FIRECRACKER=/path/to/firecracker is given), which isolates
+# hull's own overhead. Runs in the lab here, directly on hardware KVM.
+#
+#   scripts/bench-run.sh [--mode auto|lab|direct]   env: HULL_BENCH_RUNS=10 HULL_BENCH_MEM_MIB=256
+#
+# Inside the lab absolute times are distorted by emulation: compare the ratios.
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+kernel=$(kernel-config/build.sh)
+cargo build --quiet --release -p hull -p vmm
+cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+art=$repo/.lab/run-bench
+rm -rf "$art"
+mkdir -p "$art/initramfs/bin"
+cp "$kernel" "$art/vmlinux"
+cp target/release/hull target/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$art/"
+cp /bin/busybox "$art/initramfs/bin/busybox"
+printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' > "$art/initramfs/init"
+chmod 0755 "$art/initramfs/init"
+(cd "$art/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$art/initramfs.cpio"
+/usr/bin/python3 scripts/busybox-image.py "$art/layout" >/dev/null
+tar -C "$art/layout" -cf "$art/image.tar" .
+if [ -n "${FIRECRACKER:-}" ]; then cp "$FIRECRACKER" "$art/firecracker"; fi
+chmod -R a+rX "$repo/.lab"
+export HULL_BENCH_RUNS=${HULL_BENCH_RUNS:-10} HULL_BENCH_MEM_MIB=${HULL_BENCH_MEM_MIB:-256}
+exec tests/lab/run.sh --timeout 2400 "$@" -- scripts/bench-run-inner.sh "$art"
