@@ -25,7 +25,10 @@ timed() {
 series() {
     local name=$1; shift
     : > "$work/$name"
-    for i in $(seq 1 "$runs"); do timed "$@" >> "$work/$name"; done
+    for i in $(seq 1 "$runs"); do
+        timed "$@" >> "$work/$name"
+        echo "$name run $i: $(tail -n1 "$work/$name")"
+    done
     echo "RESULT $name median_s=$(grep -v fail "$work/$name" | median) runs=$runs failures=$(grep -c fail "$work/$name")" \
         "($(tr '\n' ' ' < "$work/$name"))"
 }
@@ -34,7 +37,7 @@ echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mem} MiB, 1 vCPU"
 "$hull" load -i "$art/image.tar" >/dev/null
 "$hull" tag "$("$hull" images -q | head -n1)" bench:latest
 "$hull" image rootfs bench >/dev/null
-"$hull" run --rm -m "${mem}m" bench true   # warm: the initramfs cache and page cache
+echo "warm-up run: $(timed "$hull" run --rm -m "${mem}m" bench true)"   # the initramfs cache, the page cache
 
 series run_rm_true "$hull" run --rm -m "${mem}m" bench true
 series vmm_bare_boot_exit "$art/vmm" --kernel "$art/vmlinux" --initramfs "$art/initramfs.cpio" --memory "$mem" \
