@@ -22,12 +22,20 @@ pub fn containers() -> anyhow::Result<ContainerStore> {
 /// Starts the container's monitor, detached from this command's session so it lives
 /// on after it (and a Ctrl-C on the terminal does not reach it).
 pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<()> {
-    // Back to "created" first, so nobody mistakes the last run's end for this one's.
+    // Back to "created" first, so nobody mistakes the last run's end for this one's
+    // (unless another command started it meanwhile).
+    let mut running = false;
     c.update(|s| {
-        s.status = Status::Created;
-        s.exit_code = None;
-        s.error.clear();
+        running = s.monitor.is_some_and(|m| m.is_alive());
+        if !running {
+            s.status = Status::Created;
+            s.exit_code = None;
+            s.error.clear();
+        }
     })?;
+    if running {
+        bail!("container {} is already running", &c.id()[..12]);
+    }
     let store_root = c
         .dir
         .parent()

@@ -17,6 +17,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use guest_agent::protocol::{AgentMessage, ErrorKind, HostMessage};
 
+use crate::image::store::fs::flock;
+
 use super::agent::{self, Session};
 use super::assets::{self, AssetError, Assets};
 use super::attach::Frame;
@@ -77,6 +79,20 @@ enum Event {
 pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorError> {
     let containers = ContainerStore::open(store_root)?;
     let mut c = containers.find(id)?;
+    // One monitor per container, held for its whole life: a second `start` racing
+    // this one finds the lock taken and leaves the container alone.
+    let lock_path = c.dir.join("monitor.lock");
+    let lock_file = File::create(&lock_path).map_err(io(format!("create {}", lock_path.display())))?;
+    match flock(&lock_file, libc::LOCK_EX | libc::LOCK_NB) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+            return Err(MonitorError::Io {
+                what: format!("container {}", &c.config.id[..12]),
+                source: std::io::Error::other("it already has a monitor (started twice at once?)"),
+            })
+        }
+        Err(e) => return Err(io(format!("lock {}", lock_path.display()))(e)),
+    }
     let run_dir = super::create_run_dir(&c.config.id).map_err(io("runtime directory"))?;
     let listener = if attach {
         let path = run_dir.join("attach.sock");
@@ -125,6 +141,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         client.send(&Frame::Error(outcome.error.clone()));
     }
     client.send(&Frame::Exit(outcome.code));
+    drop(lock_file);
     Ok(outcome.code)
 }
 
