@@ -39,9 +39,7 @@ echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mem} MiB, 1 vCPU"
 "$hull" image rootfs bench >/dev/null
 echo "warm-up run: $(timed "$hull" run --rm -m "${mem}m" bench true)"   # the initramfs cache, the page cache
 
-series run_rm_true "$hull" run --rm -m "${mem}m" bench true
-series vmm_bare_boot_exit "$art/vmm" --kernel "$art/vmlinux" --initramfs "$art/initramfs.cpio" --memory "$mem" \
-    --console none --cmdline "$cmdline"
+# Cheapest first: a stalled lab VM (see tests/lab/README.md) then costs the least.
 "$hull" run -d --name idle -m "${mem}m" bench sleep 1000000 >/dev/null
 series exec_true "$hull" exec idle true
 sleep 2
@@ -55,6 +53,9 @@ awk -v want=$((mem * 1024)) '
     "/proc/$vmm_pid/smaps"
 echo "RESULT idle_monitor_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$monitor_pid/status")"
 "$hull" rm -f idle >/dev/null
+series run_rm_true "$hull" run --rm -m "${mem}m" bench true
+series vmm_bare_boot_exit "$art/vmm" --kernel "$art/vmlinux" --initramfs "$art/initramfs.cpio" --memory "$mem" \
+    --console none --cmdline "$cmdline"
 if command -v qemu-system-x86_64 >/dev/null; then
     series qemu_bare_boot_exit timeout 150 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m "$mem" \
         -nodefaults -no-user-config -display none -serial null -no-reboot \

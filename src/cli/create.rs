@@ -55,6 +55,10 @@ pub struct CreateArgs {
     /// (hull's guest agent always does this)
     #[arg(long)]
     pub init: bool,
+    /// Log driver options: max-size=SIZE (rotate the log at SIZE, e.g. 10m; two files
+    /// are kept; default 8m)
+    #[arg(long)]
+    pub log_opt: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -176,6 +180,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         tmpfs_upper: args.rm,
         stop_signal: spec::stop_signal(&image.config),
         stop_timeout: 10,
+        log_max_bytes: parse_log_opts(&args.log_opt)?,
     };
     let containers = ContainerStore::open(store.root())?;
     let tmpfs = config.tmpfs_upper;
@@ -186,6 +191,32 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
             vm::create_upper_disk(&dir.join("upper.img"), vm::UPPER_DISK_BYTES)
         }
     })?)
+}
+
+/// `--log-opt max-size=SIZE` (bytes, or with k, m, g), between 4 KiB and 1 GiB.
+fn parse_log_opts(opts: &[String]) -> anyhow::Result<u64> {
+    let mut max = hull::container::logs::MAX_FILE;
+    for opt in opts {
+        let Some(size) = opt.strip_prefix("max-size=") else {
+            bail!("unsupported log option {opt:?}: only max-size=SIZE");
+        };
+        let lower = size.to_ascii_lowercase();
+        let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
+        let n: u64 = digits
+            .parse()
+            .with_context(|| format!("invalid log max-size {size:?}"))?;
+        max = match unit {
+            "" | "b" => n,
+            "k" | "kb" => n << 10,
+            "m" | "mb" => n << 20,
+            "g" | "gb" => n << 30,
+            _ => bail!("invalid log max-size {size:?}"),
+        };
+        if !(4 << 10..=1 << 30).contains(&max) {
+            bail!("log max-size {size:?} out of range (4k to 1g)");
+        }
+    }
+    Ok(max)
 }
 
 fn valid_hostname(h: &str) -> bool {
@@ -212,6 +243,16 @@ mod tests {
         assert!(parse_memory("4m").is_err());
         assert!(parse_memory("lots").is_err());
         assert!(parse_memory("1t").is_err());
+    }
+
+    #[test]
+    fn log_options_parse() {
+        assert_eq!(parse_log_opts(&[]).unwrap(), 8 << 20);
+        assert_eq!(parse_log_opts(&["max-size=1m".into()]).unwrap(), 1 << 20);
+        assert_eq!(parse_log_opts(&["max-size=64k".into()]).unwrap(), 64 << 10);
+        assert!(parse_log_opts(&["max-size=1".into()]).is_err());
+        assert!(parse_log_opts(&["max-size=2t".into()]).is_err());
+        assert!(parse_log_opts(&["max-file=3".into()]).is_err());
     }
 
     #[test]

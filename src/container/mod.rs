@@ -83,6 +83,13 @@ pub struct ContainerConfig {
     pub tmpfs_upper: bool,
     pub stop_signal: i32,
     pub stop_timeout: u32,
+    /// `--log-opt max-size`: the log rotates at this size (two files are kept).
+    #[serde(default = "default_log_max")]
+    pub log_max_bytes: u64,
+}
+
+fn default_log_max() -> u64 {
+    logs::MAX_FILE
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

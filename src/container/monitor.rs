@@ -201,7 +201,9 @@ fn run_main_process(
         s.status = Status::Running;
         s.started_at = Some(Utc::now());
     })?;
-    let log = Arc::new(Mutex::new(LogWriter::open(&c.log_path()).map_err(io("container log"))?));
+    let log = Arc::new(Mutex::new(
+        LogWriter::with_limit(&c.log_path(), c.config.log_max_bytes).map_err(io("container log"))?,
+    ));
     let mut drained = vec![pump_output(
         stdio.stdout,
         LogStream::Stdout,
