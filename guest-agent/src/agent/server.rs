@@ -143,10 +143,12 @@ impl Agent {
         let error = |id, kind, message: String| control.send(&AgentMessage::Error { id, kind, message });
         match message {
             HostMessage::Hello { .. } => error(None, ErrorKind::Protocol, "hello sent twice".into()),
-            HostMessage::Start { id, spec } => match self.start(id, &spec, control) {
-                Ok(pid) => control.send(&AgentMessage::Started { id, pid: pid as u32 }),
-                Err(e) => error(Some(id), e.kind, e.message),
-            },
+            // `start` itself sends `Started`, before the reaper may report the exit.
+            HostMessage::Start { id, spec } => {
+                if let Err(e) = self.start(id, &spec, control) {
+                    error(Some(id), e.kind, e.message)
+                }
+            }
             HostMessage::Signal { id, signal } => {
                 let pid = self.state().procs.get(&id).map(|p| p.pid);
                 match pid {
@@ -168,7 +170,7 @@ impl Agent {
         }
     }
 
-    fn start(self: &Arc<Self>, id: u32, spec: &ProcessSpec, control: &Arc<Control>) -> Result<i32, SpawnError> {
+    fn start(self: &Arc<Self>, id: u32, spec: &ProcessSpec, control: &Arc<Control>) -> Result<(), SpawnError> {
         let refuse = |kind, message: String| SpawnError { kind, message };
         if let Some(e) = &self.setup_error {
             return Err(refuse(ErrorKind::Internal, format!("container root: {e}")));
@@ -205,7 +207,13 @@ impl Agent {
                 drained,
             },
         );
-        Ok(started.pid)
+        drop(state);
+        // Still under the spawn lock: the reaper cannot report `Exited` before this.
+        control.send(&AgentMessage::Started {
+            id,
+            pid: started.pid as u32,
+        });
+        Ok(())
     }
 
     fn identity(&self, user: &str) -> Result<guest_agent::user::Identity, SpawnError> {
