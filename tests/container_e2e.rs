@@ -26,7 +26,17 @@ struct Fixture {
 fn fixture() -> &'static Fixture {
     static F: OnceLock<Fixture> = OnceLock::new();
     F.get_or_init(|| {
-        let dir = tempfile::tempdir().unwrap();
+        // HULL_E2E_DIR puts the store (logs of every container) where it can be read
+        // after a run; the fixture lives in a static and is never deleted.
+        let dir = match std::env::var_os("HULL_E2E_DIR") {
+            Some(d) => {
+                std::fs::create_dir_all(&d).unwrap();
+                let dir = tempfile::tempdir_in(d).unwrap();
+                eprintln!("e2e store kept in {}", dir.path().display());
+                dir
+            }
+            None => tempfile::tempdir().unwrap(),
+        };
         let root = dir.path().join("store");
         let layout = dir.path().join("layout");
         let repo = Path::new(env!("CARGO_MANIFEST_DIR"));

@@ -5,6 +5,7 @@
 # lab (see tests/lab/README.md, "Known fault").
 #
 #   tests/lab/containers.sh [--mode auto|lab|direct] [-- TEST_FILTER...]
+#   env: HULL_E2E_DIR=DIR keeps the test store (every container's logs) under DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
