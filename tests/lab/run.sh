@@ -18,7 +18,7 @@
 # Build test binaries on the host first: compiling inside L1 is emulated and slow.
 #
 # Environment: HULL_LAB_MODE (as --mode), HULL_LAB_TIMEOUT (seconds, default 3000),
-# HULL_LAB_MEM (MiB, default 3072), HULL_LAB_CPUS (default: host CPUs, at most 4),
+# HULL_LAB_MEM (MiB, default 3072), HULL_LAB_CPUS (default 1, at most 4),
 # HULL_LAB_KERNEL (an L1 vmlinuz; default Debian's linux-image-amd64 in /boot).
 # Exit status: COMMAND's; 124 when L1 timed out; 125 when the lab itself failed.
 set -euo pipefail
@@ -212,7 +212,9 @@ run_lab() {
     make_skip_log "$job" "$uid" "$gid"
     write_job_script "$job/cmd.sh" "$@"
     chmod 0644 "$job/cmd.sh"
-    cpus=${HULL_LAB_CPUS:-$(nproc)}
+    # One CPU by default: with two, L1 has wedged for good while one CPU sat in an L2
+    # guest and the other set up or tore down a VM (nested SVM under TCG).
+    cpus=${HULL_LAB_CPUS:-1}
     [ "$cpus" -le 4 ] || cpus=4
     mem=${HULL_LAB_MEM:-3072}
     say "L1: $(basename "$kernel") under QEMU TCG, $cpus CPUs, $mem MiB, timeout ${timeout_s}s; user $uid"
