@@ -201,3 +201,22 @@ pub fn stop(c: &mut Container, timeout: Duration) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Runs `each` for every named container, printing the name on success as Docker does.
+pub fn for_each(names: &[String], mut each: impl FnMut(&str) -> anyhow::Result<()>) -> u8 {
+    let mut failed = false;
+    for name in names {
+        match each(name) {
+            Ok(()) => println!("{name}"),
+            Err(e) => {
+                eprintln!("hull: {e:#}");
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        super::EXIT_HULL_FAILURE
+    } else {
+        0
+    }
+}

@@ -15,34 +15,24 @@ pub struct RmArgs {
 
 pub fn run(args: RmArgs) -> anyhow::Result<u8> {
     let store = lifecycle::containers()?;
-    let mut failed = false;
-    for name in &args.containers {
-        let result = store.find(name).map_err(anyhow::Error::from).and_then(|mut c| {
-            if c.state.is_running() {
-                if !args.force {
-                    anyhow::bail!(
-                        "cannot remove container \"{name}\": container is running: stop the container before removing or force remove"
-                    );
-                }
-                lifecycle::kill_vm(&c);
-                if lifecycle::wait_exited(&mut c, Some(Duration::from_secs(15)))?.is_none() {
-                    anyhow::bail!("container {name}: did not stop");
-                }
+    Ok(lifecycle::for_each(&args.containers, |name| {
+        let mut c = store.find(name)?;
+        if c.state.is_running() {
+            if !args.force {
+                anyhow::bail!(
+                    "cannot remove container \"{name}\": container is running: stop the container before removing or force remove"
+                );
             }
-            match store.remove(&c) {
-                Ok(()) => Ok(()),
-                // An --rm container that removed itself meanwhile.
-                Err(_) if !c.dir.exists() => Ok(()),
-                Err(e) => Err(e.into()),
-            }
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("hull: {e:#}");
-                failed = true;
+            lifecycle::kill_vm(&c);
+            if lifecycle::wait_exited(&mut c, Some(Duration::from_secs(15)))?.is_none() {
+                anyhow::bail!("container {name}: did not stop");
             }
         }
-    }
-    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+        match store.remove(&c) {
+            Ok(()) => Ok(()),
+            // An --rm container that removed itself meanwhile.
+            Err(_) if !c.dir.exists() => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }))
 }

@@ -40,17 +40,9 @@ pub fn run(args: StartArgs) -> anyhow::Result<u8> {
         let stream = lifecycle::connect_attach(&mut c)?;
         return Ok(exit_byte(lifecycle::attach_until_exit(&mut c, stream)?));
     }
-    let mut failed = false;
-    for name in &args.containers {
-        match start_detached(&store, name) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("hull: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+    Ok(lifecycle::for_each(&args.containers, |name| {
+        start_detached(&store, name)
+    }))
 }
 
 pub fn start_detached(store: &hull::container::ContainerStore, name: &str) -> anyhow::Result<()> {
@@ -76,19 +68,9 @@ pub struct RestartArgs {
 
 pub fn restart(args: RestartArgs) -> anyhow::Result<u8> {
     let store = lifecycle::containers()?;
-    let mut failed = false;
-    for name in &args.containers {
-        let result = store.find(name).map_err(anyhow::Error::from).and_then(|mut c| {
-            lifecycle::stop(&mut c, Duration::from_secs(args.time))?;
-            start_detached(&store, name)
-        });
-        match result {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("hull: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+    Ok(lifecycle::for_each(&args.containers, |name| {
+        let mut c = store.find(name)?;
+        lifecycle::stop(&mut c, Duration::from_secs(args.time))?;
+        start_detached(&store, name)
+    }))
 }

@@ -18,29 +18,10 @@ pub struct StopArgs {
     containers: Vec<String>,
 }
 
-/// Runs `each` for every named container, printing the name on success as Docker does.
-fn for_each(names: &[String], mut each: impl FnMut(&str) -> anyhow::Result<()>) -> u8 {
-    let mut failed = false;
-    for name in names {
-        match each(name) {
-            Ok(()) => println!("{name}"),
-            Err(e) => {
-                eprintln!("hull: {e:#}");
-                failed = true;
-            }
-        }
-    }
-    if failed {
-        super::EXIT_HULL_FAILURE
-    } else {
-        0
-    }
-}
-
 pub fn run(args: StopArgs) -> anyhow::Result<u8> {
     let store = lifecycle::containers()?;
     let signal = args.signal.as_deref().map(signal_arg).transpose()?;
-    Ok(for_each(&args.containers, |name| {
+    Ok(lifecycle::for_each(&args.containers, |name| {
         let mut c = store.find(name)?;
         if let Some(s) = signal {
             c.config.stop_signal = s;
@@ -66,7 +47,7 @@ pub struct KillArgs {
 pub fn kill(args: KillArgs) -> anyhow::Result<u8> {
     let store = lifecycle::containers()?;
     let signal = signal_arg(&args.signal)?;
-    Ok(for_each(&args.containers, |name| {
+    Ok(lifecycle::for_each(&args.containers, |name| {
         let c = store.find(name)?;
         if !c.state.is_running() {
             anyhow::bail!("cannot kill container: {name}: container {} is not running", c.id());
