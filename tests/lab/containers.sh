@@ -1,8 +1,7 @@
 #!/usr/bin/env bash
 # The container end-to-end suite (tests/container_e2e.rs): the real `hull` CLI booting
 # real micro-VMs as an unprivileged user, in the lab here, directly on hardware KVM.
-# Not part of tests/lab/suite.sh (and so not of CI) while a run can still hang in the
-# lab (see tests/lab/README.md, "Known fault").
+# tests/lab/suite.sh runs it with the other VM suites; this script runs it alone.
 #
 #   tests/lab/containers.sh [--mode auto|lab|direct] [-- TEST_FILTER...]
 #   env: HULL_E2E_DIR=DIR keeps the test store (every container's logs) under DIR
