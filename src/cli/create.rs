@@ -72,21 +72,25 @@ pub struct CreateArgs {
 const DEFAULT_MEMORY_MIB: u32 = 512;
 const MIN_MEMORY_MIB: u32 = 64;
 
+/// A size as Docker's flags take it: bytes, or a number with `b`, `k`, `m` or `g`
+/// (`kb`, `mb`, `gb` too).
+fn parse_size(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 /// `512m`, `1g`, `1048576` (bytes), as `docker run -m` takes it.
 pub fn parse_memory(s: &str) -> anyhow::Result<u32> {
-    let lower = s.to_ascii_lowercase();
-    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
-        Some(i) => lower.split_at(i),
-        None => (lower.as_str(), ""),
-    };
-    let n: u64 = digits.parse().with_context(|| format!("invalid memory size {s:?}"))?;
-    let bytes = match unit.trim_end_matches('b') {
-        "" => n,
-        "k" => n << 10,
-        "m" => n << 20,
-        "g" => n << 30,
-        _ => bail!("invalid memory size {s:?}: use a number with b, k, m or g"),
-    };
+    let bytes = parse_size(s).with_context(|| format!("invalid memory size {s:?}: use a number with b, k, m or g"))?;
     let mib = bytes >> 20;
     if mib < u64::from(MIN_MEMORY_MIB) {
         bail!("Minimum memory limit allowed is {MIN_MEMORY_MIB}MB");
@@ -200,18 +204,7 @@ fn parse_log_opts(opts: &[String]) -> anyhow::Result<u64> {
         let Some(size) = opt.strip_prefix("max-size=") else {
             bail!("unsupported log option {opt:?}: only max-size=SIZE");
         };
-        let lower = size.to_ascii_lowercase();
-        let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
-        let n: u64 = digits
-            .parse()
-            .with_context(|| format!("invalid log max-size {size:?}"))?;
-        max = match unit {
-            "" | "b" => n,
-            "k" | "kb" => n << 10,
-            "m" | "mb" => n << 20,
-            "g" | "gb" => n << 30,
-            _ => bail!("invalid log max-size {size:?}"),
-        };
+        max = parse_size(size).with_context(|| format!("invalid log max-size {size:?}"))?;
         if !(4 << 10..=1 << 30).contains(&max) {
             bail!("log max-size {size:?} out of range (4k to 1g)");
         }
