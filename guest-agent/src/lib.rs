@@ -3,5 +3,6 @@
 //! The agent (`src/main.rs`, binary `hull-agent`) is `/init` of the initramfs hull
 //! builds; the protocol types live here so host and guest share one definition.
 
+pub mod archive;
 pub mod protocol;
 pub mod user;

@@ -50,8 +50,40 @@ pub enum HostMessage {
         rows: u16,
         cols: u16,
     },
+    /// A file operation on the container's files. Its data flows on `id`'s stdio
+    /// connections (a tar stream in on stdin, a tar stream or text out on stdout);
+    /// the agent answers `Started`, then `Exited` with code 0 or an `Error`.
+    Copy {
+        id: u32,
+        op: CopyOp,
+    },
     /// Power the VM off once every process has been reaped.
     Shutdown,
+}
+
+/// The file operations behind `cp`, `diff`, `commit` and `export`. Paths are
+/// resolved inside the container root only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum CopyOp {
+    /// A tar of `path` whose entries start with its last component, or hold only
+    /// its children with `contents` (`docker cp CONTAINER:DIR/. DEST`).
+    Read { path: String, contents: bool },
+    /// Unpacks the tar read from stdin at `path`, placed as `docker cp` places a
+    /// copy; with `archive` the stream is the user's own tar (`cp -`) and `path`
+    /// must be a directory. `owners` keeps the stream's uid/gid (`cp -a`).
+    Write {
+        path: String,
+        contents: bool,
+        archive: bool,
+        owners: bool,
+    },
+    /// The writable layer's changes, one `A|C|D /path` line each.
+    Diff,
+    /// The writable layer as an OCI layer tar.
+    Layer,
+    /// The whole container file system as a tar.
+    Export,
 }
 
 /// Messages from the agent to the host.
@@ -230,6 +262,19 @@ mod tests {
                 tty: true,
                 ..Default::default()
             },
+        });
+        round_trip(HostMessage::Copy {
+            id: 9,
+            op: CopyOp::Write {
+                path: "/etc".into(),
+                contents: false,
+                archive: true,
+                owners: false,
+            },
+        });
+        round_trip(HostMessage::Copy {
+            id: 9,
+            op: CopyOp::Layer,
         });
         round_trip(AgentMessage::Exited {
             id: 7,

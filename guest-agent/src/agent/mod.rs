@@ -1,5 +1,6 @@
 //! The agent proper; see `main.rs`.
 
+mod files;
 mod process;
 mod root;
 mod server;

@@ -16,8 +16,10 @@ use super::sys::{self, bind, cstring, mknod, mount};
 
 /// Where the container root is assembled in the agent's own (initramfs) tree.
 pub const ROOT: &str = "/mnt/root";
-const LOWER: &str = "/mnt/lower";
-const RW: &str = "/mnt/rw";
+/// The image's read-only tree (the base disk).
+pub const LOWER: &str = "/mnt/lower";
+/// The writable disk; overlayfs's upper directory is `upper` in it.
+pub const RW: &str = "/mnt/rw";
 const BASE_DISK: &str = "/dev/vda";
 const UPPER_DISK: &str = "/dev/vdb";
 

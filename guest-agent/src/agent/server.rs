@@ -14,10 +14,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use guest_agent::protocol::{
-    read_frame, write_frame, AgentMessage, Attach, ErrorKind, ExitStatus, HostMessage, ProcessSpec, Stream,
+    read_frame, write_frame, AgentMessage, Attach, CopyOp, ErrorKind, ExitStatus, HostMessage, ProcessSpec, Stream,
     MAX_HOST_FRAME, VERSION,
 };
 
+use super::files;
 use super::process::{self, SpawnError};
 use super::root;
 use super::sys;
@@ -166,8 +167,52 @@ impl Agent {
                     let _ = sys::set_window_size(pty, rows, cols);
                 }
             }
+            HostMessage::Copy { id, op } => {
+                if let Err(e) = self.copy(id, op, control) {
+                    error(Some(id), e.kind, e.message)
+                }
+            }
             HostMessage::Shutdown => self.shutdown(),
         }
+    }
+
+    /// Runs a file operation on its own thread, its data on `id`'s stdio streams.
+    fn copy(self: &Arc<Self>, id: u32, op: CopyOp, control: &Arc<Control>) -> Result<(), SpawnError> {
+        if let Some(e) = &self.setup_error {
+            return Err(SpawnError {
+                kind: ErrorKind::Internal,
+                message: format!("container root: {e}"),
+            });
+        }
+        let mut wanted = vec![Stream::Stdout];
+        if matches!(op, CopyOp::Write { .. }) {
+            wanted.push(Stream::Stdin);
+        }
+        let mut streams = self.wait_for(id, wanted)?;
+        let (Some(output), input) = (streams.remove(&Stream::Stdout), streams.remove(&Stream::Stdin)) else {
+            unreachable!("wait_for returns every stream asked for")
+        };
+        control.send(&AgentMessage::Started { id, pid: 0 });
+        let control = control.clone();
+        thread::spawn(move || {
+            let done = output.try_clone().ok();
+            let result = files::run(&op, input, output);
+            if let Some(conn) = done {
+                sys::shutdown_write(&conn);
+            }
+            control.send(&match result {
+                Ok(()) => AgentMessage::Exited {
+                    id,
+                    status: ExitStatus::Code(0),
+                },
+                Err(message) => AgentMessage::Error {
+                    id: Some(id),
+                    kind: ErrorKind::Internal,
+                    message,
+                },
+            });
+        });
+        Ok(())
     }
 
     fn start(self: &Arc<Self>, id: u32, spec: &ProcessSpec, control: &Arc<Control>) -> Result<(), SpawnError> {
@@ -230,7 +275,7 @@ impl Agent {
         })
     }
 
-    /// Waits until the host's stdio connections for `id` have arrived.
+    /// Waits until the host's stdio connections for process `id` have arrived.
     fn wait_for_streams(&self, id: u32, spec: &ProcessSpec) -> Result<HashMap<Stream, File>, SpawnError> {
         let mut wanted = vec![Stream::Stdout];
         if !spec.tty {
@@ -239,6 +284,11 @@ impl Agent {
         if spec.stdin {
             wanted.push(Stream::Stdin);
         }
+        self.wait_for(id, wanted)
+    }
+
+    /// Waits until the `wanted` connections for `id` have arrived.
+    fn wait_for(&self, id: u32, wanted: Vec<Stream>) -> Result<HashMap<Stream, File>, SpawnError> {
         let deadline = Instant::now() + ATTACH_WAIT;
         let mut state = self.state();
         while !wanted.iter().all(|s| state.pending.contains_key(&(id, *s))) {

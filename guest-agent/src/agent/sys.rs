@@ -146,3 +146,14 @@ pub fn power_off() -> ! {
         std::thread::park();
     }
 }
+
+/// Confines the calling thread to `dir`: it gets its own root and working directory
+/// (`unshare(CLONE_FS)`), then `chroot`s. Other threads keep the agent's root.
+pub fn enter_root(dir: &Path) -> io::Result<()> {
+    let dir = cstring(dir)?;
+    // SAFETY: unshare with CLONE_FS only affects this thread's fs struct.
+    check(unsafe { libc::unshare(libc::CLONE_FS) })?;
+    // SAFETY: valid NUL-terminated path.
+    check(unsafe { libc::chroot(dir.as_ptr()) })?;
+    std::env::set_current_dir("/")
+}

@@ -1,0 +1,562 @@
+//! Tar streams of container files, shared by the host and the agent.
+//!
+//! `hull cp`, `diff`, `export` and `commit` move files between the guest and the host
+//! as tar streams. Packing runs where the files are; unpacking runs where they go and
+//! treats the stream as hostile: every name is confined to the destination directory
+//! (no absolute names, no `..`, never writing through a symlink, whether an earlier
+//! entry or the destination planted it), hard links may only point inside it, and
+//! device nodes are created only where asked for (the agent), else skipped and
+//! reported (the host, where an unprivileged user cannot make them anyway).
+//!
+//! The overlayfs writable layer is packed as an OCI layer: a whiteout (a 0/0 character
+//! device) becomes a `.wh.<name>` entry, an opaque directory gets `.wh..wh..opq`.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, Metadata};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Path, PathBuf};
+
+use tar::{EntryType, Header, HeaderMode};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("tar entry {name:?}: {reason}")]
+    Entry { name: String, reason: String },
+    #[error("malformed tar stream: {0}")]
+    Malformed(#[source] io::Error),
+    #[error("{0}")]
+    Placement(String),
+}
+
+pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> ArchiveError + '_ {
+    move |source| ArchiveError::Io {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Paths the runtime itself writes or mounts in every container (`/etc/hosts`, the
+/// kernel file systems): Docker keeps them out of `diff`, `commit` and so does hull.
+pub const RUNTIME_PATHS: &[&str] = &["etc/hostname", "etc/hosts", "etc/resolv.conf", "dev", "proc", "sys"];
+
+fn is_runtime_path(rel: &Path) -> bool {
+    RUNTIME_PATHS.iter().any(|p| rel == Path::new(p))
+}
+
+/// Writes tar entries for a tree, one file system only, hard links kept.
+struct Packer<W: Write> {
+    builder: tar::Builder<W>,
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Convert overlayfs whiteouts and opaque directories to OCI form.
+    layer: bool,
+}
+
+impl<W: Write> Packer<W> {
+    fn new(out: W, layer: bool) -> Self {
+        let mut builder = tar::Builder::new(out);
+        builder.mode(HeaderMode::Complete);
+        Packer {
+            builder,
+            links: HashMap::new(),
+            layer,
+        }
+    }
+
+    /// Packs `src` under archive name `name` (its children only when `name` is
+    /// empty). Directories on other file systems (mount points) are packed empty.
+    fn tree(&mut self, src: &Path, name: &Path, skip: impl Fn(&Path) -> bool) -> Result<()> {
+        let meta = fs::symlink_metadata(src).map_err(io_at(src))?;
+        let dev = meta.dev();
+        if !name.as_os_str().is_empty() {
+            self.entry(src, name, &meta)?;
+        }
+        if !meta.is_dir() {
+            return Ok(());
+        }
+        let mut stack = vec![(src.to_owned(), name.to_owned(), PathBuf::new())];
+        while let Some((dir, dir_name, rel)) = stack.pop() {
+            let mut children = fs::read_dir(&dir)
+                .map_err(io_at(&dir))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<io::Result<Vec<_>>>()
+                .map_err(io_at(&dir))?;
+            children.sort();
+            // Reversed onto the stack: packed in name order, parents first.
+            let mut subdirs = Vec::new();
+            for child in children {
+                let (path, child_name, child_rel) = (dir.join(&child), dir_name.join(&child), rel.join(&child));
+                if skip(&child_rel) {
+                    continue;
+                }
+                let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+                self.entry(&path, &child_name, &meta)?;
+                if meta.is_dir() && meta.dev() == dev {
+                    subdirs.push((path, child_name, child_rel));
+                }
+            }
+            stack.extend(subdirs.into_iter().rev());
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, path: &Path, name: &Path, meta: &Metadata) -> Result<()> {
+        let kind = meta.file_type();
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(meta, HeaderMode::Complete);
+        header.set_size(0);
+        let err = io_at(path);
+        if self.layer && kind.is_char_device() && meta.rdev() == 0 {
+            return self.whiteout(path, name, meta);
+        }
+        if kind.is_dir() {
+            header.set_entry_type(EntryType::Directory);
+            self.builder.append_data(&mut header, name, io::empty()).map_err(err)?;
+            if self.layer && is_opaque(path) {
+                let mut wh = Header::new_gnu();
+                wh.set_metadata_in_mode(meta, HeaderMode::Complete);
+                wh.set_entry_type(EntryType::Regular);
+                wh.set_size(0);
+                let wh_name = name.join(".wh..wh..opq");
+                self.builder
+                    .append_data(&mut wh, wh_name, io::empty())
+                    .map_err(io_at(path))?;
+            }
+        } else if kind.is_symlink() {
+            let target = fs::read_link(path).map_err(io_at(path))?;
+            header.set_entry_type(EntryType::Symlink);
+            self.builder.append_link(&mut header, name, target).map_err(err)?;
+        } else if kind.is_file() {
+            if meta.nlink() > 1 {
+                if let Some(first) = self.links.get(&(meta.dev(), meta.ino())) {
+                    header.set_entry_type(EntryType::Link);
+                    let first = first.clone();
+                    return self.builder.append_link(&mut header, name, first).map_err(err);
+                }
+                self.links.insert((meta.dev(), meta.ino()), name.to_owned());
+            }
+            let file = fs::File::open(path).map_err(io_at(path))?;
+            header.set_entry_type(EntryType::Regular);
+            header.set_size(meta.len());
+            // A file that shrank while packed would corrupt the stream: read exactly.
+            let data = Exact {
+                inner: file,
+                left: meta.len(),
+            };
+            self.builder.append_data(&mut header, name, data).map_err(err)?;
+        } else if kind.is_char_device() || kind.is_block_device() || kind.is_fifo() {
+            // The header already carries the type and device numbers.
+            self.builder.append_data(&mut header, name, io::empty()).map_err(err)?;
+        }
+        // Sockets are not archived (tar has no type for them).
+        Ok(())
+    }
+
+    fn whiteout(&mut self, path: &Path, name: &Path, meta: &Metadata) -> Result<()> {
+        let file = name.file_name().unwrap_or_default();
+        let mut wh_name = OsStr::new(".wh.").to_owned();
+        wh_name.push(file);
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(meta, HeaderMode::Complete);
+        header.set_entry_type(EntryType::Regular);
+        header.set_size(0);
+        header.set_device_major(0).ok();
+        header.set_device_minor(0).ok();
+        let full = name.parent().unwrap_or(Path::new("")).join(wh_name);
+        self.builder
+            .append_data(&mut header, full, io::empty())
+            .map_err(io_at(path))
+    }
+
+    fn finish(self) -> Result<W> {
+        self.builder.into_inner().map_err(|source| ArchiveError::Io {
+            path: "tar stream".into(),
+            source,
+        })
+    }
+}
+
+/// Reads exactly `left` bytes, padding with zeros when the file shrank.
+struct Exact<R> {
+    inner: R,
+    left: u64,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = buf.len().min(self.left.min(usize::MAX as u64) as usize);
+        if want == 0 {
+            return Ok(0);
+        }
+        let n = match self.inner.read(&mut buf[..want])? {
+            0 => {
+                buf[..want].fill(0);
+                want
+            }
+            n => n,
+        };
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+fn is_opaque(dir: &Path) -> bool {
+    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return false;
+    };
+    let mut value = [0u8; 4];
+    let name = c"trusted.overlay.opaque";
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    n == 1 && value[0] == b'y'
+}
+
+/// Packs `src` as a tar stream whose entries start with `name`, or, with `name`
+/// empty, holds `src`'s children (`docker cp SRC/. DEST`). Returns the writer.
+pub fn pack_path<W: Write>(out: W, src: &Path, name: &str) -> Result<W> {
+    let mut packer = Packer::new(out, false);
+    packer.tree(src, Path::new(name), |_| false)?;
+    packer.finish()
+}
+
+/// Packs the overlayfs upper directory `upper` as an OCI layer tar.
+pub fn pack_layer<W: Write>(out: W, upper: &Path) -> Result<W> {
+    let mut packer = Packer::new(out, true);
+    packer.tree(upper, Path::new(""), is_runtime_path)?;
+    packer.finish()
+}
+
+/// One line of `docker diff`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// `A`, `C` or `D`.
+    pub kind: char,
+    /// Absolute path inside the container.
+    pub path: String,
+}
+
+/// The changes of the writable layer `upper` over the image's tree `lower`, sorted
+/// by path as Docker prints them. A directory of the image counts as changed when
+/// something below it changed or its owner or mode did.
+pub fn changes(upper: &Path, lower: &Path) -> Result<Vec<Change>> {
+    let mut out = Vec::new();
+    changes_in(upper, lower, Path::new(""), &mut out)?;
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(out)
+}
+
+/// Appends the changes below `rel`; returns whether there were any.
+fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<bool> {
+    let dir = upper.join(rel);
+    let mut names = fs::read_dir(&dir)
+        .map_err(io_at(&dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_at(&dir))?;
+    names.sort();
+    let mut any = false;
+    for name in names {
+        let child = rel.join(&name);
+        if is_runtime_path(&child) {
+            continue;
+        }
+        let path = upper.join(&child);
+        let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+        let shown = format!("/{}", child.display());
+        let was = fs::symlink_metadata(lower.join(&child)).ok();
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            out.push(Change { kind: 'D', path: shown });
+            any = true;
+            continue;
+        }
+        match was {
+            None => {
+                out.push(Change { kind: 'A', path: shown });
+                if meta.is_dir() {
+                    changes_in(upper, lower, &child, out)?;
+                }
+            }
+            Some(was) if meta.is_dir() && was.is_dir() => {
+                let at = out.len();
+                let below = changes_in(upper, lower, &child, out)?;
+                let own = (meta.mode(), meta.uid(), meta.gid()) != (was.mode(), was.uid(), was.gid());
+                if !below && !own && !is_opaque(&path) {
+                    continue;
+                }
+                out.insert(at, Change { kind: 'C', path: shown });
+            }
+            Some(_) => {
+                out.push(Change { kind: 'C', path: shown });
+                if meta.is_dir() {
+                    changes_in(upper, lower, &child, out)?;
+                }
+            }
+        }
+        any = true;
+    }
+    Ok(any)
+}
+
+/// Where an unpacked stream lands: entries go below `dir`, their first path
+/// component replaced by `rename` when set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Placement {
+    pub dir: PathBuf,
+    pub rename: Option<String>,
+}
+
+/// Decides where a copy of a source (a directory or not, its contents only with
+/// `SRC/.`) lands at `dest`, as `docker cp` does:
+/// an existing directory receives the source inside it; a missing path (whose
+/// parent exists) becomes the copy; an existing file is replaced by a file.
+pub fn place(dest: &Path, source_is_dir: bool, contents_only: bool) -> Result<Placement> {
+    let trailing_slash = dest.as_os_str().as_bytes().ends_with(b"/");
+    let shown = dest.display();
+    match fs::metadata(dest) {
+        Ok(m) if m.is_dir() => Ok(Placement {
+            dir: dest.to_owned(),
+            rename: None,
+        }),
+        Ok(_) if source_is_dir => Err(ArchiveError::Placement(format!(
+            "cannot copy a directory to file {shown}"
+        ))),
+        Ok(_) if trailing_slash => Err(ArchiveError::Placement(format!("{shown} is not a directory"))),
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_at(dest)(e)),
+        _ if trailing_slash && !source_is_dir => Err(ArchiveError::Placement(format!(
+            "destination directory {shown} does not exist"
+        ))),
+        _ => {
+            let name = dest
+                .file_name()
+                .filter(|n| n.as_bytes() != b"..")
+                .ok_or_else(|| ArchiveError::Placement(format!("invalid destination {shown}")))?;
+            let parent = match dest.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
+                _ => PathBuf::from("."),
+            };
+            if !fs::metadata(&parent).is_ok_and(|m| m.is_dir()) {
+                return Err(ArchiveError::Placement(format!(
+                    "destination directory {} does not exist",
+                    parent.display()
+                )));
+            }
+            if contents_only {
+                fs::create_dir(dest).map_err(io_at(dest))?;
+                return Ok(Placement {
+                    dir: dest.to_owned(),
+                    rename: None,
+                });
+            }
+            Ok(Placement {
+                dir: parent,
+                rename: Some(name.to_string_lossy().into_owned()),
+            })
+        }
+    }
+}
+
+/// How to unpack.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct UnpackOptions {
+    /// Keep the owners recorded in the stream (needs root), else the unpacker's.
+    pub owners: bool,
+    /// Create device nodes (needs root); without it they are skipped and reported.
+    pub devices: bool,
+}
+
+/// What an unpack did.
+#[derive(Debug, Default)]
+pub struct Unpacked {
+    pub entries: u64,
+    /// Entries not created (device nodes without `devices`), by name.
+    pub skipped: Vec<String>,
+}
+
+/// Turns an entry name into a relative path of normal components, or refuses it.
+pub fn confine(name: &[u8]) -> Result<PathBuf, String> {
+    if name.contains(&0) {
+        return Err("name contains a NUL byte".into());
+    }
+    let mut out = PathBuf::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => return Err("name contains '..'".into()),
+            _ => out.push(OsStr::from_bytes(part)),
+        }
+    }
+    Ok(out)
+}
+
+fn renamed(rel: PathBuf, rename: Option<&str>) -> PathBuf {
+    let Some(new) = rename else { return rel };
+    let mut parts = rel.iter();
+    if parts.next().is_none() {
+        return rel;
+    }
+    let mut out = PathBuf::from(new);
+    out.extend(parts);
+    out
+}
+
+/// Unpacks a tar stream. `place` is called once, with whether the first entry is a
+/// directory, and says where entries go.
+pub fn unpack<R: Read>(
+    input: R,
+    options: UnpackOptions,
+    place: impl FnOnce(bool) -> Result<Placement>,
+) -> Result<Unpacked> {
+    let mut archive = tar::Archive::new(input);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_mtime(true);
+    archive.set_preserve_ownerships(options.owners);
+    archive.set_unpack_xattrs(false);
+    archive.set_overwrite(true);
+    let mut place = Some(place);
+    let mut placement: Option<Placement> = None;
+    let mut done = Unpacked::default();
+    let mut dirs = Vec::new();
+    for entry in archive.entries().map_err(ArchiveError::Malformed)? {
+        let mut entry = entry.map_err(ArchiveError::Malformed)?;
+        let kind = entry.header().entry_type();
+        let name_bytes = entry.path_bytes().into_owned();
+        let shown = String::from_utf8_lossy(&name_bytes).into_owned();
+        let bad = |reason: String| ArchiveError::Entry {
+            name: shown.clone(),
+            reason,
+        };
+        let rel = confine(&name_bytes).map_err(&bad)?;
+        if let Some(decide) = place.take() {
+            placement = Some(decide(kind.is_dir())?);
+        }
+        let Some(at) = placement.as_ref() else {
+            unreachable!("placement decided above")
+        };
+        let rel = renamed(rel, at.rename.as_deref());
+        if rel.as_os_str().is_empty() {
+            continue; // "./": the destination itself
+        }
+        done.entries += 1;
+        let target = at.dir.join(&rel);
+        make_parents(&at.dir, &rel).map_err(&bad)?;
+        match kind {
+            EntryType::Directory => {
+                match fs::symlink_metadata(&target) {
+                    Ok(m) if m.is_dir() => {}
+                    Ok(_) => return Err(bad("a non-directory exists there".into())),
+                    Err(_) => fs::create_dir(&target).map_err(|e| bad(e.to_string()))?,
+                }
+                // Modes last, so a read-only directory still receives its entries.
+                let header = entry.header();
+                let owner = match options.owners {
+                    true => Some((header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32)),
+                    false => None,
+                };
+                dirs.push((target, header.mode().unwrap_or(0o755) & 0o7777, owner));
+            }
+            EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
+                clear(&target).map_err(&bad)?;
+                entry.unpack(&target).map_err(|e| bad(e.to_string()))?;
+            }
+            EntryType::Link => {
+                let link = entry
+                    .link_name_bytes()
+                    .ok_or_else(|| bad("hard link without a target".into()))?;
+                let source = renamed(confine(&link).map_err(&bad)?, at.rename.as_deref());
+                make_parents(&at.dir, &source).map_err(&bad)?;
+                let source = at.dir.join(source);
+                match fs::symlink_metadata(&source) {
+                    Ok(m) if m.is_file() => {}
+                    _ => return Err(bad("hard link to something that is not a file unpacked before".into())),
+                }
+                clear(&target).map_err(&bad)?;
+                fs::hard_link(&source, &target).map_err(|e| bad(e.to_string()))?;
+            }
+            EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                if kind != EntryType::Fifo && !options.devices {
+                    done.skipped.push(shown);
+                    continue;
+                }
+                clear(&target).map_err(&bad)?;
+                make_node(&target, entry.header()).map_err(|e| bad(e.to_string()))?;
+            }
+            other => return Err(bad(format!("unsupported entry type {:?}", other.as_byte() as char))),
+        }
+    }
+    for (dir, mode, owner) in dirs.into_iter().rev() {
+        let err = |e: io::Error| ArchiveError::Io {
+            path: dir.display().to_string(),
+            source: e,
+        };
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).map_err(err)?;
+        }
+        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(err)?;
+    }
+    // An empty stream places nothing (and creates nothing): the source may have
+    // failed before it sent a single entry.
+    Ok(done)
+}
+
+/// Checks that every directory between `dir` and `rel`'s last component is a real
+/// directory (creating missing ones), never a symlink.
+fn make_parents(dir: &Path, rel: &Path) -> Result<(), String> {
+    let mut at = dir.to_owned();
+    let parts: Vec<_> = rel.iter().collect();
+    for part in &parts[..parts.len().saturating_sub(1)] {
+        at.push(part);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(format!("would write through the symlink {}", at.display()))
+            }
+            Ok(_) => return Err(format!("{} is not a directory", at.display())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&at).map_err(|e| format!("create {}: {e}", at.display()))?
+            }
+            Err(e) => return Err(format!("{}: {e}", at.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Removes a non-directory at `target` so a new entry replaces it instead of being
+/// written through it.
+fn clear(target: &Path) -> Result<(), String> {
+    match fs::symlink_metadata(target) {
+        Ok(m) if m.is_dir() => Err("a directory exists there".into()),
+        Ok(_) => fs::remove_file(target).map_err(|e| format!("replace {}: {e}", target.display())),
+        Err(_) => Ok(()),
+    }
+}
+
+fn make_node(target: &Path, header: &Header) -> io::Result<()> {
+    let kind = match header.entry_type() {
+        EntryType::Char => libc::S_IFCHR,
+        EntryType::Block => libc::S_IFBLK,
+        _ => libc::S_IFIFO,
+    };
+    let major = header.device_major()?.unwrap_or(0);
+    let minor = header.device_minor()?.unwrap_or(0);
+    let mode = header.mode()? & 0o7777;
+    let path = std::ffi::CString::new(target.as_os_str().as_bytes())?;
+    // SAFETY: a valid NUL-terminated path; mknod has no other memory arguments.
+    let rc = unsafe { libc::mknod(path.as_ptr(), kind | mode, libc::makedev(major, minor)) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;
