@@ -59,7 +59,7 @@ impl SignalSink for Arc<ExecControl> {
     }
 }
 
-fn random_id() -> u32 {
+pub(crate) fn random_id() -> u32 {
     let mut b = [0u8; 4];
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
     u32::from_le_bytes(b).max(MAIN_PROCESS + 1)

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use guest_agent::protocol::{
-    read_frame, write_frame, AgentMessage, Attach, FrameError, HostMessage, ProcessSpec, Stream, CONTROL_PORT,
+    read_frame, write_frame, AgentMessage, Attach, CopyOp, FrameError, HostMessage, ProcessSpec, Stream, CONTROL_PORT,
     MAX_AGENT_FRAME, STDIO_PORT, VERSION,
 };
 
@@ -136,6 +136,58 @@ impl Session {
             other => Ok(Err(other)),
         }
     }
+}
+
+impl Session {
+    /// Starts file operation `id` (see [`CopyOp`]); returns its streams once the agent
+    /// accepted it, or the agent's refusal.
+    pub fn copy(&mut self, id: u32, op: CopyOp) -> Result<Result<Transfer, AgentMessage>, AgentError> {
+        let attach = |stream| -> Result<UnixStream, AgentError> {
+            let mut s = connect(&self.uds, STDIO_PORT)?;
+            write_frame(&mut s, &Attach { id, stream })?;
+            Ok(s)
+        };
+        let transfer = Transfer {
+            output: attach(Stream::Stdout)?,
+            input: match op {
+                CopyOp::Write { .. } => Some(attach(Stream::Stdin)?),
+                _ => None,
+            },
+        };
+        self.send(&HostMessage::Copy { id, op })?;
+        match self.recv()? {
+            AgentMessage::Started { id: got, .. } if got == id => Ok(Ok(transfer)),
+            other => Ok(Err(other)),
+        }
+    }
+
+    /// Waits for the end of file operation `id`: `Ok(Err(message))` when the agent
+    /// reports that it failed.
+    pub fn finish(&mut self, id: u32) -> Result<Result<(), String>, AgentError> {
+        loop {
+            match self.recv()? {
+                AgentMessage::Exited { id: got, status } if got == id => {
+                    return Ok(match status.shell_code() {
+                        0 => Ok(()),
+                        code => Err(format!("the agent ended the operation with status {code}")),
+                    })
+                }
+                AgentMessage::Error {
+                    id: Some(got), message, ..
+                } if got == id => return Ok(Err(message)),
+                AgentMessage::Error { id: None, message, .. } => return Ok(Err(message)),
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Host ends of a file operation's streams.
+pub struct Transfer {
+    /// Where the tar stream to unpack goes (for [`CopyOp::Write`]).
+    pub input: Option<UnixStream>,
+    /// The operation's output.
+    pub output: UnixStream,
 }
 
 /// Host ends of a process's streams.

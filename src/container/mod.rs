@@ -11,6 +11,7 @@
 pub mod agent;
 pub mod assets;
 pub mod attach;
+pub mod helper;
 pub mod logs;
 pub mod monitor;
 pub mod names;

@@ -150,7 +150,7 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
     let _ = fs::remove_file(c.vsock_path());
     let vmm_log = File::create(c.dir.join("vmm.log")).map_err(io("vmm log"))?;
-    let child = vm::vmm_command(&assets, &initramfs, c)
+    let child = vm::vmm_command(&assets, &initramfs, c, &c.console_path())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(vmm_log)

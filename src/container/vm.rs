@@ -46,8 +46,9 @@ pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The VMM command for `container`; the caller sets stdio and spawns it.
-pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container) -> Command {
+/// The VMM command for `container`, its serial console going to `console`; the
+/// caller sets stdio and spawns it.
+pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container, console: &Path) -> Command {
     let c = &container.config;
     let mut cmd = Command::new(&assets.vmm);
     cmd.arg("--kernel")
@@ -70,7 +71,7 @@ pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container) -> 
     cmd.arg("--vsock-uds")
         .arg(container.vsock_path())
         .arg("--console")
-        .arg(container.console_path())
+        .arg(console)
         .args(["--console-limit", &(1u32 << 20).to_string()])
         // The boot phases and the agent's boot mark, as one line in vmm.log.
         .arg("--timings");

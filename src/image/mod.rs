@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod auth;
+pub mod build;
 pub mod digest;
 pub mod manifest;
 pub mod reference;
