@@ -174,3 +174,124 @@ fn a_vm_that_never_boots_gives_a_clear_error() {
         .contains("did not come up"));
     assert!(env.hull(&["rm", "broken"]).status.success());
 }
+
+/// A tar built by Python's tarfile, entry by entry: (name, kind, data or link target).
+fn python_tar(path: &Path, entries: &[(&str, &str, &str)]) {
+    let spec = serde_json::to_string(entries).unwrap();
+    let script = r#"
+import io, json, sys, tarfile
+with tarfile.open(sys.argv[1], "w") as t:
+    for name, kind, data in json.loads(sys.argv[2]):
+        i = tarfile.TarInfo(name)
+        i.mode = 0o755
+        if kind == "dir":
+            i.type = tarfile.DIRTYPE
+            t.addfile(i)
+        elif kind == "symlink":
+            i.type = tarfile.SYMTYPE; i.linkname = data
+            t.addfile(i)
+        else:
+            b = data.encode(); i.size = len(b)
+            t.addfile(i, io.BytesIO(b))
+"#;
+    let ok = Command::new("/usr/bin/python3")
+        .args(["-c", script, path.to_str().unwrap(), &spec])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok);
+}
+
+fn stray_temps(root: &Path) -> usize {
+    std::fs::read_dir(root.join("tmp")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[test]
+fn import_makes_a_one_layer_image_that_flattens() {
+    let env = Env::new();
+    let tar = env.dir.path().join("fs.tar");
+    python_tar(
+        &tar,
+        &[
+            ("bin", "dir", ""),
+            ("bin/hello", "file", "#!/bin/sh\necho hello\n"),
+            ("etc", "dir", ""),
+            ("etc/motd", "symlink", "/bin/hello"),
+        ],
+    );
+    // gzip it: import reads plain, gzip and zstd streams.
+    assert!(Command::new("gzip").arg("-k").arg(&tar).status().unwrap().success());
+    let gz = format!("{}.gz", tar.display());
+    let out = env.hull(&[
+        "import",
+        "-m",
+        "from a tarball",
+        "-c",
+        "CMD [\"/bin/hello\"]",
+        "-c",
+        "ENV GREETING=hi",
+        &gz,
+        "imported:v1",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id = text(&out.stdout).trim().to_owned();
+    assert!(id.starts_with("sha256:") && id.len() == 71, "{id}");
+    let inspect: serde_json::Value =
+        serde_json::from_slice(&env.hull(&["image", "inspect", "imported:v1"]).stdout).unwrap();
+    assert_eq!(inspect[0]["Id"], id.as_str());
+    assert_eq!(inspect[0]["Config"]["Cmd"], serde_json::json!(["/bin/hello"]));
+    assert_eq!(inspect[0]["Config"]["Env"], serde_json::json!(["GREETING=hi"]));
+    assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
+    let history = text(&env.hull(&["image", "history", "--no-trunc", "imported:v1"]).stdout);
+    assert!(
+        history.contains("hull import") && history.contains("from a tarball"),
+        "{history}"
+    );
+    // The layer's digest is the sha256 of the uncompressed tar (its diff_id).
+    let plain = std::fs::read(&tar).unwrap();
+    let diff_id = inspect[0]["RootFS"]["Layers"][0].as_str().unwrap().to_owned();
+    let sha = Command::new("sha256sum").arg(&tar).output().unwrap();
+    assert_eq!(
+        diff_id,
+        format!("sha256:{}", &text(&sha.stdout)[..64]),
+        "{} bytes",
+        plain.len()
+    );
+    // The flattener accepts it: the image can become a root disk.
+    let out = env.hull(&["image", "rootfs", "imported:v1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+}
+
+#[test]
+fn import_of_a_bad_tar_leaves_nothing() {
+    let env = Env::new();
+    let images_before = text(&env.hull(&["images", "-q"]).stdout);
+    let escaping = env.dir.path().join("escape.tar");
+    python_tar(&escaping, &[("../../outside", "file", "x")]);
+    let garbage = env.dir.path().join("garbage.tar");
+    std::fs::write(&garbage, vec![b'x'; 4096]).unwrap();
+    for (file, needle) in [(&escaping, "'..'"), (&garbage, "tar")] {
+        let out = env.hull(&["import", file.to_str().unwrap(), "bad:import"]);
+        assert_refused(&out, needle);
+    }
+    assert_refused(
+        &env.hull(&["import", "-c", "RUN rm -rf /", escaping.to_str().unwrap()]),
+        "unknown instruction",
+    );
+    assert_eq!(text(&env.hull(&["images", "-q"]).stdout), images_before);
+    assert_eq!(stray_temps(&env.root()), 0);
+}
+
+#[test]
+fn file_commands_name_missing_containers_and_bad_arguments() {
+    let env = Env::new();
+    assert_refused(&env.hull(&["diff", "ghost"]), "No such container: ghost");
+    assert_refused(&env.hull(&["cp", "ghost:/etc/hosts", "."]), "No such container: ghost");
+    assert_refused(&env.hull(&["cp", "a", "b"]), "at least one container");
+    assert_refused(&env.hull(&["commit", "ghost", "x:y"]), "No such container: ghost");
+    assert_refused(
+        &env.hull(&["export", "-o", "/tmp/x.tar", "ghost"]),
+        "No such container: ghost",
+    );
+    assert!(env.containers().is_empty());
+}

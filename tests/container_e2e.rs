@@ -405,3 +405,248 @@ fn output_flood_keeps_the_log_capped() {
     assert_eq!(ok(&["logs", "--tail", "1", "flood"]), format!("{partial}done\n"));
     ok(&["rm", "flood"]);
 }
+
+fn hull_stdin(args: &[&str], input: &[u8]) -> Output {
+    let mut child = hull_command(&fixture().root)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    out
+}
+
+fn tar_names(tar: &[u8]) -> Vec<String> {
+    let mut names: Vec<String> = tar::Archive::new(tar)
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+fn layer_count(image: &str) -> usize {
+    let out = ok(&["image", "inspect", image]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["RootFS"]["Layers"].as_array().unwrap().len()
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn cp_reaches_a_running_container_both_ways_and_stays_inside_it() {
+    let host = tempfile::tempdir().unwrap();
+    ok(&["run", "-d", "--name", "cp-live", IMAGE, "sleep", "600"]);
+    ok(&[
+        "exec",
+        "cp-live",
+        "sh",
+        "-c",
+        "mkdir -p /srv/sub && echo live > /srv/sub/f && ln -s / /srv/root-link",
+    ]);
+    // Container to host: the directory, its file, and the symlink as a symlink.
+    let out = host.path().join("srv-copy");
+    ok(&["cp", "cp-live:/srv", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(out.join("sub/f")).unwrap(), "live\n");
+    assert_eq!(std::fs::read_link(out.join("root-link")).unwrap(), Path::new("/"));
+    // `SRC/.` copies the contents into an existing directory.
+    let contents = host.path().join("contents");
+    std::fs::create_dir(&contents).unwrap();
+    ok(&["cp", "cp-live:/srv/sub/.", contents.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(contents.join("f")).unwrap(), "live\n");
+    // A path through the symlink resolves inside the container, never on the host.
+    ok(&[
+        "cp",
+        "cp-live:/srv/root-link/etc/hello",
+        host.path().join("hello").to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read_to_string(host.path().join("hello")).unwrap(), "hi\n");
+    let out = hull(&["cp", "cp-live:/no/such/file", host.path().to_str().unwrap()]);
+    assert_eq!(code(&out), 125);
+    assert!(text(&out.stderr).contains("/no/such/file"), "{}", text(&out.stderr));
+
+    // Host to container: a file, a directory with an odd name, and a tar stream.
+    let odd = host.path().join("dir with spaces & ünïcode");
+    std::fs::create_dir(&odd).unwrap();
+    std::fs::write(odd.join("-dash"), b"odd\n").unwrap();
+    std::fs::write(host.path().join("note"), b"from the host\n").unwrap();
+    ok(&["cp", host.path().join("note").to_str().unwrap(), "cp-live:/srv/"]);
+    ok(&["cp", odd.to_str().unwrap(), "cp-live:/srv/odd"]);
+    let check = ok(&["exec", "cp-live", "sh", "-c", "cat /srv/note /srv/odd/-dash"]);
+    assert_eq!(check, "from the host\nodd\n");
+    let mut tar = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(7);
+    h.set_mode(0o644);
+    tar.append_data(&mut h, "streamed", &b"stream\n"[..]).unwrap();
+    let tar = tar.into_inner().unwrap();
+    let out = hull_stdin(&["cp", "-", "cp-live:/srv"], &tar);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(ok(&["exec", "cp-live", "cat", "/srv/streamed"]), "stream\n");
+    // And back out as a stream.
+    let out = hull(&["cp", "cp-live:/srv/sub", "-"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(tar_names(&out.stdout), ["sub", "sub/f"]);
+
+    // Hostile streams into the container: `..` names and writes through a symlink
+    // the stream planted are refused, and nothing lands outside the target.
+    for (name, link) in [("../escaped", None), ("esc", Some("/")), ("esc/bin/planted", None)] {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_old();
+        match link {
+            Some(target) => {
+                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_link_name(target).unwrap();
+                h.set_size(0);
+                h.set_cksum();
+                b.append(&h, &b""[..]).unwrap();
+                // The same stream then writes through it.
+                let mut f = tar::Header::new_old();
+                f.as_old_mut().name[..15].copy_from_slice(b"esc/bin/planted");
+                f.set_size(1);
+                f.set_mode(0o644);
+                f.set_cksum();
+                b.append(&f, &b"x"[..]).unwrap();
+            }
+            None => {
+                h.as_old_mut().name[..name.len()].copy_from_slice(name.as_bytes());
+                h.set_size(1);
+                h.set_mode(0o644);
+                h.set_cksum();
+                b.append(&h, &b"x"[..]).unwrap();
+            }
+        }
+        let out = hull_stdin(&["cp", "-", "cp-live:/srv/sub"], &b.into_inner().unwrap());
+        assert_eq!(code(&out), 125, "{name}: {}", text(&out.stderr));
+    }
+    let out = hull(&[
+        "exec",
+        "cp-live",
+        "sh",
+        "-c",
+        "test -e /srv/escaped || test -e /bin/planted || test -e /escaped",
+    ]);
+    assert_eq!(code(&out), 1, "nothing escaped");
+    // diff of the running container shows the additions.
+    let diff = ok(&["diff", "cp-live"]);
+    assert!(diff.lines().any(|l| l == "A /srv/sub/f"), "{diff}");
+    ok(&["rm", "-f", "cp-live"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn diff_commit_and_export_work_on_a_stopped_container() {
+    let host = tempfile::tempdir().unwrap();
+    ok(&[
+        "run",
+        "--name",
+        "layered",
+        "-e",
+        "FROM_RUN=1",
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /data/sub && echo one > /data/sub/f && ln -s /etc/passwd /data/link \
+         && rm /etc/group && echo extra >> /etc/passwd",
+    ]);
+    // Each of these boots a helper VM on the stopped container's disks.
+    let diff = ok(&["diff", "layered"]);
+    assert_eq!(
+        diff,
+        "A /data\nA /data/link\nA /data/sub\nA /data/sub/f\nC /etc\nD /etc/group\nC /etc/passwd\n"
+    );
+    let copy = host.path().join("data");
+    ok(&["cp", "layered:/data", copy.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(copy.join("sub/f")).unwrap(), "one\n");
+    assert_eq!(std::fs::read_link(copy.join("link")).unwrap(), Path::new("/etc/passwd"));
+
+    // commit: the deletion is a whiteout in the new layer, so the file stays gone.
+    let id = ok(&[
+        "commit",
+        "-m",
+        "first commit",
+        "-a",
+        "e2e",
+        "-c",
+        "CMD [\"cat\", \"/data/sub/f\"]",
+        "layered",
+        "committed:v1",
+    ]);
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert_eq!(layer_count("committed:v1"), 3);
+    let history = ok(&["image", "history", "--no-trunc", "committed:v1"]);
+    assert!(history.contains("first commit"), "{history}");
+    let out = hull(&["run", "--rm", "committed:v1"]);
+    assert_eq!(text(&out.stdout), "one\n", "{}", text(&out.stderr));
+    let out = hull(&[
+        "run",
+        "--rm",
+        "committed:v1",
+        "sh",
+        "-c",
+        "test ! -e /etc/group && grep -c extra /etc/passwd && echo $FROM_RUN",
+    ]);
+    assert_eq!(text(&out.stdout), "1\n1\n", "{}", text(&out.stderr));
+    // Commit again on top: base (2 layers), then 2 commits.
+    ok(&[
+        "run",
+        "--name",
+        "layered2",
+        "committed:v1",
+        "sh",
+        "-c",
+        "echo two > /data/second && rm -r /data/sub",
+    ]);
+    ok(&["commit", "layered2", "committed:v2"]);
+    assert_eq!(layer_count("committed:v2"), 4);
+    let out = hull(&[
+        "run",
+        "--rm",
+        "committed:v2",
+        "sh",
+        "-c",
+        "cat /data/second; test -e /data/sub || echo gone",
+    ]);
+    assert_eq!(text(&out.stdout), "two\ngone\n", "{}", text(&out.stderr));
+    // The committed image survives `save` and an OCI tool's reading of it.
+    let saved = host.path().join("committed.tar");
+    ok(&["save", "-o", saved.to_str().unwrap(), "committed:v2"]);
+    if let Ok(skopeo) = Command::new("skopeo")
+        .args(["inspect", "--raw", &format!("docker-archive:{}", saved.display())])
+        .output()
+    {
+        assert!(skopeo.status.success(), "skopeo: {}", text(&skopeo.stderr));
+        let m: serde_json::Value = serde_json::from_slice(&skopeo.stdout).unwrap();
+        assert_eq!(m["layers"].as_array().unwrap().len(), 4);
+    }
+
+    // export, then import as a one-layer image, then run it.
+    let exported = host.path().join("layered.tar");
+    ok(&["export", "-o", exported.to_str().unwrap(), "layered"]);
+    let names = tar_names(&std::fs::read(&exported).unwrap());
+    assert!(names.iter().any(|n| n == "data/sub/f"), "{names:?}");
+    assert!(
+        names.iter().all(|n| n != "etc/group"),
+        "the deleted file is not exported"
+    );
+    ok(&[
+        "import",
+        "-c",
+        "ENV PATH=/bin",
+        exported.to_str().unwrap(),
+        "imported:e2e",
+    ]);
+    assert_eq!(layer_count("imported:e2e"), 1);
+    let out = hull(&["run", "--rm", "imported:e2e", "cat", "/data/sub/f"]);
+    assert_eq!(text(&out.stdout), "one\n", "{}", text(&out.stderr));
+    ok(&["rm", "layered", "layered2"]);
+}

@@ -1,11 +1,17 @@
 //! Command-line parsing and dispatch: one file per command.
 
+mod commit;
 mod container_inspect;
+mod cp;
 mod create;
+mod diff;
 mod exec;
+mod export;
+mod files;
 mod format;
 mod history;
 mod images;
+mod import;
 mod inspect;
 mod lifecycle;
 mod load;
@@ -69,6 +75,16 @@ pub enum Command {
     Wait(stop::WaitArgs),
     /// Return low-level information on containers or images
     Inspect(container_inspect::InspectArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::ExportArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::ImportArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -119,6 +135,14 @@ pub enum ContainerCommand {
     Wait(stop::WaitArgs),
     /// Display detailed information on one or more containers
     Inspect(container_inspect::InspectArgs),
+    /// Copy files/folders between a container and the local filesystem
+    Cp(cp::CpArgs),
+    /// Inspect changes to files or directories on a container's filesystem
+    Diff(diff::DiffArgs),
+    /// Create a new image from a container's changes
+    Commit(commit::CommitArgs),
+    /// Export a container's filesystem as a tar archive
+    Export(export::ExportArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -145,6 +169,8 @@ pub enum ImageCommand {
     Load(load::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(save::SaveArgs),
+    /// Import the contents from a tarball to create a filesystem image
+    Import(import::ImportArgs),
 }
 
 pub fn main() -> ExitCode {
@@ -190,6 +216,11 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => stop::wait(a),
         Command::Inspect(a) => container_inspect::run(a, true),
         Command::Container(ContainerCommand::Inspect(a)) => container_inspect::run(a, false),
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => done(cp::run(a)),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => done(diff::run(a)),
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => done(commit::run(a)),
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => done(export::run(a)),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }
