@@ -650,3 +650,83 @@ fn diff_commit_and_export_work_on_a_stopped_container() {
     assert_eq!(text(&out.stdout), "one\n", "{}", text(&out.stderr));
     ok(&["rm", "layered", "layered2"]);
 }
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn a_workload_cannot_reach_or_impersonate_the_agent() {
+    // The probe (built beside the agent) tries to bind the agent's ports, and to
+    // connect to them through the host and the guest's own loopback, sending a forged
+    // `Exited` for the main process on anything that answers.
+    let agent = std::env::var_os("HULL_AGENT").expect("the lab suite sets HULL_AGENT");
+    let probe = Path::new(&agent).with_file_name("hull-vsock-probe");
+    ok(&["run", "-d", "--name", "forger", IMAGE, "sleep", "600"]);
+    ok(&["cp", probe.to_str().unwrap(), "forger:/probe"]);
+    let report = ok(&["exec", "forger", "/probe"]);
+    let lines: Vec<&str> = report.lines().collect();
+    assert_eq!(lines.len(), 8, "{report}");
+    // Binding is refused (the agent holds its ports); connections from the guest are
+    // reset by the VMM (host CID) or closed unanswered by the agent (loopback).
+    for line in &lines {
+        let safe = line.contains("refused") || line.contains("closed");
+        assert!(safe && !line.contains("answered"), "{line}\n{report}");
+    }
+    // Nothing forged reached the host: the container still runs, and stops normally.
+    assert_eq!(inspect("forger")["State"]["Status"], "running");
+    let out = hull(&["exec", "forger", "true"]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    ok(&["stop", "-t", "1", "forger"]);
+    assert_ne!(
+        inspect("forger")["State"]["ExitCode"],
+        0,
+        "the forged exit code was not recorded"
+    );
+    ok(&["rm", "forger"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn ctrl_c_on_the_terminal_reaches_the_process() {
+    use std::io::Read;
+    let cmd = format!(
+        "{} run --rm -it {IMAGE} sh -c 'trap \"echo caught; exit 7\" INT; echo ready; sleep 100 & wait'",
+        env!("CARGO_BIN_EXE_hull")
+    );
+    let mut child = Command::new("script")
+        .args(["-qec", &cmd, "/dev/null"])
+        .env("HULL_ROOT", &fixture().root)
+        .env("HULL_BOOT_TIMEOUT", "300")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(300);
+    while !text(&seen).contains("ready") {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(chunk) => seen.extend(chunk),
+            Err(_) => panic!("the container never printed ready: {}", text(&seen)),
+        }
+    }
+    // ^C, as a terminal sends it: the guest's pty turns it into SIGINT.
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"\x03").unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    while let Ok(chunk) = rx.recv_timeout(Duration::from_secs(2)) {
+        seen.extend(chunk);
+    }
+    drop(stdin);
+    assert!(text(&seen).contains("caught"), "{}", text(&seen));
+    assert_eq!(status.code(), Some(7), "{}", text(&seen));
+}

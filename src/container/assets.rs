@@ -203,16 +203,20 @@ fn pad4(n: usize) -> usize {
 /// Whether `/dev/kvm` can be opened for reading and writing; the one privilege hull
 /// needs, checked before anything is created.
 pub fn check_kvm() -> Result<(), String> {
-    match File::options().read(true).write(true).open("/dev/kvm") {
+    check_kvm_at(Path::new("/dev/kvm"))
+}
+
+fn check_kvm_at(dev: &Path) -> Result<(), String> {
+    let dev_name = dev.display();
+    match File::options().read(true).write(true).open(dev) {
         Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(
-            "/dev/kvm does not exist: this host has no KVM (enable virtualization, load kvm_intel or kvm_amd)".into(),
-        ),
-        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(
-            "cannot open /dev/kvm: permission denied (add your user to the kvm group, or grant rw access to /dev/kvm)"
-                .into(),
-        ),
-        Err(e) => Err(format!("cannot open /dev/kvm: {e}")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(format!(
+            "{dev_name} does not exist: this host has no KVM (enable virtualization, load kvm_intel or kvm_amd)"
+        )),
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied => Err(format!(
+            "cannot open {dev_name}: permission denied (add your user to the kvm group, or grant rw access to {dev_name})"
+        )),
+        Err(e) => Err(format!("cannot open {dev_name}: {e}")),
     }
 }
 
@@ -220,6 +224,26 @@ pub fn check_kvm() -> Result<(), String> {
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn a_missing_or_closed_kvm_device_is_one_clear_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = check_kvm_at(&dir.path().join("kvm")).unwrap_err();
+        assert!(err.contains("does not exist: this host has no KVM"), "{err}");
+        assert_eq!(err.lines().count(), 1);
+        // Permission is only denied to a user without rights (root opens anything).
+        let closed = dir.path().join("closed");
+        fs::write(&closed, b"").unwrap();
+        fs::set_permissions(&closed, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            let err = check_kvm_at(&closed).unwrap_err();
+            assert!(
+                err.contains("permission denied (add your user to the kvm group"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn initramfs_is_a_cpio_archive_cpio_can_list() {

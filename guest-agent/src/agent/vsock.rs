@@ -41,21 +41,31 @@ impl Listener {
         Ok(Listener { fd })
     }
 
-    /// Waits for the next connection; the stream reads and writes like a file.
+    /// Waits for the next connection from the host; the stream reads and writes
+    /// like a file. Connections from inside the guest (the vsock loopback: CID 1 or
+    /// the guest's own CID) are closed at once: only the host speaks to the agent, so
+    /// a workload can neither drive the agent nor pose as the host.
     pub fn accept(&self) -> io::Result<File> {
         loop {
-            // SAFETY: accept4 with null address pointers only returns a descriptor.
+            // SAFETY: sockaddr_vm is plain data; accept4 fills it.
+            let mut peer: libc::sockaddr_vm = unsafe { std::mem::zeroed() };
+            let mut len = std::mem::size_of::<libc::sockaddr_vm>() as libc::socklen_t;
+            // SAFETY: the pointers describe `peer` and its length.
             let raw = unsafe {
                 libc::accept4(
                     self.fd.as_raw_fd(),
-                    std::ptr::null_mut(),
-                    std::ptr::null_mut(),
+                    (&mut peer as *mut libc::sockaddr_vm).cast(),
+                    &mut len,
                     libc::SOCK_CLOEXEC,
                 )
             };
             if raw >= 0 {
                 // SAFETY: a fresh descriptor we own.
-                return Ok(unsafe { File::from_raw_fd(raw) });
+                let conn = unsafe { File::from_raw_fd(raw) };
+                if peer.svm_cid == libc::VMADDR_CID_HOST {
+                    return Ok(conn);
+                }
+                continue; // dropping `conn` closes it
             }
             let err = io::Error::last_os_error();
             if err.kind() != io::ErrorKind::Interrupted {
