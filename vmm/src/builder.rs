@@ -23,6 +23,8 @@ use crate::config::{Console, VmConfig};
 use crate::confine::{self, ThreadKind};
 use crate::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
 use crate::devices::virtio::block::{Block, Disk, DiskError};
+use crate::devices::virtio::net::device::NetError;
+use crate::devices::virtio::net::Net;
 use crate::devices::virtio::rng::Rng;
 use crate::devices::virtio::vsock::{Vsock, VsockError};
 use crate::devices::virtio::{Interrupt, MmioTransport, VirtioDevice};
@@ -62,6 +64,9 @@ pub enum BuildError {
     /// the vsock device
     #[error("vsock")]
     Vsock(#[from] VsockError),
+    /// the network device
+    #[error("network")]
+    Net(#[from] NetError),
     /// placing a device on a bus
     #[error("device placement")]
     Bus(#[from] BusError),
@@ -278,6 +283,9 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
     }
     if let Some(vsock) = &config.vsock {
         devices.push(Box::new(Vsock::new(vsock.cid, &vsock.uds)?));
+    }
+    if let Some(net) = &config.net {
+        devices.push(Box::new(Net::connect(&net.socket, net.mac)?));
     }
     devices.push(Box::new(Rng::new()));
     Ok(devices)

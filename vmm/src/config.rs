@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR] [--memory MIB] [--vcpus N]
-//!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
+//!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID] [--net-socket PATH] [--mac MAC]
 //!     [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
 //!     [--no-seccomp] [--no-landlock]
 //! ```
@@ -39,6 +39,18 @@ pub struct VsockConfig {
     pub cid: u64,
 }
 
+/// The network device: frames go through a stream socket (passt's framing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// The backend's Unix stream socket.
+    pub socket: PathBuf,
+    /// The guest's MAC address.
+    pub mac: [u8; 6],
+}
+
+/// The MAC address a guest gets unless told otherwise (locally administered).
+pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x68, 0x75, 0x6c, 0x6c, 0x01];
+
 /// Where the serial console goes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Console {
@@ -67,6 +79,8 @@ pub struct VmConfig {
     pub disks: Vec<DiskConfig>,
     /// vsock device, if any.
     pub vsock: Option<VsockConfig>,
+    /// Network device, if any.
+    pub net: Option<NetConfig>,
     /// Console destination.
     pub console: Console,
     /// Most console bytes kept.
@@ -107,7 +121,7 @@ pub enum ConfigError {
 /// One-screen usage text.
 pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR]
            [--memory MIB] [--vcpus N] [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
-           [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+           [--net-socket PATH] [--mac MAC] [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
 
 fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, ConfigError> {
@@ -145,6 +159,7 @@ impl VmConfig {
             vcpus: 1,
             disks: Vec::new(),
             vsock: None,
+            net: None,
             console: Console::Stdout,
             console_limit: DEFAULT_CONSOLE_LIMIT,
             timings: false,
@@ -152,6 +167,7 @@ impl VmConfig {
             landlock: true,
         };
         let (mut uds, mut cid) = (None, MIN_GUEST_CID);
+        let (mut net_socket, mut mac) = (None, DEFAULT_MAC);
         let mut args = args.into_iter();
         while let Some(option) = args.next() {
             let mut value = || args.next().ok_or_else(|| ConfigError::MissingValue(option.clone()));
@@ -168,6 +184,14 @@ impl VmConfig {
                 "--disk" => cfg.disks.push(parse_disk(&value()?)?),
                 "--vsock-uds" => uds = Some(PathBuf::from(value()?)),
                 "--vsock-cid" => cid = parse_num(&option, &value()?)?,
+                "--net-socket" => net_socket = Some(PathBuf::from(value()?)),
+                "--mac" => {
+                    let v = value()?;
+                    mac = parse_mac(&v).ok_or(ConfigError::Invalid {
+                        option: option.clone(),
+                        value: v,
+                    })?;
+                }
                 "--console" => cfg.console = parse_console(&value()?),
                 "--console-limit" => cfg.console_limit = parse_num(&option, &value()?)?,
                 "--timings" => cfg.timings = true,
@@ -184,6 +208,7 @@ impl VmConfig {
             });
         }
         cfg.vsock = uds.map(|uds| VsockConfig { uds, cid });
+        cfg.net = net_socket.map(|socket| NetConfig { socket, mac });
         if cfg.kernel.as_os_str().is_empty() {
             return Err(ConfigError::NoKernel);
         }
@@ -194,6 +219,20 @@ impl VmConfig {
     pub fn mem_bytes(&self) -> u64 {
         self.mem_mib.saturating_mul(1 << 20)
     }
+}
+
+/// `02:68:75:6c:6c:01`; a multicast address is refused.
+fn parse_mac(value: &str) -> Option<[u8; 6]> {
+    let mut mac = [0u8; 6];
+    let mut parts = value.split(':');
+    for byte in &mut mac {
+        let part = parts.next()?;
+        if part.len() != 2 {
+            return None;
+        }
+        *byte = u8::from_str_radix(part, 16).ok()?;
+    }
+    (parts.next().is_none() && mac[0] & 1 == 0).then_some(mac)
 }
 
 fn parse_console(value: &str) -> Console {
@@ -250,6 +289,33 @@ mod tests {
             (DEFAULT_MEM_MIB, 1, DEFAULT_CMDLINE)
         );
         assert_eq!(cfg.console, Console::Stdout);
+    }
+
+    #[test]
+    fn a_network_device_takes_a_socket_and_a_unicast_mac() {
+        let cfg = parse("--kernel /k --net-socket /run/passt.sock --mac 02:00:00:00:00:07").unwrap();
+        assert_eq!(
+            cfg.net,
+            Some(NetConfig {
+                socket: "/run/passt.sock".into(),
+                mac: [2, 0, 0, 0, 0, 7]
+            })
+        );
+        assert_eq!(
+            parse("--kernel /k --net-socket /s").unwrap().net.unwrap().mac,
+            DEFAULT_MAC
+        );
+        for bad in [
+            "01:00:00:00:00:01",
+            "02:00:00:00:00",
+            "02:00:00:00:00:00:00",
+            "zz:00:00:00:00:00",
+        ] {
+            assert!(matches!(
+                parse(&format!("--kernel /k --mac {bad}")),
+                Err(ConfigError::Invalid { .. })
+            ));
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod block;
 pub mod chain;
 pub mod device;
 pub mod mmio;
+pub mod net;
 pub mod rng;
 pub mod vsock;
 
@@ -19,6 +20,8 @@ pub use mmio::MmioTransport;
 pub const VIRTIO_F_VERSION_1: u64 = 1 << 32;
 /// Device types (virtio spec 5).
 pub const TYPE_BLOCK: u32 = 2;
+/// Network device type.
+pub const TYPE_NET: u32 = 1;
 /// Entropy device type.
 pub const TYPE_RNG: u32 = 4;
 /// Socket device type.
