@@ -1,6 +1,7 @@
 //! The agent proper; see `main.rs`.
 
 mod files;
+mod net;
 mod process;
 mod root;
 mod server;
@@ -40,5 +41,6 @@ fn setup() -> Result<(), String> {
     root::mount_agent_filesystems().map_err(|e| e.to_string())?;
     let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
     let config = root::BootConfig::from_cmdline(&cmdline);
+    net::configure(config.net.as_ref()).map_err(|e| e.to_string())?;
     root::prepare(&config).map_err(|e| e.to_string())
 }

@@ -30,6 +30,8 @@ pub struct BootConfig {
     pub tmpfs_upper: bool,
     pub hostname: String,
     pub dns: Vec<String>,
+    /// eth0's address and route (`hull.net=`, `hull.mtu=`); none: loopback only.
+    pub net: Option<super::net::NetConfig>,
 }
 
 impl BootConfig {
@@ -38,6 +40,12 @@ impl BootConfig {
             hostname: "localhost".into(),
             ..Default::default()
         };
+        let value = |key: &str| {
+            cmdline
+                .split_ascii_whitespace()
+                .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        };
+        config.net = value("hull.net").and_then(|n| super::net::NetConfig::parse(n, value("hull.mtu")));
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("hull.upper", v)) => config.tmpfs_upper = v == "tmpfs",
