@@ -11,7 +11,8 @@ os.makedirs(out+"/blobs/sha256", exist_ok=True)
 def put(b):
     d=hashlib.sha256(b).hexdigest(); open(f"{out}/blobs/sha256/{d}","wb").write(b); return "sha256:"+d, len(b)
 APPLETS=("sh cat echo ls sleep id pwd env true false mkdir rm touch sha256sum head tail dd wc hostname kill "
-         "ps stat readlink test printf uname tr cut sed grep seq yes cp mv ln chmod sync date tty stty").split()
+         "ps stat readlink test printf uname tr cut sed grep seq yes cp mv ln chmod sync date tty stty "
+         "wget nc httpd ip").split()
 def layer(files):
     bio=io.BytesIO()
     with tarfile.open(fileobj=bio, mode="w") as t:

@@ -730,3 +730,104 @@ fn ctrl_c_on_the_terminal_reaches_the_process() {
     assert!(text(&seen).contains("caught"), "{}", text(&seen));
     assert_eq!(status.code(), Some(7), "{}", text(&seen));
 }
+
+/// One HTTP/1.0 GET; the body, or `None` when nothing (complete) answered.
+fn http_get(addr: &str) -> Option<String> {
+    use std::io::Read;
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    s.write_all(b"GET / HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.").then(|| body.to_owned())
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn networking_reaches_the_host_and_publishes_ports() {
+    // A server on the host's loopback: the container reaches it through the gateway
+    // address, which passt maps to the host.
+    let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = server.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in server.incoming().flatten() {
+            let mut conn = conn;
+            let mut buf = [0u8; 1024];
+            let _ = std::io::Read::read(&mut conn, &mut buf);
+            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 20\r\n\r\nhello from the host\n");
+        }
+    });
+    let url = format!("http://10.0.2.2:{port}/");
+    let out = hull(&[
+        "run",
+        "--rm",
+        IMAGE,
+        "sh",
+        "-c",
+        &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; wget -qO- {url}"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "inet 10.0.2.15/24\nhello from the host\n");
+
+    // --network none: loopback only, nothing goes out.
+    let out = hull(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        IMAGE,
+        "sh",
+        "-c",
+        &format!("ip -o link | grep -c eth0; wget -qO- -T 5 {url}"),
+    ]);
+    assert_ne!(code(&out), 0, "{}", text(&out.stdout));
+    assert_eq!(text(&out.stdout).lines().next(), Some("0"), "no eth0");
+
+    // -p: a server in the container answers on the host.
+    let host_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let publish = format!("127.0.0.1:{host_port}:8080");
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "web",
+        "-p",
+        &publish,
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo served from the VM > /www/index.html && exec httpd -f -p 8080 -h /www",
+    ]);
+    let addr = format!("127.0.0.1:{host_port}");
+    let mut body = None;
+    wait_until("the published port to answer", Duration::from_secs(120), || {
+        body = http_get(&addr);
+        body.is_some()
+    });
+    assert_eq!(body.as_deref(), Some("served from the VM\n"));
+    let ps = ok(&["ps", "--format", "{{.Names}} {{.Ports}}"]);
+    assert!(ps.contains(&format!("web 127.0.0.1:{host_port}->8080/tcp")), "{ps}");
+    assert_eq!(ok(&["port", "web"]), format!("8080/tcp -> 127.0.0.1:{host_port}\n"));
+    // The same host port again: a clear error naming it, and the container exits 125.
+    let out = hull(&["run", "--rm", "-p", &publish, IMAGE, "true"]);
+    assert_eq!(code(&out), 125, "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&host_port.to_string()),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&["rm", "-f", "web"]);
+    // -p with --network none is refused before anything is made.
+    let out = hull(&["run", "--rm", "--network", "none", "-p", "8080:80", IMAGE, "true"]);
+    assert_eq!(code(&out), 125);
+    assert!(
+        text(&out.stderr).contains("conflicting options"),
+        "{}",
+        text(&out.stderr)
+    );
+}

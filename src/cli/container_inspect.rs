@@ -73,7 +73,10 @@ fn describe(c: &Container) -> serde_json::Value {
             "AutoRemove": c.config.auto_remove,
             "Memory": u64::from(c.config.memory_mib) << 20,
             "NanoCpus": u64::from(c.config.vcpus) * 1_000_000_000,
+            "NetworkMode": c.config.network.name(),
+            "PortBindings": port_map(&c.config.ports),
         },
+        "NetworkSettings": network_settings(c),
         "Config": {
             "Hostname": c.config.hostname,
             "User": p.user,
@@ -91,4 +94,34 @@ fn describe(c: &Container) -> serde_json::Value {
             "Console": c.console_path(),
         },
     })
+}
+
+/// Docker's `{"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}`.
+fn port_map(ports: &[hull::container::network::PortMapping]) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    for p in ports {
+        let key = format!("{}/{}", p.container_port, p.protocol);
+        let binding = json!({
+            "HostIp": p.host_ip.map(|ip| ip.to_string()).unwrap_or_default(),
+            "HostPort": p.host_port.to_string(),
+        });
+        let list = map.entry(key).or_insert_with(|| json!([]));
+        if let Some(list) = list.as_array_mut() {
+            list.push(binding);
+        }
+    }
+    serde_json::Value::Object(map)
+}
+
+fn network_settings(c: &hull::container::Container) -> serde_json::Value {
+    use hull::container::network::{NetworkMode, GATEWAY, GUEST_ADDRESS, GUEST_PREFIX};
+    match c.config.network {
+        NetworkMode::User => json!({
+            "IPAddress": GUEST_ADDRESS,
+            "IPPrefixLen": GUEST_PREFIX,
+            "Gateway": GATEWAY,
+            "Ports": port_map(&c.config.ports),
+        }),
+        NetworkMode::None => json!({"IPAddress": "", "Gateway": "", "Ports": {}}),
+    }
 }

@@ -6,6 +6,7 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use hull::container::assets::{check_kvm, Assets};
+use hull::container::network::{self, NetworkMode, PortMapping};
 use hull::container::spec::{self, Overrides};
 use hull::container::{names, vm, Container, ContainerConfig, ContainerStore};
 use hull::image::reference::Reference;
@@ -59,6 +60,13 @@ pub struct CreateArgs {
     /// are kept; default 8m)
     #[arg(long)]
     pub log_opt: Vec<String>,
+    /// Connect the container to a network: the default user-mode network (also
+    /// `bridge`), or `none` for loopback only
+    #[arg(long = "network", visible_alias = "net", default_value = "bridge")]
+    pub network: String,
+    /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
+    #[arg(short, long = "publish")]
+    pub publish: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -147,6 +155,13 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         env_entries.extend(spec::parse_env_file(&text));
     }
     env_entries.extend(args.env.iter().cloned());
+    let network = NetworkMode::parse(&args.network)?;
+    let ports = args
+        .publish
+        .iter()
+        .map(|p| PortMapping::parse(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    network::check(network, &ports)?;
     check_kvm().map_err(anyhow::Error::msg)?;
     Assets::locate()?;
 
@@ -185,6 +200,8 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         stop_signal: spec::stop_signal(&image.config),
         stop_timeout: 10,
         log_max_bytes: parse_log_opts(&args.log_opt)?,
+        network,
+        ports,
     };
     let containers = ContainerStore::open(store.root())?;
     let tmpfs = config.tmpfs_upper;

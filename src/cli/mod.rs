@@ -17,6 +17,7 @@ mod lifecycle;
 mod load;
 mod logs;
 mod monitor;
+mod port;
 mod prune;
 mod ps;
 mod pull;
@@ -85,6 +86,8 @@ pub enum Command {
     Export(export::ExportArgs),
     /// Import the contents from a tarball to create a filesystem image
     Import(import::ImportArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(port::PortArgs),
     /// Manage containers
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -143,6 +146,8 @@ pub enum ContainerCommand {
     Commit(commit::CommitArgs),
     /// Export a container's filesystem as a tar archive
     Export(export::ExportArgs),
+    /// List port mappings or a specific mapping for the container
+    Port(port::PortArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,6 +226,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => done(commit::run(a)),
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => done(export::run(a)),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => done(port::run(a)),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }

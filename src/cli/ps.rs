@@ -101,7 +101,15 @@ fn fields(c: &Container, no_trunc: bool) -> Vec<(&'static str, String)> {
         ("RunningFor", human_since(Some(c.config.created))),
         ("Status", status_text(c)),
         ("State", state_word(c).into()),
-        ("Ports", String::new()),
+        (
+            "Ports",
+            c.config
+                .ports
+                .iter()
+                .map(|p| p.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("Names", c.config.name.clone()),
     ]
 }

@@ -15,6 +15,7 @@ pub mod helper;
 pub mod logs;
 pub mod monitor;
 pub mod names;
+pub mod network;
 pub mod proc;
 pub mod spec;
 pub mod vm;
@@ -87,6 +88,12 @@ pub struct ContainerConfig {
     /// `--log-opt max-size`: the log rotates at this size (two files are kept).
     #[serde(default = "default_log_max")]
     pub log_max_bytes: u64,
+    /// `--network`.
+    #[serde(default)]
+    pub network: network::NetworkMode,
+    /// `-p`.
+    #[serde(default)]
+    pub ports: Vec<network::PortMapping>,
 }
 
 fn default_log_max() -> u64 {
@@ -168,6 +175,10 @@ impl Container {
     }
     pub fn console_path(&self) -> PathBuf {
         self.dir.join("console.log")
+    }
+    /// passt's socket (in the runtime directory, like the other sockets).
+    pub fn net_socket_path(&self) -> PathBuf {
+        self.socket_dir().join("net.sock")
     }
     pub fn upper_path(&self) -> PathBuf {
         self.dir.join("upper.img")

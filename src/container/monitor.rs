@@ -23,6 +23,7 @@ use super::agent::{self, Session};
 use super::assets::{self, AssetError, Assets};
 use super::attach::Frame;
 use super::logs::{LogStream, LogWriter};
+use super::network::{self, NetworkError, NetworkMode};
 use super::proc::ProcessId;
 use super::{vm, Container, ContainerError, ContainerStore, Status};
 
@@ -41,6 +42,8 @@ pub enum MonitorError {
     Container(#[from] ContainerError),
     #[error(transparent)]
     Assets(#[from] AssetError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -150,12 +153,31 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
     let _ = fs::remove_file(c.vsock_path());
     let vmm_log = File::create(c.dir.join("vmm.log")).map_err(io("vmm log"))?;
-    let child = vm::vmm_command(&assets, &initramfs, c, &c.console_path())
+    // The user-mode network first: the VMM connects to passt's socket at start.
+    let mut passt = match c.config.network {
+        NetworkMode::User => {
+            let socket = c.net_socket_path();
+            Some((
+                network::start_passt(&socket, &c.config.ports, &c.dir.join("passt.log"))?,
+                socket,
+            ))
+        }
+        NetworkMode::None => None,
+    };
+    let net_socket = passt.as_ref().map(|(_, socket)| socket.as_path());
+    let spawned = vm::vmm_command(&assets, &initramfs, c, &c.console_path(), net_socket)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(vmm_log)
         .spawn()
-        .map_err(io(format!("start {}", assets.vmm.display())))?;
+        .map_err(io(format!("start {}", assets.vmm.display())));
+    let child = match spawned {
+        Ok(child) => child,
+        Err(e) => {
+            stop_passt(&mut passt);
+            return Err(e);
+        }
+    };
     let vmm = ProcessId::of(child.id());
     c.update(|s| s.vmm = vmm)?;
     let (events, rx) = mpsc::channel();
@@ -164,7 +186,21 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let mut control = None;
     let result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control);
     power_off(c, vmm, &rx, &vmm_done, control);
+    stop_passt(&mut passt);
     result
+}
+
+/// passt quits by itself once the VMM is gone (`--one-off`); this makes sure.
+fn stop_passt(passt: &mut Option<(Child, std::path::PathBuf)>) {
+    if let Some((mut child, socket)) = passt.take() {
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = fs::remove_file(socket);
+    }
 }
 
 fn run_main_process(

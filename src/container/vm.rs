@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::assets::Assets;
+use super::network;
 use super::Container;
 
 /// Size of a container's sparse writable disk (only written blocks use space).
@@ -46,9 +47,16 @@ pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The VMM command for `container`, its serial console going to `console`; the
-/// caller sets stdio and spawns it.
-pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container, console: &Path) -> Command {
+/// The VMM command for `container`, its serial console going to `console` and its
+/// network device (if any) to the passt socket `net`; the caller sets stdio and
+/// spawns it.
+pub fn vmm_command(
+    assets: &Assets,
+    initramfs: &Path,
+    container: &Container,
+    console: &Path,
+    net: Option<&Path>,
+) -> Command {
     let c = &container.config;
     let mut cmd = Command::new(&assets.vmm);
     cmd.arg("--kernel")
@@ -65,6 +73,12 @@ pub fn vmm_command(assets: &Assets, initramfs: &Path, container: &Container, con
         ))
         .arg("--disk")
         .arg(disk_arg(&c.rootfs, true));
+    if let Some(socket) = net {
+        cmd.arg("--net-socket")
+            .arg(socket)
+            .arg("--append")
+            .arg(network::kernel_args());
+    }
     if !c.tmpfs_upper {
         cmd.arg("--disk").arg(disk_arg(&container.upper_path(), false));
     }

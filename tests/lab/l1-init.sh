@@ -63,6 +63,19 @@ mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null || true
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 mount -t tmpfs -o mode=755 tmpfs /host/run
 
+# L1 has no NIC. A dummy uplink with a default route gives user-mode networking
+# (passt, which needs a routable interface) something to stand on; traffic to the
+# outside goes nowhere, traffic to L1's own addresses and loopback works.
+ip_() { chroot /host /sbin/ip "$@"; }
+ip_ link set lo up
+if ip_ link add hull-up0 type dummy 2>/dev/null; then
+    ip_ addr add 192.0.2.10/24 dev hull-up0
+    ip_ link set hull-up0 up
+    ip_ route add default via 192.0.2.1 dev hull-up0
+else
+    say "warning: no dummy network interface; container networking tests will fail"
+fi
+
 # The unprivileged user owns L1's /dev/kvm: its only privilege.
 [ -e /dev/kvm ] && chown "$uid:$gid" /dev/kvm && chmod 0600 /dev/kvm
 
@@ -96,10 +109,19 @@ done
 
 stty -opost 2>/dev/null || true
 say "running job as uid $uid"
-( as_user /bin/bash "$job/cmd.sh"; echo $? > /run/rc ) 2>&1 | cat
-rc=$(cat /run/rc 2>/dev/null || echo 125)
-echo "$rc" > "/host$job/rc.tmp" && mv "/host$job/rc.tmp" "/host$job/rc" || say "error: cannot write $job/rc"
-sync
-umount /host/run /host/tmp /host/sys/fs/cgroup /host/sys /host/proc /host/dev/shm /host/dev/pts /host/dev 2>/dev/null
-sync
-halt_now
+# The job runs with the host's root as the root of L1's mount namespace, as
+# switch_root leaves it, not in a chroot: the kernel refuses user namespaces (which
+# passt, the containers' network, uses to sandbox itself) to chrooted processes.
+[ -x /host/bin/busybox ] || fail "no /bin/busybox on the host: install the Debian package busybox-static"
+cd /host || fail "cannot enter /host"
+mount --move . / || fail "cannot make the host root L1's root"
+exec chroot . /bin/busybox sh -c '
+    export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+    ( /usr/bin/setpriv --reuid="$1" --regid="$2" --clear-groups /bin/bash "$3/cmd.sh"; echo $? > /run/rc ) 2>&1 | cat
+    rc=$(cat /run/rc 2>/dev/null || echo 125)
+    echo "$rc" > "$3/rc.tmp" && mv "$3/rc.tmp" "$3/rc" || echo "lab-l1: error: cannot write $3/rc"
+    sync
+    umount /run /tmp /sys/fs/cgroup /sys /proc /dev/shm /dev/pts 2>/dev/null
+    sync
+    /bin/busybox poweroff -f
+    /bin/busybox reboot -f' l1-job "$uid" "$gid" "$job"

@@ -177,7 +177,8 @@ l1_initramfs() {
     chmod 0755 "$work/init"
     : > "$work/modules.load"
     local mods=""
-    for m in virtio_pci 9pnet_virtio 9p kvm_amd kvm_intel; do
+    # dummy: L1's uplink, so user-mode networking (passt) has a routable interface.
+    for m in virtio_pci 9pnet_virtio 9p kvm_amd kvm_intel dummy; do
         mods="$mods $(module_closure "$dep" "$m" | tr '\n' ' ')" \
             || die "module $m is missing from $dep"
     done
