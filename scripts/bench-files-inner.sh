@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Inner half of bench-files.sh: runs where /dev/kvm boots Linux.
+#   bench-files-inner.sh ARTIFACT_DIR      (env: HULL_BENCH_RUNS)
+set -euo pipefail
+art=$1
+runs=${HULL_BENCH_RUNS:-3}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+export HULL_ROOT=$work/store HULL_KERNEL=$art/vmlinux HULL_VMM=$art/vmm HULL_AGENT=$art/hull-agent
+export HULL_BOOT_TIMEOUT=${HULL_BOOT_TIMEOUT:-300}
+hull=$art/hull
+mb=100
+
+median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+timed() {
+    local s=$EPOCHREALTIME
+    if timeout 600 "$@" >/dev/null 2>&1; then
+        awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'
+    else
+        echo "bench: failed or timed out: $*" >&2
+        echo fail
+    fi
+}
+series() {
+    local name=$1; shift
+    : > "$work/$name"
+    for i in $(seq 1 "$runs"); do
+        timed "$@" >> "$work/$name"
+        echo "$name run $i: $(tail -n1 "$work/$name")"
+    done
+    local m
+    m=$(grep -v fail "$work/$name" | median)
+    echo "RESULT $name median_s=$m runs=$runs failures=$(grep -c fail "$work/$name")" \
+        "mb_per_s=$(awk -v m="$m" -v mb="$mb" 'BEGIN { if (m > 0) printf "%.1f", mb / m; else print "n/a" }')" \
+        "($(tr '\n' ' ' < "$work/$name"))"
+}
+
+echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mb} MB"
+"$hull" load -i "$art/image.tar" >/dev/null
+"$hull" tag "$("$hull" images -q | head -n1)" bench:latest
+"$hull" image rootfs bench >/dev/null
+
+# A host sink on the loopback for container -> host, and a free port for host -> container.
+sink_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+python3 - "$sink_port" <<'PY' &
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(8)
+while True:
+    c, _ = s.accept()
+    while c.recv(1 << 20):
+        pass
+    c.close()
+PY
+sink=$!
+trap 'kill $sink 2>/dev/null; rm -rf "$work"' EXIT
+pub_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+
+"$hull" run -d --name big -p "127.0.0.1:$pub_port:5001" bench sh -c \
+    "dd if=/dev/zero of=/data bs=1M count=$mb 2>/dev/null; sync; touch /ready; sleep 1000000" >/dev/null
+until "$hull" exec big test -e /ready 2>/dev/null; do sleep 1; done
+
+series commit_running "$hull" commit big bench:committed
+series cp_out "$hull" cp big:/data "$work/data-copy"
+series net_guest_to_host "$hull" exec big sh -c "dd if=/dev/zero bs=64k count=$((mb * 16)) 2>/dev/null | nc 10.0.2.2 $sink_port"
+host_to_guest() {
+    # The listener's exec is part of the time (one exec round trip).
+    "$hull" exec big sh -c 'nc -l -p 5001 > /dev/null' &
+    python3 - "$pub_port" "$mb" <<'PY'
+import socket, sys, time
+deadline = time.time() + 60
+while True:
+    try:
+        c = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+        break
+    except OSError:
+        if time.time() > deadline:
+            raise
+        time.sleep(0.2)
+chunk = b"\0" * (1 << 20)
+for _ in range(int(sys.argv[2])):
+    c.sendall(chunk)
+c.shutdown(socket.SHUT_WR)
+c.recv(1)
+PY
+    wait
+}
+series net_host_to_guest host_to_guest
+
+"$hull" stop -t 1 big >/dev/null
+series commit_stopped "$hull" commit big bench:committed
+"$hull" rm -f big >/dev/null

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Container files and network benchmark (issue: cp/diff/commit/network): with the base
+# disk built, measures
+#   - `hull commit` of a container with a 100 MB writable layer (running: the layer
+#     stream alone; stopped: including the helper VM's boot),
+#   - `hull cp` of a 100 MB file out of a running container,
+#   - TCP throughput through passt: container -> host (nc to the host's loopback via
+#     the gateway address) and host -> container (a published port),
+# in the lab here, directly on hardware KVM. Absolute figures in the lab are distorted
+# by emulation.
+#
+#   scripts/bench-files.sh [--mode auto|lab|direct]   env: HULL_BENCH_RUNS=3
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+kernel=$(kernel-config/build.sh)
+cargo build --quiet --release -p hull -p vmm
+cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+art=$repo/.lab/files-bench
+rm -rf "$art"
+mkdir -p "$art"
+cp "$kernel" "$art/vmlinux"
+cp target/release/hull target/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$art/"
+/usr/bin/python3 scripts/busybox-image.py "$art/layout" >/dev/null
+tar -C "$art/layout" -cf "$art/image.tar" .
+chmod -R a+rX "$repo/.lab"
+export HULL_BENCH_RUNS=${HULL_BENCH_RUNS:-3}
+exec tests/lab/run.sh --timeout 2400 "$@" -- scripts/bench-files-inner.sh "$art"
