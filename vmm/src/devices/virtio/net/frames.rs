@@ -92,56 +92,85 @@ impl FrameReader {
     }
 }
 
+/// How long a frame the backend took in part may take to finish.
+const FINISH_FRAME: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Frames for the backend, waiting for the stream to take them.
+///
+/// A frame the stream took in part is always finished before `flush` returns:
+/// passt reads the length prefix and the frame body separately, and a stream that
+/// stops inside a length prefix would be misread from then on.
 #[derive(Default)]
 pub struct FrameWriter {
-    buf: Vec<u8>,
-    start: usize,
+    frames: std::collections::VecDeque<Vec<u8>>,
+    /// Bytes of the front frame already written.
+    written: usize,
+    pending: usize,
 }
 
 impl FrameWriter {
     /// Whether a frame of `len` bytes fits.
     pub fn has_room(&self, len: usize) -> bool {
-        self.pending() + 4 + len <= MAX_PENDING_OUT
+        self.pending + 4 + len <= MAX_PENDING_OUT
     }
 
     /// Bytes not yet written.
     pub fn pending(&self) -> usize {
-        self.buf.len() - self.start
+        self.pending
     }
 
     /// Queues `frame` with its length prefix.
     pub fn push(&mut self, frame: &[u8]) {
-        self.buf.extend_from_slice(&(frame.len() as u32).to_be_bytes());
-        self.buf.extend_from_slice(frame);
+        let mut bytes = Vec::with_capacity(4 + frame.len());
+        bytes.extend_from_slice(&(frame.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(frame);
+        self.pending += bytes.len();
+        self.frames.push_back(bytes);
     }
 
-    /// Writes what `sink` takes (it is non-blocking); returns whether all went.
+    /// Writes whole frames while `sink` (non-blocking) takes them; returns whether
+    /// all went.
     pub fn flush(&mut self, sink: &mut impl Write) -> Result<bool, FrameError> {
-        while self.start < self.buf.len() {
-            match sink.write(&self.buf[self.start..]) {
+        let mut deadline = None;
+        while let Some(front) = self.frames.front() {
+            match sink.write(&front[self.written..]) {
                 Ok(0) => return Err(FrameError::Closed),
-                Ok(n) => self.start += n,
+                Ok(n) => {
+                    self.written += n;
+                    self.pending -= n;
+                    if self.written == front.len() {
+                        self.frames.pop_front();
+                        self.written = 0;
+                        deadline = None;
+                    }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.written == 0 {
+                        return Ok(false); // at a frame boundary: wait for the stream
+                    }
+                    let until = *deadline.get_or_insert_with(|| std::time::Instant::now() + FINISH_FRAME);
+                    if std::time::Instant::now() >= until {
+                        return Err(FrameError::Io(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            "the backend stopped reading in the middle of a frame",
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_micros(200));
+                }
                 Err(e) => return Err(e.into()),
             }
         }
-        if self.start == self.buf.len() {
-            self.buf.clear();
-            self.start = 0;
-            return Ok(true);
-        }
-        if self.start > MAX_PENDING_OUT / 2 {
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        Ok(false)
+        Ok(true)
     }
 
-    /// All queued bytes (tests).
-    pub fn queued(&self) -> &[u8] {
-        &self.buf[self.start..]
+    /// All queued bytes, in order (tests).
+    pub fn queued(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.pending);
+        for (i, f) in self.frames.iter().enumerate() {
+            out.extend_from_slice(if i == 0 { &f[self.written..] } else { f });
+        }
+        out
     }
 }
 
@@ -185,28 +214,43 @@ mod tests {
     }
 
     #[test]
-    fn the_writer_is_bounded_and_keeps_what_a_full_stream_refused() {
+    fn the_writer_is_bounded_and_never_stops_inside_a_frame() {
         let mut w = FrameWriter::default();
         assert!(w.has_room(1500));
         w.push(b"abc");
-        assert_eq!(w.queued(), b"\0\0\0\x03abc");
-        struct TakesTwo(Vec<u8>);
-        impl Write for TakesTwo {
+        w.push(b"de");
+        assert_eq!(w.queued(), b"\0\0\0\x03abc\0\0\0\x02de");
+        /// Takes two bytes per write, and refuses every other write.
+        struct Stingy {
+            got: Vec<u8>,
+            refuse: bool,
+            limit: usize,
+        }
+        impl Write for Stingy {
             fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-                if self.0.len() >= 2 {
+                self.refuse = !self.refuse;
+                if self.refuse || self.got.len() >= self.limit {
                     return Err(io::ErrorKind::WouldBlock.into());
                 }
                 let n = b.len().min(2);
-                self.0.extend_from_slice(&b[..n]);
+                self.got.extend_from_slice(&b[..n]);
                 Ok(n)
             }
             fn flush(&mut self) -> io::Result<()> {
                 Ok(())
             }
         }
-        let mut sink = TakesTwo(Vec::new());
+        // The stream refuses the first write: nothing was taken, so flush returns at
+        // the frame boundary; then it takes the first frame only in pieces.
+        let mut sink = Stingy {
+            got: Vec::new(),
+            refuse: false,
+            limit: 7,
+        };
         assert!(!w.flush(&mut sink).unwrap());
-        assert_eq!(w.queued(), b"\0\x03abc");
+        assert!(sink.got.is_empty());
+        assert!(!w.flush(&mut sink).unwrap());
+        assert_eq!(sink.got, b"\0\0\0\x03abc", "the first frame, whole");
         while w.has_room(MAX_FRAME_LEN) {
             w.push(&[0u8; MAX_FRAME_LEN]);
         }

@@ -150,6 +150,6 @@ proptest! {
         let mut q = queue_with(&mem, 16, &raw);
         let (mut out, mut scratch) = (FrameWriter::default(), vec![0u8; MAX_FRAME_LEN]);
         prop_assert_eq!(process_tx(&mem, &mut q, &mut out, &mut scratch).unwrap(), 1);
-        prop_assert_eq!(out.queued(), &frame_bytes(&frame)[..]);
+        prop_assert_eq!(out.queued(), frame_bytes(&frame));
     }
 }
