@@ -90,7 +90,7 @@ if command -v qemu-system-x86_64 >/dev/null; then
         passt_pid=$!
         for _ in $(seq 100); do [ -S "$sock" ] && break; sleep 0.1; done
         timeout 300 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 -nodefaults \
-            -no-user-config -display none -serial null -no-reboot -kernel "$art/vmlinux" -initrd "$art/qnet.cpio" \
+            -no-user-config -display none -serial null -no-reboot -device i8042 -kernel "$art/vmlinux" -initrd "$art/qnet.cpio" \
             -append "console=ttyS0 reboot=k panic=-1 quiet rdinit=/init sink=$sink_port mb=$mb" \
             -netdev "stream,id=n0,server=off,addr.type=unix,addr.path=$sock" -device virtio-net-device,netdev=n0 \
             >/dev/null 2>&1 || echo "bench: qemu run $i failed or timed out" >&2

@@ -58,7 +58,7 @@ series vmm_bare_boot_exit "$art/vmm" --kernel "$art/vmlinux" --initramfs "$art/i
     --console none --cmdline "$cmdline"
 if command -v qemu-system-x86_64 >/dev/null; then
     series qemu_bare_boot_exit timeout 150 qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m "$mem" \
-        -nodefaults -no-user-config -display none -serial null -no-reboot \
+        -nodefaults -no-user-config -display none -serial null -no-reboot -device i8042 \
         -kernel "$art/vmlinux" -initrd "$art/initramfs.cpio" -append "$cmdline"
 fi
 if [ -x "$art/firecracker" ]; then
