@@ -10,30 +10,9 @@ export HULL_ROOT=$work/store HULL_KERNEL=$art/vmlinux HULL_VMM=$art/vmm HULL_AGE
 export HULL_BOOT_TIMEOUT=${HULL_BOOT_TIMEOUT:-300}
 hull=$art/hull
 mb=100
+export BENCH_TIMEOUT=600
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-timed() {
-    local s=$EPOCHREALTIME
-    if timeout 600 "$@" > "$work/last.out" 2>&1; then
-        awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'
-    else
-        echo "bench: failed or timed out: $*: $(tail -n3 "$work/last.out" | tr '\n' ' ')" >&2
-        echo fail
-    fi
-}
-series() {
-    local name=$1; shift
-    : > "$work/$name"
-    for i in $(seq 1 "$runs"); do
-        timed "$@" >> "$work/$name"
-        echo "$name run $i: $(tail -n1 "$work/$name")"
-    done
-    local m
-    m=$(grep -v fail "$work/$name" | median || true)
-    echo "RESULT $name median_s=$m runs=$runs failures=$(grep -c fail "$work/$name")" \
-        "mb_per_s=$(awk -v m="$m" -v mb="$mb" 'BEGIN { if (m > 0) printf "%.1f", mb / m; else print "n/a" }')" \
-        "($(tr '\n' ' ' < "$work/$name"))"
-}
+. "$(dirname "$0")/bench-lib.sh"
 
 echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mb} MB"
 "$hull" load -i "$art/image.tar" >/dev/null

@@ -14,16 +14,9 @@
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
-kernel=$(kernel-config/build.sh)
-cargo build --quiet --release -p hull -p vmm
-cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+. scripts/bench-lib.sh
 art=$repo/.lab/files-bench
-rm -rf "$art"
-mkdir -p "$art"
-cp "$kernel" "$art/vmlinux"
-cp target/release/hull target/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$art/"
-/usr/bin/python3 scripts/busybox-image.py "$art/layout" >/dev/null
-tar -C "$art/layout" -cf "$art/image.tar" .
+bench_artifacts "$art"
 # The QEMU peer's guest: busybox configures eth0 as hull's agent does, sends MB of
 # zeros to the host's sink through the gateway, and powers off.
 mkdir -p "$art/qnet/bin"

@@ -11,27 +11,7 @@ export HULL_BOOT_TIMEOUT=${HULL_BOOT_TIMEOUT:-300}
 hull=$art/hull
 cmdline="console=ttyS0 reboot=k panic=-1 quiet rdinit=/init"
 
-median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-# Seconds a command takes (at most 300), its output discarded; "fail" if it failed.
-timed() {
-    local s=$EPOCHREALTIME
-    if timeout 300 "$@" >/dev/null 2>&1; then
-        awk -v a="$s" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.3f\n", b - a }'
-    else
-        echo "bench: failed or timed out: $*" >&2
-        echo fail
-    fi
-}
-series() {
-    local name=$1; shift
-    : > "$work/$name"
-    for i in $(seq 1 "$runs"); do
-        timed "$@" >> "$work/$name"
-        echo "$name run $i: $(tail -n1 "$work/$name")"
-    done
-    echo "RESULT $name median_s=$(grep -v fail "$work/$name" | median) runs=$runs failures=$(grep -c fail "$work/$name")" \
-        "($(tr '\n' ' ' < "$work/$name"))"
-}
+. "$(dirname "$0")/bench-lib.sh"
 
 echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mem} MiB, 1 vCPU"
 "$hull" load -i "$art/image.tar" >/dev/null

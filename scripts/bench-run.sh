@@ -16,20 +16,14 @@ set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
-kernel=$(kernel-config/build.sh)
-cargo build --quiet --release -p hull -p vmm
-cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+. scripts/bench-lib.sh
 art=$repo/.lab/run-bench
-rm -rf "$art"
+bench_artifacts "$art"
 mkdir -p "$art/initramfs/bin"
-cp "$kernel" "$art/vmlinux"
-cp target/release/hull target/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$art/"
 cp /bin/busybox "$art/initramfs/bin/busybox"
 printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' > "$art/initramfs/init"
 chmod 0755 "$art/initramfs/init"
 (cd "$art/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$art/initramfs.cpio"
-/usr/bin/python3 scripts/busybox-image.py "$art/layout" >/dev/null
-tar -C "$art/layout" -cf "$art/image.tar" .
 if [ -n "${FIRECRACKER:-}" ]; then cp "$FIRECRACKER" "$art/firecracker"; fi
 chmod -R a+rX "$repo/.lab"
 export HULL_BENCH_RUNS=${HULL_BENCH_RUNS:-10} HULL_BENCH_MEM_MIB=${HULL_BENCH_MEM_MIB:-256}

@@ -191,18 +191,7 @@ fn stdin_round_trips_one_megabyte() {
     let data: Vec<u8> = (0..1_048_576u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
-    let mut child = hull_command(&fixture().root)
-        .args(["run", "--rm", "-i", IMAGE, "cat"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let input = data.clone();
-    let writer = std::thread::spawn(move || stdin.write_all(&input));
-    let out = child.wait_with_output().unwrap();
-    writer.join().unwrap().unwrap();
+    let out = hull_stdin(&["run", "--rm", "-i", IMAGE, "cat"], &data);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(out.stdout.len(), data.len());
     assert!(out.stdout == data, "output differs from input");
@@ -406,6 +395,7 @@ fn output_flood_keeps_the_log_capped() {
     ok(&["rm", "flood"]);
 }
 
+/// Runs hull with `input` on its stdin (written while its output is read).
 fn hull_stdin(args: &[&str], input: &[u8]) -> Output {
     let mut child = hull_command(&fixture().root)
         .args(args)

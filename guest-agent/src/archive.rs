@@ -86,12 +86,7 @@ impl<W: Write> Packer<W> {
         }
         let mut stack = vec![(src.to_owned(), name.to_owned(), PathBuf::new())];
         while let Some((dir, dir_name, rel)) = stack.pop() {
-            let mut children = fs::read_dir(&dir)
-                .map_err(io_at(&dir))?
-                .map(|e| e.map(|e| e.file_name()))
-                .collect::<io::Result<Vec<_>>>()
-                .map_err(io_at(&dir))?;
-            children.sort();
+            let children = sorted_names(&dir)?;
             // Reversed onto the stack: packed in name order, parents first.
             let mut subdirs = Vec::new();
             for child in children {
@@ -186,6 +181,17 @@ impl<W: Write> Packer<W> {
     }
 }
 
+/// The names in `dir`, sorted (streams and listings come out in a stable order).
+fn sorted_names(dir: &Path) -> Result<Vec<std::ffi::OsString>> {
+    let mut names = fs::read_dir(dir)
+        .map_err(io_at(dir))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(io_at(dir))?;
+    names.sort();
+    Ok(names)
+}
+
 /// Reads exactly `left` bytes, padding with zeros when the file shrank.
 struct Exact<R> {
     inner: R,
@@ -257,13 +263,7 @@ pub fn changes(upper: &Path, lower: &Path) -> Result<Vec<Change>> {
 
 /// Appends the changes below `rel`; returns whether there were any.
 fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<bool> {
-    let dir = upper.join(rel);
-    let mut names = fs::read_dir(&dir)
-        .map_err(io_at(&dir))?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<Vec<_>>>()
-        .map_err(io_at(&dir))?;
-    names.sort();
+    let names = sorted_names(&upper.join(rel))?;
     let mut any = false;
     for name in names {
         let child = rel.join(&name);
