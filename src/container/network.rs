@@ -202,7 +202,13 @@ fn find_passt() -> Result<PathBuf, NetworkError> {
 /// The passt command for one container: its socket, addresses and published ports.
 pub fn passt_command(passt: &Path, socket: &Path, ports: &[PortMapping]) -> Command {
     let mut cmd = Command::new(passt);
+    // passt runs as whoever runs hull: left to itself, passt started by root drops to
+    // `nobody`, which cannot reach the socket in root's private runtime directory.
+    // SAFETY: geteuid and getegid have no preconditions.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     cmd.args(["--foreground", "--stderr", "--quiet", "--one-off", "--ipv4-only"])
+        .arg("--runas")
+        .arg(format!("{uid}:{gid}"))
         .arg("--socket")
         .arg(socket)
         .args(["--address", GUEST_ADDRESS, "--netmask", &GUEST_PREFIX.to_string()])
