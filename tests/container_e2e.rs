@@ -69,7 +69,11 @@ fn fixture() -> &'static Fixture {
 
 fn hull_command(root: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_hull"));
-    c.env("HULL_ROOT", root).env("HULL_LOG", "warn");
+    // Without a network unless a test asks for one: in the lab, two networked VMs
+    // at once have stalled L1 (see the networking test).
+    c.env("HULL_ROOT", root)
+        .env("HULL_LOG", "warn")
+        .env("HULL_NETWORK", "none");
     if std::env::var_os("HULL_BOOT_TIMEOUT").is_none() {
         c.env("HULL_BOOT_TIMEOUT", "300");
     }
@@ -749,9 +753,12 @@ fn networking_reaches_the_host_and_publishes_ports() {
         }
     });
     let url = format!("http://10.0.2.2:{port}/");
+    // The other tests run with HULL_NETWORK=none; this one asks for the network.
     let out = hull(&[
         "run",
         "--rm",
+        "--network",
+        "bridge",
         IMAGE,
         "sh",
         "-c",
@@ -786,6 +793,8 @@ fn networking_reaches_the_host_and_publishes_ports() {
         "-d",
         "--name",
         "web",
+        "--network",
+        "bridge",
         "-p",
         &publish,
         IMAGE,
@@ -804,7 +813,7 @@ fn networking_reaches_the_host_and_publishes_ports() {
     assert!(ps.contains(&format!("web 127.0.0.1:{host_port}->8080/tcp")), "{ps}");
     assert_eq!(ok(&["port", "web"]), format!("8080/tcp -> 127.0.0.1:{host_port}\n"));
     // The same host port again: a clear error naming it, and the container exits 125.
-    let out = hull(&["run", "--rm", "-p", &publish, IMAGE, "true"]);
+    let out = hull(&["run", "--rm", "--network", "bridge", "-p", &publish, IMAGE, "true"]);
     assert_eq!(code(&out), 125, "{}", text(&out.stderr));
     assert!(
         text(&out.stderr).contains(&host_port.to_string()),

@@ -61,8 +61,13 @@ pub struct CreateArgs {
     #[arg(long)]
     pub log_opt: Vec<String>,
     /// Connect the container to a network: the default user-mode network (also
-    /// `bridge`), or `none` for loopback only
-    #[arg(long = "network", visible_alias = "net", default_value = "bridge")]
+    /// `bridge`), or `none` for loopback only; HULL_NETWORK sets the default
+    #[arg(
+        long = "network",
+        visible_alias = "net",
+        env = "HULL_NETWORK",
+        default_value = "bridge"
+    )]
     pub network: String,
     /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
     #[arg(short, long = "publish")]
