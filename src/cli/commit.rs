@@ -3,11 +3,10 @@
 //! directories in OCI form) on top of its image, with the container's config and a
 //! history entry. Prints the new image id.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use guest_agent::protocol::CopyOp;
 use hull::image::build::{self, HistoryEntry};
 use hull::image::manifest::Layer;
-use hull::image::reference::Reference;
 use serde_json::{json, Value};
 
 use super::{files, lifecycle};
@@ -33,10 +32,7 @@ pub struct CommitArgs {
 }
 
 pub fn run(args: CommitArgs) -> anyhow::Result<()> {
-    let reference = args.repository.as_deref().map(Reference::parse).transpose()?;
-    if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
-        bail!("refusing to create a tag with a digest reference");
-    }
+    let reference = args.repository.as_deref().map(super::tag_target).transpose()?;
     let store = super::open_store()?;
     let c = lifecycle::containers()?.find(&args.container)?;
     let base = store

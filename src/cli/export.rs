@@ -20,9 +20,9 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let c = lifecycle::containers()?.find(&args.container)?;
     match args.output.filter(|p| p.as_os_str() != "-") {
         Some(path) => {
-            let mut out = files::AtomicOutput::create(&path)?;
+            let mut out = hull::image::archive::AtomicFile::create(&path)?;
             files::read_from(&c, CopyOp::Export, |tar| Ok(io::copy(tar, &mut out.file).map(drop)?))?;
-            out.commit()
+            Ok(out.commit()?)
         }
         None => {
             if io::stdout().is_terminal() {

@@ -2,10 +2,8 @@
 //! container's agent (the running VM's, or a helper VM's for a stopped container)
 //! and moving its streams.
 
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail};
 use guest_agent::protocol::{AgentMessage, CopyOp};
@@ -87,47 +85,5 @@ fn started(
         Ok(t) => Ok(t),
         Err(AgentMessage::Error { message, .. }) => bail!("container {}: {message}", c.config.name),
         Err(other) => bail!("container {}: unexpected agent message {other:?}", c.config.name),
-    }
-}
-
-/// A file written under a temporary name beside `path` and renamed over it only
-/// when complete: a failed `export -o` leaves nothing under the final name.
-pub struct AtomicOutput {
-    pub file: io::BufWriter<File>,
-    tmp: PathBuf,
-    path: PathBuf,
-}
-
-impl AtomicOutput {
-    pub fn create(path: &Path) -> anyhow::Result<AtomicOutput> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| anyhow!("{}: not a file name", path.display()))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".hull-tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
-        let file = File::create(&tmp).map_err(|e| anyhow!("create {}: {e}", tmp.display()))?;
-        Ok(AtomicOutput {
-            file: io::BufWriter::with_capacity(256 * 1024, file),
-            tmp,
-            path: path.to_owned(),
-        })
-    }
-
-    pub fn commit(mut self) -> anyhow::Result<()> {
-        self.file.flush()?;
-        self.file.get_ref().sync_all()?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| anyhow!("rename to {}: {e}", self.path.display()))?;
-        self.tmp = PathBuf::new();
-        Ok(())
-    }
-}
-
-impl Drop for AtomicOutput {
-    fn drop(&mut self) {
-        if !self.tmp.as_os_str().is_empty() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
     }
 }

@@ -7,11 +7,8 @@ use std::fs::File;
 use std::io::{self, BufRead, BufReader, IsTerminal, Read};
 
 use anyhow::{bail, Context};
-use chrono::{SecondsFormat, Utc};
 use guest_agent::archive::confine;
 use hull::image::build::{self, HistoryEntry};
-use hull::image::reference::Reference;
-use serde_json::json;
 
 #[derive(Debug, clap::Args)]
 pub struct ImportArgs {
@@ -28,10 +25,7 @@ pub struct ImportArgs {
 }
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
-    let reference = args.repository.as_deref().map(Reference::parse).transpose()?;
-    if reference.as_ref().is_some_and(|r| r.digest().is_some()) {
-        bail!("refusing to create a tag with a digest reference");
-    }
+    let reference = args.repository.as_deref().map(super::tag_target).transpose()?;
     let mut config = build::empty_config();
     build::apply_changes(&mut config, &args.change)?;
     let source: Box<dyn Read + Send> = match args.file.as_str() {
@@ -57,13 +51,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         },
         author: "",
     };
+    // Also sets the config's creation time.
     build::add_layer(&mut config, &layer.blob.digest, &history)?;
-    if let Some(obj) = config.as_object_mut() {
-        obj.insert(
-            "created".into(),
-            json!(Utc::now().to_rfc3339_opts(SecondsFormat::Nanos, true)),
-        );
-    }
     let id = build::write_image(&store, &config, vec![layer], reference.as_ref())?;
     println!("{id}");
     Ok(())

@@ -277,6 +277,16 @@ pub(crate) fn open_store() -> anyhow::Result<hull::image::store::ImageStore> {
     )?)
 }
 
+/// Parses the name a new tag gets (`tag`, `commit`, `import`): a reference without a
+/// digest.
+pub(crate) fn tag_target(name: &str) -> anyhow::Result<hull::image::reference::Reference> {
+    let target = hull::image::reference::Reference::parse(name)?;
+    if target.digest().is_some() {
+        anyhow::bail!("refusing to create a tag with a digest reference: {name}");
+    }
+    Ok(target)
+}
+
 /// Refuses, before touching the store, a query that is neither a reference nor an
 /// image id (hex, optionally with `sha256:`).
 pub(crate) fn check_image_query(query: &str) -> anyhow::Result<()> {

@@ -1,7 +1,5 @@
 //! `hull tag SOURCE TARGET`.
 
-use hull::image::reference::Reference;
-
 #[derive(Debug, clap::Args)]
 pub struct TagArgs {
     /// SOURCE_IMAGE[:TAG] or image id
@@ -11,10 +9,7 @@ pub struct TagArgs {
 }
 
 pub fn run(args: TagArgs) -> anyhow::Result<()> {
-    let target = Reference::parse(&args.target)?;
-    if target.digest().is_some() {
-        anyhow::bail!("refusing to create a tag with a digest reference: {}", args.target);
-    }
+    let target = super::tag_target(&args.target)?;
     super::check_image_query(&args.source)?;
     let store = super::open_store()?;
     let image = store.find(&args.source)?;

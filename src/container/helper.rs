@@ -112,11 +112,6 @@ impl AgentAccess {
             })?;
         Ok(AgentAccess { session, helper: None })
     }
-
-    /// Whether a helper VM was booted for this access.
-    pub fn is_helper(&self) -> bool {
-        self.helper.is_some()
-    }
 }
 
 impl Drop for AgentAccess {

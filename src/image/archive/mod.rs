@@ -20,7 +20,7 @@ mod stage;
 use std::path::PathBuf;
 
 pub use load::{load, Loaded};
-pub use save::{save, save_to_file};
+pub use save::{save, save_to_file, AtomicFile};
 
 use super::digest::{Digest, DigestError};
 use super::manifest::ManifestError;

@@ -343,15 +343,17 @@ fn write_err(name: &Path) -> impl Fn(io::Error) -> ArchiveError + '_ {
 }
 
 /// The output file, written under a temp name beside it and renamed when complete.
-struct AtomicFile {
-    file: BufWriter<File>,
+/// A file written under a temporary name beside its destination and renamed onto it
+/// only when complete: a failed write leaves nothing under the final name.
+pub struct AtomicFile {
+    pub file: BufWriter<File>,
     tmp: PathBuf,
     dest: PathBuf,
     committed: bool,
 }
 
 impl AtomicFile {
-    fn create(dest: &Path) -> Result<AtomicFile> {
+    pub fn create(dest: &Path) -> Result<AtomicFile> {
         let dir = dest
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
@@ -381,7 +383,7 @@ impl AtomicFile {
         })
     }
 
-    fn commit(mut self) -> Result<()> {
+    pub fn commit(mut self) -> Result<()> {
         let err = |op, path: &Path| {
             let path = path.to_owned();
             move |source| ArchiveError::Io { op, path, source }
