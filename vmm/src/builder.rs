@@ -23,6 +23,7 @@ use crate::config::{Console, VmConfig};
 use crate::confine::{self, ThreadKind};
 use crate::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
 use crate::devices::virtio::block::{Block, Disk, DiskError};
+use crate::devices::virtio::fs::{Fs, FsError};
 use crate::devices::virtio::net::device::NetError;
 use crate::devices::virtio::net::Net;
 use crate::devices::virtio::rng::Rng;
@@ -30,7 +31,7 @@ use crate::devices::virtio::vsock::{Vsock, VsockError};
 use crate::devices::virtio::{Interrupt, MmioTransport, VirtioDevice};
 use crate::devices::IrqLine;
 use crate::event_loop::{EventLoop, EventLoopHandle};
-use crate::memory::{create_guest_memory, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
+use crate::memory::{create_guest_memory, Backing, GuestMemory, MemoryError, VIRTIO_MMIO_BASE, VIRTIO_MMIO_SIZE};
 use crate::timings::Timings;
 use crate::vstate::exit_stats::ExitStats;
 use crate::vstate::vcpu::{ExitSignal, Vcpu, VcpuConfig, VcpuError};
@@ -67,6 +68,9 @@ pub enum BuildError {
     /// the network device
     #[error("network")]
     Net(#[from] NetError),
+    /// a virtio-fs device
+    #[error("virtio-fs")]
+    Fs(#[from] FsError),
     /// placing a device on a bus
     #[error("device placement")]
     Bus(#[from] BusError),
@@ -126,7 +130,13 @@ pub struct Buses {
 /// Boots the guest described by `config` and runs it until it stops.
 pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildError> {
     let kvm = Vm::open_kvm()?;
-    let mem = create_guest_memory(config.mem_bytes())?;
+    // A vhost-user backend maps guest memory itself, from a memory file.
+    let backing = if config.filesystems.is_empty() {
+        Backing::Private
+    } else {
+        Backing::Shared
+    };
+    let mem = create_guest_memory(config.mem_bytes(), backing)?;
     timings.phase("memory");
     let vm = Vm::new(&kvm)?;
     vm.register_memory(&mem)?;
@@ -286,6 +296,9 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
     }
     if let Some(net) = &config.net {
         devices.push(Box::new(Net::connect(&net.socket, net.mac)?));
+    }
+    for fs in &config.filesystems {
+        devices.push(Box::new(Fs::connect(&fs.tag, &fs.socket)?));
     }
     devices.push(Box::new(Rng::new()));
     Ok(devices)

@@ -3,7 +3,7 @@
 //! ```text
 //! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR] [--memory MIB] [--vcpus N]
 //!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID] [--net-socket PATH] [--mac MAC]
-//!     [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+//!     [--fs TAG=SOCKET]... [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
 //!     [--no-seccomp] [--no-landlock]
 //! ```
 
@@ -48,6 +48,18 @@ pub struct NetConfig {
     pub mac: [u8; 6],
 }
 
+/// A virtio-fs device served by a vhost-user backend (virtiofsd).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FsConfig {
+    /// The mount tag the guest names it by (1 to [`FS_TAG_MAX`] bytes of `[A-Za-z0-9_-]`).
+    pub tag: String,
+    /// The backend's vhost-user socket.
+    pub socket: PathBuf,
+}
+
+/// Longest virtio-fs mount tag (the size of the tag field in the device's config space).
+pub const FS_TAG_MAX: usize = 36;
+
 /// The MAC address a guest gets unless told otherwise (locally administered).
 pub const DEFAULT_MAC: [u8; 6] = [0x02, 0x68, 0x75, 0x6c, 0x6c, 0x01];
 
@@ -81,6 +93,8 @@ pub struct VmConfig {
     pub vsock: Option<VsockConfig>,
     /// Network device, if any.
     pub net: Option<NetConfig>,
+    /// virtio-fs devices, in order.
+    pub filesystems: Vec<FsConfig>,
     /// Console destination.
     pub console: Console,
     /// Most console bytes kept.
@@ -121,7 +135,7 @@ pub enum ConfigError {
 /// One-screen usage text.
 pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR]
            [--memory MIB] [--vcpus N] [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
-           [--net-socket PATH] [--mac MAC] [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+           [--net-socket PATH] [--mac MAC] [--fs TAG=SOCKET]... [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
 
 fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, ConfigError> {
@@ -148,6 +162,23 @@ fn parse_disk(value: &str) -> Result<DiskConfig, ConfigError> {
     })
 }
 
+/// `TAG=SOCKET`; the tag must fit the config space and be plain.
+fn parse_fs(value: &str) -> Result<FsConfig, ConfigError> {
+    let invalid = || ConfigError::Invalid {
+        option: "--fs".into(),
+        value: value.into(),
+    };
+    let (tag, socket) = value.split_once('=').ok_or_else(invalid)?;
+    let plain = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    if tag.is_empty() || tag.len() > FS_TAG_MAX || !tag.bytes().all(plain) || socket.is_empty() {
+        return Err(invalid());
+    }
+    Ok(FsConfig {
+        tag: tag.into(),
+        socket: socket.into(),
+    })
+}
+
 impl VmConfig {
     /// Parses the arguments after the program name.
     pub fn from_args<I: IntoIterator<Item = String>>(args: I) -> Result<VmConfig, ConfigError> {
@@ -160,6 +191,7 @@ impl VmConfig {
             disks: Vec::new(),
             vsock: None,
             net: None,
+            filesystems: Vec::new(),
             console: Console::Stdout,
             console_limit: DEFAULT_CONSOLE_LIMIT,
             timings: false,
@@ -192,6 +224,7 @@ impl VmConfig {
                         value: v,
                     })?;
                 }
+                "--fs" => cfg.filesystems.push(parse_fs(&value()?)?),
                 "--console" => cfg.console = parse_console(&value()?),
                 "--console-limit" => cfg.console_limit = parse_num(&option, &value()?)?,
                 "--timings" => cfg.timings = true,
@@ -209,6 +242,17 @@ impl VmConfig {
         }
         cfg.vsock = uds.map(|uds| VsockConfig { uds, cid });
         cfg.net = net_socket.map(|socket| NetConfig { socket, mac });
+        if let Some(dup) = cfg
+            .filesystems
+            .iter()
+            .enumerate()
+            .find(|(i, f)| cfg.filesystems[..*i].iter().any(|g| g.tag == f.tag))
+        {
+            return Err(ConfigError::Invalid {
+                option: "--fs".into(),
+                value: format!("{} (tag used twice)", dup.1.tag),
+            });
+        }
         if cfg.kernel.as_os_str().is_empty() {
             return Err(ConfigError::NoKernel);
         }
@@ -249,6 +293,45 @@ mod tests {
 
     fn parse(args: &str) -> Result<VmConfig, ConfigError> {
         VmConfig::from_args(args.split_whitespace().map(String::from))
+    }
+
+    #[test]
+    fn filesystems_take_a_plain_tag_and_a_socket() {
+        let cfg = parse("--kernel /k --fs hullfs0=/run/a.sock --fs data_1=/run/b.sock").unwrap();
+        let tags: Vec<_> = cfg
+            .filesystems
+            .iter()
+            .map(|f| (f.tag.as_str(), f.socket.clone()))
+            .collect();
+        assert_eq!(
+            tags,
+            vec![
+                ("hullfs0", PathBuf::from("/run/a.sock")),
+                ("data_1", PathBuf::from("/run/b.sock"))
+            ]
+        );
+        let long = "t".repeat(FS_TAG_MAX + 1);
+        for bad in [
+            "x",
+            "=/s",
+            "t=",
+            "a.b=/s",
+            "t/x=/s",
+            "t\u{e9}=/s",
+            &format!("{long}=/s"),
+        ] {
+            assert!(
+                matches!(
+                    parse(&format!("--kernel /k --fs {bad}")),
+                    Err(ConfigError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert!(matches!(
+            parse("--kernel /k --fs t=/a --fs t=/b"),
+            Err(ConfigError::Invalid { .. })
+        ));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use vmm::arch::{BootEntry, BootProtocol};
 use vmm::bus::{Bus, BusDevice};
 use vmm::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
 use vmm::devices::IrqLine;
-use vmm::memory::{create_guest_memory, GuestMemory};
+use vmm::memory::{create_guest_memory, Backing, GuestMemory};
 use vmm::timings::Timings;
 use vmm::vstate::vcpu::{ExitSignal, Vcpu, VcpuConfig};
 use vmm::vstate::vm::Vm;
@@ -188,7 +188,7 @@ const PROTECTED: &[u8] = &[
 ];
 
 fn boot_entry_runs(protocol: BootProtocol) {
-    let mem = create_guest_memory(32 << 20).unwrap();
+    let mem = create_guest_memory(32 << 20, Backing::Private).unwrap();
     mem.write_slice(PROTECTED, GuestAddress(LOAD)).unwrap();
     let h = harness(mem);
     let kvm = Vm::open_kvm().unwrap();

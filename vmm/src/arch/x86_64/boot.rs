@@ -230,12 +230,12 @@ pub fn new_cmdline(base: &str) -> Result<Cmdline, linux_loader::cmdline::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::create_guest_memory;
+    use crate::memory::{create_guest_memory, Backing};
     use std::io::Write;
 
     #[test]
     fn ram_map_leaves_ebda_and_legacy_hole_out() {
-        let mem = create_guest_memory(64 << 20).unwrap();
+        let mem = create_guest_memory(64 << 20, Backing::Private).unwrap();
         assert_eq!(
             ram_map(&mem),
             vec![(0, EBDA_START), (HIMEM_START, (64 << 20) - HIMEM_START)]
@@ -244,7 +244,7 @@ mod tests {
 
     #[test]
     fn load_initramfs_puts_it_page_aligned_at_top_of_ram() {
-        let mem = create_guest_memory(64 << 20).unwrap();
+        let mem = create_guest_memory(64 << 20, Backing::Private).unwrap();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[0xab; 5000]).unwrap();
         let rd = load_initramfs(&mem, &mut f_rewound(f), 0x200_0000).unwrap();
@@ -255,7 +255,7 @@ mod tests {
 
     #[test]
     fn load_initramfs_rejects_one_that_would_overlap_the_kernel() {
-        let mem = create_guest_memory(32 << 20).unwrap();
+        let mem = create_guest_memory(32 << 20, Backing::Private).unwrap();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&vec![0; 20 << 20]).unwrap();
         let err = load_initramfs(&mem, &mut f_rewound(f), 0x100_0000).unwrap_err();
@@ -264,7 +264,7 @@ mod tests {
 
     #[test]
     fn load_kernel_rejects_a_file_that_is_not_elf() {
-        let mem = create_guest_memory(32 << 20).unwrap();
+        let mem = create_guest_memory(32 << 20, Backing::Private).unwrap();
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(&[0u8; 4096]).unwrap();
         let cmdline = new_cmdline("console=ttyS0").unwrap();
@@ -274,7 +274,7 @@ mod tests {
 
     #[test]
     fn zero_page_carries_cmdline_initrd_and_e820() {
-        let mem = create_guest_memory(64 << 20).unwrap();
+        let mem = create_guest_memory(64 << 20, Backing::Private).unwrap();
         let rd = InitramfsPlacement {
             addr: GuestAddress(0x300_0000),
             size: 1234,
@@ -292,7 +292,7 @@ mod tests {
 
     #[test]
     fn pvh_start_info_has_magic_module_and_memmap() {
-        let mem = create_guest_memory(64 << 20).unwrap();
+        let mem = create_guest_memory(64 << 20, Backing::Private).unwrap();
         let rd = InitramfsPlacement {
             addr: GuestAddress(0x300_0000),
             size: 99,

@@ -206,7 +206,7 @@ pub fn setup_lapic(vcpu: &VcpuFd) -> Result<(), RegsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::memory::create_guest_memory;
+    use crate::memory::{create_guest_memory, Backing};
 
     #[test]
     fn segment_from_gdt_decodes_flat_64bit_code() {
@@ -241,7 +241,7 @@ mod tests {
 
     #[test]
     fn page_tables_identity_map_first_gib() {
-        let mem = create_guest_memory(32 << 20).unwrap();
+        let mem = create_guest_memory(32 << 20, Backing::Private).unwrap();
         write_page_tables(&mem).unwrap();
         let pde: u64 = mem.read_obj(GuestAddress(PDE_START + 511 * 8)).unwrap();
         assert_eq!(pde, (511 << 21) | 0x83);

@@ -89,6 +89,8 @@ pub struct ActivateContext {
     pub queue_evts: Vec<EventFd>,
     /// The device's interrupt.
     pub interrupt: Arc<Interrupt>,
+    /// The feature bits the driver accepted.
+    pub driver_features: u64,
 }
 
 /// Errors activating a device.

@@ -296,6 +296,7 @@ impl MmioTransport {
             queues,
             queue_evts,
             interrupt: self.interrupt.clone(),
+            driver_features: self.driver_features,
         };
         let worker = self.device.activate(ctx)?;
         Ok(self.spawner.spawn(worker)?)

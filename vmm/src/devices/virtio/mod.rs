@@ -8,6 +8,7 @@
 pub mod block;
 pub mod chain;
 pub mod device;
+pub mod fs;
 pub mod mmio;
 pub mod net;
 pub mod rng;
@@ -24,6 +25,8 @@ pub const TYPE_BLOCK: u32 = 2;
 pub const TYPE_NET: u32 = 1;
 /// Entropy device type.
 pub const TYPE_RNG: u32 = 4;
+/// File system device type.
+pub const TYPE_FS: u32 = 26;
 /// Socket device type.
 pub const TYPE_VSOCK: u32 = 19;
 /// Largest queue size any hull device offers; bounds every descriptor chain.
