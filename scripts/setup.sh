@@ -27,6 +27,19 @@ fi
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
+# virtiofsd serves the volumes of running containers; Debian 12 does not package it.
+# Built once (as this user) and installed into /usr/local, where every user, the
+# tests' unprivileged one included, finds it. One with the options hull passes is
+# kept.
+virtiofsd=/usr/local/bin/virtiofsd
+if ! "$virtiofsd" --help 2>/dev/null | grep -- '--translate-uid' >/dev/null; then
+    echo "setup: building virtiofsd into /usr/local"
+    build_root=$(mktemp -d)
+    cargo install --locked --quiet --root "$build_root" virtiofsd
+    $SUDO install -m 0755 "$build_root/bin/virtiofsd" "$virtiofsd"
+    rm -rf "$build_root"
+fi
+
 # hull, its VMM, the static guest agent, and the guest kernel (cached after the first
 # build, which takes a while).
 cargo build --release -p hull -p vmm

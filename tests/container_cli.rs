@@ -295,3 +295,195 @@ fn file_commands_name_missing_containers_and_bad_arguments() {
     );
     assert!(env.containers().is_empty());
 }
+
+impl Env {
+    /// `hull ARGS` where create finds a virtiofsd: it only checks that one exists, and
+    /// these tests never start a VM with mounts.
+    fn hull_with_virtiofsd(&self, args: &[&str]) -> Output {
+        self.command()
+            .env("HULL_VIRTIOFSD", "/bin/true")
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn volumes(&self) -> Vec<String> {
+        std::fs::read_dir(self.root().join("volumes"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[test]
+fn bad_mounts_are_refused_before_anything_is_created() {
+    let env = Env::new();
+    let dir = env.dir.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    let file = env.dir.path().join("file");
+    std::fs::write(&file, "x").unwrap();
+    let (dir, file) = (dir.to_str().unwrap(), file.to_str().unwrap());
+    let missing = env.dir.path().join("missing");
+    let missing = missing.to_str().unwrap();
+    let v = |spec: &str| vec!["-v".to_owned(), spec.to_owned()];
+    let flag = |name: &str, spec: &str| vec![name.to_owned(), spec.to_owned()];
+    let many = |n: usize, each: &dyn Fn(usize) -> Vec<String>| (0..n).flat_map(each).collect::<Vec<_>>();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (v(&format!("{missing}:/data")), "bind source path does not exist"),
+        (
+            flag("--mount", &format!("type=bind,source={missing},target=/data")),
+            "bind source path does not exist",
+        ),
+        (v(&format!("{file}:/data")), "not a directory"),
+        (v(&format!("{dir}:data")), "must be absolute"),
+        (v(&format!("{dir}:/")), "destination can't be '/'"),
+        (v(&format!("{dir}:/a/../b")), "'..'"),
+        (v(&format!("{dir}:/data:z")), "unsupported option \"z\""),
+        (v("/data"), "anonymous volumes are not supported"),
+        (v("bad*name:/data"), "invalid characters for a local volume name"),
+        (v("./relative:/data"), "invalid characters for a local volume name"),
+        (
+            [v(&format!("{dir}:/a")), v(&format!("{dir}:/a/"))].concat(),
+            "Duplicate mount point: /a",
+        ),
+        (flag("--tmpfs", "/x:uid=0"), "unsupported tmpfs option"),
+        (flag("--tmpfs", "/x:size=lots"), "invalid tmpfs size"),
+        (
+            flag("--mount", "type=tmpfs,source=/x,target=/y"),
+            "source is not allowed",
+        ),
+        (flag("--mount", "type=bind,target=/y"), "source is required"),
+        (
+            flag("--mount", "type=bind,src=/x,dst=/y,bind-propagation=shared"),
+            "unsupported field",
+        ),
+        (
+            many(17, &|i| flag("--tmpfs", &format!("/t{i}"))),
+            "too many mounts (17): at most 16",
+        ),
+        (
+            many(13, &|i| v(&format!("{dir}:/s{i}"))),
+            "too many bind mounts and volumes (13): at most 12",
+        ),
+        (
+            many(3, &|i| flag("--tmpfs", &format!("/{i}{}", "x".repeat(300)))),
+            "kernel command line",
+        ),
+    ];
+    for (flags, needle) in &cases {
+        let mut args = vec!["run"];
+        args.extend(flags.iter().map(String::as_str));
+        args.extend(["busybox:cli", "true"]);
+        assert_refused(&env.hull_with_virtiofsd(&args), needle);
+    }
+    // virtiofsd is needed to share a directory, and its absence is named.
+    let out = env
+        .command()
+        .env("HULL_VIRTIOFSD", "/nonexistent/virtiofsd")
+        .args(["run", "-v", &format!("{dir}:/data"), "busybox:cli", "true"])
+        .output()
+        .unwrap();
+    assert_refused(&out, "virtiofsd not found");
+    assert!(env.containers().is_empty());
+    assert!(env.volumes().is_empty(), "{:?}", env.volumes());
+}
+
+#[test]
+fn volumes_are_created_listed_inspected_and_removed() {
+    let env = Env::new();
+    assert_eq!(text(&env.hull(&["volume", "create", "vol1"]).stdout), "vol1\n");
+    // Creating an existing volume returns it, as Docker does.
+    assert_eq!(text(&env.hull(&["volume", "create", "vol1"]).stdout), "vol1\n");
+    let random = text(&env.hull(&["volume", "create"]).stdout).trim().to_owned();
+    assert_eq!(random.len(), 64, "{random}");
+    let ls = text(&env.hull(&["volume", "ls"]).stdout);
+    assert!(ls.starts_with("DRIVER    VOLUME NAME\n"), "{ls}");
+    assert!(ls.contains("local     vol1\n"), "{ls}");
+    let quiet = text(&env.hull(&["volume", "ls", "-q"]).stdout);
+    let mut names: Vec<&str> = quiet.lines().collect();
+    names.sort();
+    let mut expected = vec!["vol1", random.as_str()];
+    expected.sort();
+    assert_eq!(names, expected);
+    let out = env.hull(&["volume", "inspect", "vol1"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["Name"], "vol1");
+    assert_eq!(v[0]["Driver"], "local");
+    let mountpoint = env.root().join("volumes/vol1/_data");
+    assert_eq!(v[0]["Mountpoint"], mountpoint.to_str().unwrap());
+    assert!(mountpoint.is_dir());
+    assert!(v[0]["CreatedAt"].as_str().unwrap().ends_with('Z'));
+    assert_refused(&env.hull(&["volume", "inspect", "ghost"]), "No such volume: ghost");
+    assert_refused(&env.hull(&["volume", "rm", "ghost"]), "No such volume: ghost");
+    assert!(env.hull(&["volume", "rm", "-f", "ghost"]).status.success());
+    assert_refused(&env.hull(&["volume", "create", "a/b"]), "invalid volume name");
+    assert_eq!(text(&env.hull(&["volume", "rm", "vol1"]).stdout), "vol1\n");
+    assert!(!env.root().join("volumes/vol1").exists());
+    let out = env.hull(&["volume", "prune", "-f"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains(&random), "{}", text(&out.stdout));
+    assert!(text(&env.hull(&["volume", "ls", "-q"]).stdout).is_empty());
+}
+
+#[test]
+fn a_volume_in_use_stays_and_inspect_shows_mounts() {
+    let env = Env::new();
+    let dir = env.dir.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    // Recorded canonical: a symlink to the directory is resolved at create.
+    let link = env.dir.path().join("link");
+    std::os::unix::fs::symlink(&dir, &link).unwrap();
+    let out = env.hull_with_virtiofsd(&[
+        "create",
+        "--name",
+        "user",
+        "-v",
+        "vol2:/v",
+        "-v",
+        &format!("{}:/data:ro", link.display()),
+        "--mount",
+        "type=tmpfs,target=/scratch,tmpfs-size=1m",
+        "busybox:cli",
+        "true",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The named volume was created on first use.
+    assert_eq!(text(&env.hull(&["volume", "ls", "-q"]).stdout), "vol2\n");
+    let inspect: serde_json::Value = serde_json::from_slice(&env.hull(&["inspect", "user"]).stdout).unwrap();
+    let mounts = inspect[0]["Mounts"].as_array().unwrap();
+    assert_eq!(mounts.len(), 3, "{mounts:?}");
+    let by_target = |t: &str| mounts.iter().find(|m| m["Destination"] == t).unwrap().clone();
+    let volume = by_target("/v");
+    assert_eq!(
+        (&volume["Type"], &volume["Name"], &volume["RW"]),
+        (&"volume".into(), &"vol2".into(), &true.into())
+    );
+    assert_eq!(
+        volume["Source"],
+        env.root().join("volumes/vol2/_data").to_str().unwrap()
+    );
+    let bind = by_target("/data");
+    let canonical = std::fs::canonicalize(&dir).unwrap();
+    assert_eq!(
+        (&bind["Type"], &bind["Source"], &bind["Mode"], &bind["RW"]),
+        (
+            &"bind".into(),
+            &canonical.to_str().unwrap().into(),
+            &"ro".into(),
+            &false.into()
+        )
+    );
+    assert_eq!(by_target("/scratch")["Type"], "tmpfs");
+    // In use, even by a container that never ran: not removed, -f or not.
+    assert_refused(&env.hull(&["volume", "rm", "vol2"]), "volume is in use");
+    assert_refused(&env.hull(&["volume", "rm", "-f", "vol2"]), "volume is in use");
+    assert!(env.hull(&["volume", "prune", "-f"]).status.success());
+    assert_eq!(text(&env.hull(&["volume", "ls", "-q"]).stdout), "vol2\n");
+    assert!(env.hull(&["rm", "user"]).status.success());
+    assert_eq!(text(&env.hull(&["volume", "rm", "vol2"]).stdout), "vol2\n");
+    assert!(dir.is_dir(), "a bind source is never touched");
+}

@@ -830,3 +830,113 @@ fn networking_reaches_the_host_and_publishes_ports() {
         text(&out.stderr)
     );
 }
+
+/// Processes named virtiofsd that belong to this user.
+fn own_virtiofsd_processes() -> usize {
+    // SAFETY: getuid has no preconditions.
+    let uid = unsafe { libc::getuid() }.to_string();
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    procs
+        .flatten()
+        .filter(|p| std::fs::read_to_string(p.path().join("comm")).is_ok_and(|c| c.trim() == "virtiofsd"))
+        .filter(|p| {
+            std::fs::read_to_string(p.path().join("status")).is_ok_and(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Uid:"))
+                    .and_then(|l| l.split_whitespace().nth(1).map(|u| u == uid))
+                    .unwrap_or(false)
+            })
+        })
+        .count()
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn volumes_share_files_with_the_host_and_stay_inside() {
+    use std::os::unix::fs::PermissionsExt;
+    let host = tempfile::tempdir().unwrap();
+    // A file beside the shared directory, which the guest must not reach.
+    let secret = format!("host-only-{}", std::process::id());
+    std::fs::write(host.path().join("marker"), &secret).unwrap();
+    let dir = host.path().join("shared");
+    std::fs::create_dir(&dir).unwrap();
+    std::fs::write(dir.join("file"), "from the host\n").unwrap();
+    std::os::unix::fs::symlink("/", dir.join("esc")).unwrap();
+    std::os::unix::fs::symlink("../marker", dir.join("up")).unwrap();
+    std::fs::create_dir(dir.join("open")).unwrap();
+    std::fs::set_permissions(dir.join("open"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let bind = format!("{}:/data", dir.display());
+
+    // Read and write; symlinks and `..` resolve in the guest's own tree: `esc -> /`
+    // is the container's root (its /etc/hostname), `..` of the mount is the
+    // container's `/`, so the host's marker stays out of reach.
+    let out = ok(&[
+        "run",
+        "--rm",
+        "--hostname",
+        "volbox",
+        "-v",
+        &bind,
+        IMAGE,
+        "sh",
+        "-c",
+        "cat /data/file; echo from the guest > /data/new; cat /data/esc/etc/hostname; \
+         cat /data/../marker /data/up /data/esc/marker 2>/dev/null; echo end",
+    ]);
+    assert_eq!(out, "from the host\nvolbox\nend\n");
+    assert!(!out.contains(&secret));
+    assert_eq!(std::fs::read_to_string(dir.join("new")).unwrap(), "from the guest\n");
+
+    // Read-only: mounted ro, and the write fails with the host file unchanged.
+    let out = hull(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{bind}:ro"),
+        IMAGE,
+        "sh",
+        "-c",
+        "grep ' /data ' /proc/mounts; echo changed > /data/file",
+    ]);
+    assert_ne!(code(&out), 0, "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains(" /data virtiofs ro,"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(std::fs::read_to_string(dir.join("file")).unwrap(), "from the host\n");
+
+    // A tmpfs, and a workload that is not root writing where everyone may.
+    let out = ok(&[
+        "run",
+        "--rm",
+        "-u",
+        "nobody",
+        "-v",
+        &bind,
+        "--tmpfs",
+        "/scratch:size=1m",
+        IMAGE,
+        "sh",
+        "-c",
+        "grep ' /scratch ' /proc/mounts; echo nobody > /data/open/n",
+    ]);
+    assert!(out.starts_with("tmpfs /scratch tmpfs rw,nosuid,nodev,noexec"), "{out}");
+    assert!(out.contains("size=1024k"), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.join("open/n")).unwrap(), "nobody\n");
+
+    // A named volume outlives the container that wrote to it.
+    ok(&["run", "--rm", "-v", "e2e-vol:/v", IMAGE, "sh", "-c", "echo hi > /v/f"]);
+    assert_eq!(
+        ok(&["run", "--rm", "-v", "e2e-vol:/w:ro", IMAGE, "cat", "/w/f"]),
+        "hi\n"
+    );
+    ok(&["volume", "rm", "e2e-vol"]);
+
+    // Every virtiofsd went with its VM.
+    wait_until("virtiofsd to exit", Duration::from_secs(10), || {
+        own_virtiofsd_processes() == 0
+    });
+}

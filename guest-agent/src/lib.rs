@@ -4,5 +4,6 @@
 //! builds; the protocol types live here so host and guest share one definition.
 
 pub mod archive;
+pub mod mounts;
 pub mod protocol;
 pub mod user;

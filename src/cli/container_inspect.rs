@@ -2,6 +2,7 @@
 
 use std::io::Write;
 
+use hull::container::mounts::Mount;
 use hull::container::{Container, ContainerError, Status};
 use serde_json::json;
 
@@ -76,6 +77,7 @@ fn describe(c: &Container) -> serde_json::Value {
             "NetworkMode": c.config.network.name(),
             "PortBindings": port_map(&c.config.ports),
         },
+        "Mounts": c.config.mounts.iter().map(describe_mount).collect::<Vec<_>>(),
         "NetworkSettings": network_settings(c),
         "Config": {
             "Hostname": c.config.hostname,
@@ -94,6 +96,41 @@ fn describe(c: &Container) -> serde_json::Value {
             "Console": c.console_path(),
         },
     })
+}
+
+/// One entry of Docker's `Mounts`.
+fn describe_mount(m: &Mount) -> serde_json::Value {
+    let mode = if m.read_only() { "ro" } else { "" };
+    match m {
+        Mount::Bind { source, target, .. } => json!({
+            "Type": "bind",
+            "Source": source,
+            "Destination": target,
+            "Mode": mode,
+            "RW": !m.read_only(),
+            "Propagation": "rprivate",
+        }),
+        Mount::Volume {
+            name, source, target, ..
+        } => json!({
+            "Type": "volume",
+            "Name": name,
+            "Source": source,
+            "Destination": target,
+            "Driver": "local",
+            "Mode": mode,
+            "RW": !m.read_only(),
+            "Propagation": "",
+        }),
+        Mount::Tmpfs { target, options } => json!({
+            "Type": "tmpfs",
+            "Source": "",
+            "Destination": target,
+            "Mode": options.to_string(),
+            "RW": true,
+            "Propagation": "",
+        }),
+    }
 }
 
 /// Docker's `{"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}`.

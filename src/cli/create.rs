@@ -6,8 +6,10 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use hull::container::assets::{check_kvm, Assets};
+use hull::container::mounts::{self, Mount};
 use hull::container::network::{self, NetworkMode, PortMapping};
-use hull::container::spec::{self, Overrides};
+use hull::container::spec::{self, parse_size, Overrides};
+use hull::container::volumes::VolumeStore;
 use hull::container::{names, vm, Container, ContainerConfig, ContainerStore};
 use hull::image::reference::Reference;
 use hull::image::store::{Image, ImageStore, StoreError};
@@ -72,6 +74,17 @@ pub struct CreateArgs {
     /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Bind mount a host directory or mount a named volume (created if missing):
+    /// SOURCE:DESTINATION[:ro|rw], SOURCE an absolute host path or a volume name
+    #[arg(short = 'v', long = "volume")]
+    pub volume: Vec<String>,
+    /// Attach a filesystem mount: type=bind|volume|tmpfs,source=SRC,target=DST, and
+    /// optionally readonly, tmpfs-size=SIZE, tmpfs-mode=MODE
+    #[arg(long = "mount")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs: DESTINATION[:size=SIZE,mode=MODE,exec,suid,dev,...]
+    #[arg(long)]
+    pub tmpfs: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -84,22 +97,6 @@ pub struct CreateArgs {
 
 const DEFAULT_MEMORY_MIB: u32 = 512;
 const MIN_MEMORY_MIB: u32 = 64;
-
-/// A size as Docker's flags take it: bytes, or a number with `b`, `k`, `m` or `g`
-/// (`kb`, `mb`, `gb` too).
-fn parse_size(s: &str) -> Option<u64> {
-    let lower = s.to_ascii_lowercase();
-    let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
-    let n: u64 = digits.parse().ok()?;
-    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
-        "" => 0,
-        "k" => 10,
-        "m" => 20,
-        "g" => 30,
-        _ => return None,
-    };
-    n.checked_mul(1 << shift)
-}
 
 /// `512m`, `1g`, `1048576` (bytes), as `docker run -m` takes it.
 pub fn parse_memory(s: &str) -> anyhow::Result<u32> {
@@ -167,6 +164,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         .map(|p| PortMapping::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
     network::check(network, &ports)?;
+    let mounts = plan_mounts(args)?;
     check_kvm().map_err(anyhow::Error::msg)?;
     Assets::locate()?;
 
@@ -207,16 +205,49 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         log_max_bytes: parse_log_opts(&args.log_opt)?,
         network,
         ports,
+        mounts,
     };
     let containers = ContainerStore::open(store.root())?;
+    let volumes = VolumeStore::open(store.root())?;
     let tmpfs = config.tmpfs_upper;
+    let wanted: Vec<String> = config
+        .mounts
+        .iter()
+        .filter_map(|m| m.volume_name())
+        .map(String::from)
+        .collect();
+    // Under the containers' lock: a `volume rm` cannot slip in between.
     Ok(containers.create(config, args.name.as_deref(), |dir| {
+        for name in &wanted {
+            volumes.create(Some(name)).map_err(std::io::Error::other)?;
+        }
         if tmpfs {
             Ok(())
         } else {
             vm::create_upper_disk(&dir.join("upper.img"), vm::UPPER_DISK_BYTES)
         }
     })?)
+}
+
+/// `-v`, `--mount` and `--tmpfs`, checked together and against the host (bind
+/// sources must be existing directories; virtiofsd must be installed to share them).
+fn plan_mounts(args: &CreateArgs) -> anyhow::Result<Vec<Mount>> {
+    let mut requests = Vec::new();
+    for spec in &args.volume {
+        requests.push(mounts::parse_volume_flag(spec)?);
+    }
+    for spec in &args.mount {
+        requests.push(mounts::parse_mount_flag(spec)?);
+    }
+    for spec in &args.tmpfs {
+        requests.push(mounts::parse_tmpfs_flag(spec)?);
+    }
+    let store_root = std::path::absolute(ImageStore::default_root())?;
+    let planned = mounts::plan(requests, |name| VolumeStore::data_dir(&store_root, name))?;
+    if planned.iter().any(|m| m.shared_dir().is_some()) {
+        hull::container::virtiofs::find_virtiofsd()?;
+    }
+    Ok(planned)
 }
 
 /// `--log-opt max-size=SIZE` (bytes, or with k, m, g), between 4 KiB and 1 GiB.

@@ -30,6 +30,7 @@ mod start;
 mod stop;
 mod tag;
 mod terminal;
+mod volume;
 
 use std::io;
 use std::process::ExitCode;
@@ -109,6 +110,9 @@ pub enum Command {
     Load(load::LoadArgs),
     /// Save one or more images to a tar archive (streamed to STDOUT by default)
     Save(save::SaveArgs),
+    /// Manage volumes
+    #[command(subcommand)]
+    Volume(volume::VolumeCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -227,6 +231,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => done(export::run(a)),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => done(port::run(a)),
+        Command::Volume(a) => volume::run(a),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }

@@ -73,7 +73,7 @@ impl AgentAccess {
         let vmm_log = File::create(c.dir.join("helper-vmm.log")).map_err(io("helper vmm log"))?;
         // The helper's console must not replace the container's own console log.
         let console = c.dir.join("helper-console.log");
-        let child = vm::vmm_command(&assets, &initramfs, &helper_view, &console, None)
+        let child = vm::vmm_command(&assets, &initramfs, &helper_view, &console, None, None)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(vmm_log)

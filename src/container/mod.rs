@@ -14,11 +14,14 @@ pub mod attach;
 pub mod helper;
 pub mod logs;
 pub mod monitor;
+pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod proc;
 pub mod spec;
+pub mod virtiofs;
 pub mod vm;
+pub mod volumes;
 
 use std::fs;
 use std::io;
@@ -94,6 +97,9 @@ pub struct ContainerConfig {
     /// `-p`.
     #[serde(default)]
     pub ports: Vec<network::PortMapping>,
+    /// `-v`, `--mount`, `--tmpfs`, parents before the mounts inside them.
+    #[serde(default)]
+    pub mounts: Vec<mounts::Mount>,
 }
 
 fn default_log_max() -> u64 {
@@ -298,6 +304,13 @@ impl ContainerStore {
     fn lock(&self) -> Result<Lock> {
         let path = self.dir.join(".lock");
         Lock::exclusive(&path).map_err(|source| ContainerError::Store { path, source })
+    }
+
+    /// Runs `f` on every container while holding the store's lock, so none is created
+    /// or removed meanwhile (`volume rm` checks that a volume is unused this way).
+    pub fn with_containers<T>(&self, f: impl FnOnce(&[Container]) -> T) -> Result<T> {
+        let _lock = self.lock()?;
+        Ok(f(&self.list()?))
     }
 
     /// Every container, settled, oldest first. Half-created directories older than a

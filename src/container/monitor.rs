@@ -25,6 +25,7 @@ use super::attach::Frame;
 use super::logs::{LogStream, LogWriter};
 use super::network::{self, NetworkError, NetworkMode};
 use super::proc::ProcessId;
+use super::virtiofs::{Shares, VirtiofsError};
 use super::{vm, Container, ContainerError, ContainerStore, Status};
 
 /// The id the main process has in the agent; `exec` uses others.
@@ -44,6 +45,8 @@ pub enum MonitorError {
     Assets(#[from] AssetError),
     #[error(transparent)]
     Network(#[from] NetworkError),
+    #[error(transparent)]
+    Virtiofs(#[from] VirtiofsError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -164,8 +167,17 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
         }
         NetworkMode::None => None,
     };
+    // Then the shared directories' virtiofsd, for the same reason.
+    let mut shares = match Shares::start(&c.config.mounts, &c.socket_dir(), &c.dir) {
+        Ok(shares) => shares,
+        Err(e) => {
+            stop_passt(&mut passt);
+            return Err(e.into());
+        }
+    };
     let net_socket = passt.as_ref().map(|(_, socket)| socket.as_path());
-    let spawned = vm::vmm_command(&assets, &initramfs, c, &c.console_path(), net_socket)
+    let fs_devices = shares.devices();
+    let spawned = vm::vmm_command(&assets, &initramfs, c, &c.console_path(), net_socket, Some(&fs_devices))
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(vmm_log)
@@ -184,8 +196,14 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let vmm_done = Arc::new(Mutex::new(false));
     watch_vmm(child, events.clone(), vmm_done.clone());
     let mut control = None;
-    let result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control);
+    let mut result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control);
     power_off(c, vmm, &rx, &vmm_done, control);
+    if let (Ok(outcome), Some(why)) = (&mut result, shares.failure()) {
+        if !outcome.error.is_empty() {
+            outcome.error = format!("{}; {why}", outcome.error);
+        }
+    }
+    shares.stop();
     stop_passt(&mut passt);
     result
 }

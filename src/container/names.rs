@@ -11,16 +11,20 @@ pub enum NameError {
 /// Docker's rule: `[a-zA-Z0-9][a-zA-Z0-9_.-]+` (a leading `/` is accepted and dropped).
 pub fn validate_name(name: &str) -> Result<String, NameError> {
     let bare = name.strip_prefix('/').unwrap_or(name);
-    let mut bytes = bare.bytes();
-    let ok = bare.len() >= 2
-        && bare.len() <= 128
-        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok {
+    if follows_name_rule(bare) {
         Ok(bare.to_owned())
     } else {
         Err(NameError::Invalid(name.chars().take(140).collect()))
     }
+}
+
+/// `[a-zA-Z0-9][a-zA-Z0-9_.-]+`, at most 128 bytes: container and volume names.
+pub fn follows_name_rule(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    name.len() >= 2
+        && name.len() <= 128
+        && bytes.next().is_some_and(|b| b.is_ascii_alphanumeric())
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-')
 }
 
 /// 32 random bytes as 64 hex digits.

@@ -179,6 +179,22 @@ pub fn parse_env_file(text: &str) -> Vec<String> {
         .collect()
 }
 
+/// A size as Docker's flags take it: bytes, or a number with `b`, `k`, `m` or `g`
+/// (`kb`, `mb`, `gb` too).
+pub fn parse_size(s: &str) -> Option<u64> {
+    let lower = s.to_ascii_lowercase();
+    let (digits, unit) = lower.split_at(lower.find(|c: char| !c.is_ascii_digit()).unwrap_or(lower.len()));
+    let n: u64 = digits.parse().ok()?;
+    let shift = match unit.strip_suffix('b').unwrap_or(unit) {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1 << shift)
+}
+
 /// The image's `StopSignal` (`SIGTERM`, `TERM`, `15`), SIGTERM by default.
 pub fn stop_signal(image_config: &Value) -> i32 {
     let s = image_section(image_config)

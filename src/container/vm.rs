@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::assets::Assets;
-use super::network;
 use super::Container;
+use super::{mounts, network};
 
 /// Size of a container's sparse writable disk (only written blocks use space).
 pub const UPPER_DISK_BYTES: u64 = 16 << 30;
@@ -47,15 +47,18 @@ pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The VMM command for `container`, its serial console going to `console` and its
-/// network device (if any) to the passt socket `net`; the caller sets stdio and
-/// spawns it.
+/// The VMM command for `container`, its serial console going to `console`, its
+/// network device (if any) to the passt socket `net`, and, with `fs`, its mounts:
+/// one virtio-fs device per `(tag, virtiofsd socket)` and the mount points on the
+/// kernel command line (helper VMs get no mounts). The caller sets stdio and spawns
+/// it.
 pub fn vmm_command(
     assets: &Assets,
     initramfs: &Path,
     container: &Container,
     console: &Path,
     net: Option<&Path>,
+    fs: Option<&[(String, PathBuf)]>,
 ) -> Command {
     let c = &container.config;
     let mut cmd = Command::new(&assets.vmm);
@@ -82,6 +85,17 @@ pub fn vmm_command(
     if !c.tmpfs_upper {
         cmd.arg("--disk").arg(disk_arg(&container.upper_path(), false));
     }
+    if let Some(devices) = fs {
+        for (tag, socket) in devices {
+            let mut arg = std::ffi::OsString::from(format!("{tag}="));
+            arg.push(socket);
+            cmd.arg("--fs").arg(arg);
+        }
+        let words = mounts::kernel_args(&c.mounts);
+        if !words.is_empty() {
+            cmd.arg("--append").arg(words);
+        }
+    }
     cmd.arg("--vsock-uds")
         .arg(container.vsock_path())
         .arg("--console")
@@ -96,4 +110,84 @@ fn disk_arg(path: &Path, read_only: bool) -> std::ffi::OsString {
     let mut s = path.as_os_str().to_owned();
     s.push(if read_only { ",ro" } else { ",rw" });
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::mounts::{Mount, TmpfsOptions};
+    use super::super::{ContainerConfig, ContainerState};
+    use super::*;
+
+    fn container(mounts: Vec<Mount>) -> Container {
+        Container {
+            dir: PathBuf::from("/store/containers/c1"),
+            config: ContainerConfig {
+                id: "c1".into(),
+                name: "c1".into(),
+                created: chrono::Utc::now(),
+                image: "busybox".into(),
+                image_id: "sha256:00".into(),
+                rootfs: PathBuf::from("/store/rootfs/r.erofs"),
+                process: Default::default(),
+                hostname: "box".into(),
+                memory_mib: 256,
+                vcpus: 1,
+                auto_remove: true,
+                tmpfs_upper: true,
+                stop_signal: 15,
+                stop_timeout: 10,
+                log_max_bytes: 1 << 20,
+                network: Default::default(),
+                ports: vec![],
+                mounts,
+            },
+            state: ContainerState::created(),
+        }
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn mounts_become_fs_devices_and_kernel_words() {
+        let assets = Assets {
+            vmm: "/bin/vmm".into(),
+            kernel: "/k".into(),
+            agent: "/a".into(),
+        };
+        let c = container(vec![
+            Mount::Bind {
+                source: "/srv".into(),
+                target: "/data".into(),
+                read_only: true,
+            },
+            Mount::Tmpfs {
+                target: "/t".into(),
+                options: TmpfsOptions::default(),
+            },
+        ]);
+        let fs = vec![("hullfs0".to_owned(), PathBuf::from("/run/c1/fs0.sock"))];
+        let a = args(&vmm_command(
+            &assets,
+            Path::new("/i"),
+            &c,
+            Path::new("/con"),
+            None,
+            Some(&fs),
+        ));
+        let fs_at = a.iter().position(|x| x == "--fs").unwrap();
+        assert_eq!(a[fs_at + 1], "hullfs0=/run/c1/fs0.sock");
+        assert!(a.contains(&"hull.fs=hullfs0:ro:/data hull.tmpfs=/t:noexec%2Cnosuid%2Cnodev".to_owned()));
+        // A helper VM gets neither the devices nor the mounts.
+        let a = args(&vmm_command(
+            &assets,
+            Path::new("/i"),
+            &c,
+            Path::new("/con"),
+            None,
+            None,
+        ));
+        assert!(!a.iter().any(|x| x == "--fs" || x.contains("hull.fs")));
+    }
 }

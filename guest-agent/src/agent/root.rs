@@ -12,6 +12,8 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path};
 
+use guest_agent::mounts::{self, MountArg};
+
 use super::sys::{self, bind, cstring, mknod, mount};
 
 /// Where the container root is assembled in the agent's own (initramfs) tree.
@@ -32,6 +34,10 @@ pub struct BootConfig {
     pub dns: Vec<String>,
     /// eth0's address and route (`hull.net=`, `hull.mtu=`); none: loopback only.
     pub net: Option<super::net::NetConfig>,
+    /// Volumes and tmpfs mounts (`hull.fs=`, `hull.tmpfs=`), parents first.
+    pub mounts: Vec<MountArg>,
+    /// Why mount words were refused; any makes the container fail to start.
+    pub mount_errors: Vec<String>,
 }
 
 impl BootConfig {
@@ -46,6 +52,7 @@ impl BootConfig {
                 .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
         };
         config.net = value("hull.net").and_then(|n| super::net::NetConfig::parse(n, value("hull.mtu")));
+        (config.mounts, config.mount_errors) = mounts::from_cmdline(cmdline);
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("hull.upper", v)) => config.tmpfs_upper = v == "tmpfs",
@@ -113,7 +120,58 @@ pub fn prepare(config: &BootConfig) -> io::Result<()> {
     let options = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
     mount("overlay", Path::new(ROOT), "overlay", 0, Some(&options)).map_err(ctx("mount overlay"))?;
     mount_container_filesystems().map_err(ctx("container filesystems"))?;
-    write_runtime_files(config).map_err(ctx("runtime files in /etc"))
+    write_runtime_files(config).map_err(ctx("runtime files in /etc"))?;
+    // Last: the runtime files are never written into a volume mounted on /etc.
+    mount_volumes(config)
+}
+
+/// Mounts every volume and tmpfs at its place in the container root. A refused mount
+/// word or a failed mount fails the container's start, naming the mount point.
+fn mount_volumes(config: &BootConfig) -> io::Result<()> {
+    if let Some(e) = config.mount_errors.first() {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone()));
+    }
+    for m in &config.mounts {
+        mount_one(m).map_err(|e| {
+            let what = match m {
+                MountArg::Shared { .. } => "volume",
+                MountArg::Tmpfs { .. } => "tmpfs",
+            };
+            io::Error::new(e.kind(), format!("mount {what} on {}: {e}", m.target()))
+        })?;
+    }
+    Ok(())
+}
+
+/// Creates the mount point inside the container root (a symlink planted by the image
+/// resolves inside the root, never outside it) and mounts onto the directory found,
+/// through its descriptor, so nothing is looked up twice.
+fn mount_one(m: &MountArg) -> io::Result<()> {
+    let root = open_root()?;
+    mkdir_all_in_root(&root, m.target())?;
+    let point = open_in_root(&root, m.target(), libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    let target = format!("/proc/self/fd/{}", point.as_raw_fd());
+    let target = Path::new(&target);
+    match m {
+        MountArg::Shared { tag, read_only, .. } => {
+            let ro = if *read_only { libc::MS_RDONLY } else { 0 };
+            mount(tag, target, "virtiofs", libc::MS_NOSUID | libc::MS_NODEV | ro, None)
+        }
+        MountArg::Tmpfs { options, .. } => {
+            let flag = |on: bool, f: libc::c_ulong| if on { f } else { 0 };
+            let flags = flag(options.noexec, libc::MS_NOEXEC)
+                | flag(options.nosuid, libc::MS_NOSUID)
+                | flag(options.nodev, libc::MS_NODEV);
+            let data = options.data();
+            mount(
+                "tmpfs",
+                target,
+                "tmpfs",
+                flags,
+                Some(&data).filter(|d| !d.is_empty()).map(|d| d.as_str()),
+            )
+        }
+    }
 }
 
 fn mount_container_filesystems() -> io::Result<()> {
@@ -312,5 +370,41 @@ mod tests {
         assert_eq!(c.hostname, "localhost");
         assert!(c.dns.is_empty());
         assert!(!c.tmpfs_upper);
+    }
+
+    #[test]
+    fn mounts_come_from_the_cmdline_and_bad_ones_are_kept_as_errors() {
+        let c = BootConfig::from_cmdline(
+            "quiet hull.fs=hullfs0:ro:/my%20data hull.tmpfs=/scratch:size%3D1024%2Cexec hull.upper=disk",
+        );
+        assert!(c.mount_errors.is_empty(), "{:?}", c.mount_errors);
+        assert_eq!(
+            c.mounts[0],
+            MountArg::Shared {
+                tag: "hullfs0".into(),
+                read_only: true,
+                target: "/my data".into()
+            }
+        );
+        let MountArg::Tmpfs { target, options } = &c.mounts[1] else {
+            panic!("{:?}", c.mounts)
+        };
+        assert_eq!(
+            (target.as_str(), options.size, options.noexec),
+            ("/scratch", Some(1024), false)
+        );
+        for hostile in [
+            "hull.fs=hullfs0:ro:/../../etc",
+            "hull.fs=../x:rw:/data",
+            "hull.fs=hullfs0:ro",
+            "hull.tmpfs=/x:uid%3D0",
+            "hull.tmpfs=/x:size%3D1t",
+            "hull.fs=hullfs0:rw:/%E2%82",
+        ] {
+            let c = BootConfig::from_cmdline(hostile);
+            assert!(c.mounts.is_empty(), "{hostile}");
+            assert_eq!(c.mount_errors.len(), 1, "{hostile}");
+            assert!(mount_volumes(&c).is_err(), "{hostile}");
+        }
     }
 }

@@ -1,0 +1,179 @@
+//! `hull volume create|ls|inspect|rm|prune`: named volumes.
+
+use std::io::{BufRead, Write};
+
+use hull::container::volumes::{Volume, VolumeError, VolumeStore};
+use hull::container::{Container, ContainerStore};
+use serde_json::json;
+
+#[derive(Debug, clap::Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume (a random name when none is given)
+    Create(CreateArgs),
+    /// List volumes
+    #[command(alias = "list")]
+    Ls(LsArgs),
+    /// Display detailed information on one or more volumes
+    Inspect(InspectArgs),
+    /// Remove one or more volumes (never one a container uses)
+    #[command(alias = "remove")]
+    Rm(RmArgs),
+    /// Remove all volumes no container uses
+    Prune(PruneArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CreateArgs {
+    /// Volume name
+    name: Option<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct LsArgs {
+    /// Only display volume names
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InspectArgs {
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RmArgs {
+    /// Do not complain about volumes that do not exist (a volume in use is never
+    /// removed)
+    #[arg(short, long)]
+    force: bool,
+    #[arg(required = true)]
+    names: Vec<String>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PruneArgs {
+    /// Do not prompt for confirmation
+    #[arg(short, long)]
+    force: bool,
+}
+
+pub fn run(command: VolumeCommand) -> anyhow::Result<u8> {
+    let store = super::open_store()?;
+    let volumes = VolumeStore::open(store.root())?;
+    let containers = ContainerStore::open(store.root())?;
+    match command {
+        VolumeCommand::Create(a) => {
+            println!("{}", volumes.create(a.name.as_deref())?.name);
+            Ok(0)
+        }
+        VolumeCommand::Ls(a) => list(&volumes, a.quiet).map(|()| 0),
+        VolumeCommand::Inspect(a) => inspect(&volumes, &a.names),
+        VolumeCommand::Rm(a) => Ok(super::lifecycle::for_each(&a.names, |name| {
+            remove(&volumes, &containers, name, a.force)
+        })),
+        VolumeCommand::Prune(a) => prune(&volumes, &containers, a.force).map(|()| 0),
+    }
+}
+
+fn list(volumes: &VolumeStore, quiet: bool) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if !quiet {
+        writeln!(out, "DRIVER    VOLUME NAME")?;
+    }
+    for v in volumes.list()? {
+        if quiet {
+            writeln!(out, "{}", v.name)?;
+        } else {
+            writeln!(out, "local     {}", v.name)?;
+        }
+    }
+    Ok(())
+}
+
+fn describe(v: &Volume) -> serde_json::Value {
+    json!({
+        "CreatedAt": v.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        "Driver": "local",
+        "Labels": {},
+        "Mountpoint": v.mountpoint,
+        "Name": v.name,
+        "Options": {},
+        "Scope": "local",
+    })
+}
+
+fn inspect(volumes: &VolumeStore, names: &[String]) -> anyhow::Result<u8> {
+    let mut found = Vec::new();
+    let mut failed = false;
+    for name in names {
+        match volumes.get(name) {
+            Ok(v) => found.push(describe(&v)),
+            Err(e) => {
+                eprintln!("hull: {e}");
+                failed = true;
+            }
+        }
+    }
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", super::inspect::pretty(&serde_json::Value::Array(found))?)?;
+    Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
+}
+
+/// The first container (in any state) that mounts volume `name`.
+fn user_of<'a>(all: &'a [Container], name: &str) -> Option<&'a Container> {
+    all.iter()
+        .find(|c| c.config.mounts.iter().any(|m| m.volume_name() == Some(name)))
+}
+
+/// Removes volume `name` unless a container uses it; the check and the removal happen
+/// under the containers' lock, so no container can start using it in between. With
+/// `force`, a volume that does not exist is no error.
+fn remove(volumes: &VolumeStore, containers: &ContainerStore, name: &str, force: bool) -> anyhow::Result<()> {
+    match volumes.get(name) {
+        Err(VolumeError::NoSuchVolume(_)) if force => return Ok(()),
+        other => other?,
+    };
+    containers.with_containers(|all| match user_of(all, name) {
+        Some(c) => Err(VolumeError::InUse {
+            name: name.to_owned(),
+            container: format!("{} ({})", &c.config.id[..12], c.config.name),
+        }),
+        None => volumes.remove(name),
+    })??;
+    Ok(())
+}
+
+fn prune(volumes: &VolumeStore, containers: &ContainerStore, force: bool) -> anyhow::Result<()> {
+    if !force && !confirm()? {
+        return Ok(());
+    }
+    let removed = containers.with_containers(|all| -> anyhow::Result<Vec<String>> {
+        let mut removed = Vec::new();
+        for v in volumes.list()? {
+            if user_of(all, &v.name).is_none() {
+                volumes.remove(&v.name)?;
+                removed.push(v.name);
+            }
+        }
+        Ok(removed)
+    })??;
+    let mut out = std::io::stdout().lock();
+    if !removed.is_empty() {
+        writeln!(out, "Deleted Volumes:")?;
+        for name in &removed {
+            writeln!(out, "{name}")?;
+        }
+        writeln!(out)?;
+    }
+    writeln!(out, "Total reclaimed volumes: {}", removed.len())?;
+    Ok(())
+}
+
+fn confirm() -> anyhow::Result<bool> {
+    print!("WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
+}
