@@ -41,6 +41,11 @@ pub enum NetworkError {
     PasstMissing,
     #[error("passt (the user-mode network of this container) failed: {0}")]
     Passt(String),
+    #[error(
+        "cannot publish port {port}: ports below {first_unprivileged} are privileged on this host \
+         (net.ipv4.ip_unprivileged_port_start) and hull runs without privileges"
+    )]
+    PrivilegedPort { port: u16, first_unprivileged: u16 },
 }
 
 /// `--network`.
@@ -181,8 +186,32 @@ pub fn check(mode: NetworkMode, ports: &[PortMapping]) -> Result<(), NetworkErro
     }
     if mode == NetworkMode::User {
         find_passt()?;
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            check_unprivileged_ports(ports, first_unprivileged_port())?;
+        }
     }
     Ok(())
+}
+
+/// The first port an unprivileged user may bind (1024 when the sysctl is unreadable).
+fn first_unprivileged_port() -> u16 {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// Refuses host ports below `first_unprivileged`: passt, running as the user, could
+/// not bind them.
+fn check_unprivileged_ports(ports: &[PortMapping], first_unprivileged: u16) -> Result<(), NetworkError> {
+    match ports.iter().find(|p| p.host_port < first_unprivileged) {
+        Some(p) => Err(NetworkError::PrivilegedPort {
+            port: p.host_port,
+            first_unprivileged,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// What the agent reads from the kernel command line.
@@ -305,6 +334,18 @@ mod tests {
             check(NetworkMode::None, &[p]),
             Err(NetworkError::PublishWithoutNetwork)
         ));
+    }
+
+    #[test]
+    fn privileged_host_ports_are_refused_up_front_for_an_unprivileged_user() {
+        let p80 = PortMapping::parse("127.0.0.1:80:8080").unwrap();
+        let p8080 = PortMapping::parse("8080:80").unwrap();
+        let err = check_unprivileged_ports(&[p8080, p80], 1024).unwrap_err();
+        assert!(err.to_string().contains("port 80:"), "{err}");
+        assert!(err.to_string().contains("below 1024"), "{err}");
+        assert!(check_unprivileged_ports(&[p8080], 1024).is_ok());
+        // A host that lowered the sysctl lets port 80 through.
+        assert!(check_unprivileged_ports(&[p80, p8080], 0).is_ok());
     }
 
     #[test]

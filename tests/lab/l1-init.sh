@@ -62,6 +62,10 @@ mount -t sysfs sysfs /host/sys
 mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null || true
 mount -t tmpfs -o mode=1777 tmpfs /host/tmp
 mount -t tmpfs -o mode=755 tmpfs /host/run
+# A small file system of the test user's own, for tests of a full disk
+# ($HULL_SMALL_FS in the job, see run.sh).
+mkdir -p /host/run/hull-small-fs
+mount -t tmpfs -o "size=320m,mode=0700,uid=$uid,gid=$gid" tmpfs /host/run/hull-small-fs
 
 # L1 has no NIC. A dummy uplink with a default route gives user-mode networking
 # (passt, which needs a routable interface) something to stand on; traffic to the

@@ -91,6 +91,7 @@ write_job_script() {
             printf 'export %s=%q\n' "$name" "${!name}"
         done < <(compgen -e | grep -E '^(PATH|CI|TERM|RUST_[A-Z_]+|NEXTEST_[A-Z_]+|CARGO_TERM_[A-Z_]+|HULL_[A-Z0-9_]+)$' || true)
         echo 'export HOME=/tmp/home TMPDIR=/tmp'
+        echo '[ -d /run/hull-small-fs ] && export HULL_SMALL_FS=/run/hull-small-fs'
         if [ -n "$skip_log" ]; then printf 'export HULL_SKIP_LOG=%q\n' "$skip_log"; fi
         echo 'mkdir -p "$HOME"'
         printf 'exec'
@@ -118,8 +119,13 @@ run_direct() {
     chown "$uid:$gid" "$home"
     make_skip_log "$home" "$uid" "$gid"
     if [ -n "$skip_log" ]; then export HULL_SKIP_LOG=$skip_log; fi
+    # A small file system of the test user's own, for tests of a full disk.
+    mkdir "$home/small-fs"
+    mount -t tmpfs -o "size=320m,mode=0700,uid=$uid,gid=$gid" tmpfs "$home/small-fs" \
+        && export HULL_SMALL_FS=$home/small-fs
     HOME=$home TMPDIR=$home setpriv --reuid="$uid" --regid="$gid" --groups="$kvm_gid" -- "$@" || rc=$?
     collect_skip_log
+    umount "$home/small-fs" 2>/dev/null || true
     rm -rf "$home"
     exit "$rc"
 }
