@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Inner half of boot-bench.sh: runs where /dev/kvm boots Linux.
-#   bench-inner.sh ARTIFACT_DIR      (env: RUNS, MEM_MIB, VCPUS)
+#   bench-inner.sh ARTIFACT_DIR [RUNS [MEM_MIB [VCPUS [EXTRA_CMDLINE]]]]
 set -uo pipefail
 art=$1
-runs=${RUNS:-10} mem=${MEM_MIB:-256} vcpus=${VCPUS:-1}
-cmdline="console=ttyS0 reboot=k panic=-1 rdinit=/init"
+runs=${2:-10} mem=${3:-256} vcpus=${4:-1}
+# `quiet`, as hull runs its guests: otherwise every VMM spends most of the boot emulating
+# the serial port for the kernel log (two exits per character).
+cmdline="console=ttyS0 reboot=k panic=-1 quiet rdinit=/init${5:+ $5}"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
@@ -24,7 +26,7 @@ overhead_kib() {
 hull_cmd() { echo "$art/vmm --kernel $art/vmlinux --initramfs $art/initramfs.cpio --memory $mem --vcpus $vcpus --console stdout --cmdline '$cmdline'"; }
 qemu_cmd() {
     echo "qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp $vcpus -m $mem -nodefaults -no-user-config" \
-         "-display none -serial stdio -no-reboot -kernel $art/vmlinux -initrd $art/initramfs.cpio -append '$cmdline'"
+         "-display none -serial stdio -no-reboot -device i8042 -kernel $art/vmlinux -initrd $art/initramfs.cpio -append '$cmdline'"
 }
 fc_cmd() {
     cat > "$work/fc.json" <<JSON

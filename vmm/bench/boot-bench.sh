@@ -7,6 +7,7 @@
 #
 #   vmm/bench/boot-bench.sh [--mode auto|lab|direct]
 #   env: RUNS=10 MEM_MIB=256 VCPUS=1 FIRECRACKER=/path HULL_GUEST_KERNEL=/path/vmlinux
+#        CMDLINE_EXTRA="..." (appended to the kernel command line of all three)
 #
 # Timings inside the lab are distorted by emulation: compare the ratios of one run.
 set -euo pipefail
@@ -31,5 +32,5 @@ chmod 0755 "$art/initramfs/init"
 (cd "$art/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$art/initramfs.cpio"
 if [ -n "${FIRECRACKER:-}" ]; then cp "$FIRECRACKER" "$art/firecracker"; fi
 chmod -R a+rX "$repo/.lab"
-export RUNS=${RUNS:-10} MEM_MIB=${MEM_MIB:-256} VCPUS=${VCPUS:-1}
-exec tests/lab/run.sh "$@" -- vmm/bench/bench-inner.sh "$art"
+exec tests/lab/run.sh "$@" -- vmm/bench/bench-inner.sh "$art" "${RUNS:-10}" "${MEM_MIB:-256}" "${VCPUS:-1}" \
+    "${CMDLINE_EXTRA:-}"
