@@ -368,10 +368,6 @@ fn bad_mounts_are_refused_before_anything_is_created() {
             many(13, &|i| v(&format!("{dir}:/s{i}"))),
             "too many bind mounts and volumes (13): at most 12",
         ),
-        (
-            many(3, &|i| flag("--tmpfs", &format!("/{i}{}", "x".repeat(300)))),
-            "kernel command line",
-        ),
     ];
     for (flags, needle) in &cases {
         let mut args = vec!["run"];

@@ -1,11 +1,7 @@
-//! Volumes and tmpfs mounts on the kernel command line: the words the host writes
-//! (`hull.fs=TAG:ro|rw:TARGET`, `hull.tmpfs=TARGET:OPTIONS`) and the agent's parser of
-//! them, in one place so both sides agree.
-//!
-//! Targets and options are percent-encoded: every byte outside `[A-Za-z0-9/._-]`
-//! becomes `%XX`, so spaces, `=`, `:`, quotes and non-ASCII survive the kernel's
-//! command-line splitting. The agent treats every word as hostile input: a malformed
-//! one is reported, never guessed at, and nothing here panics.
+//! Volumes and tmpfs mounts as the host sends them to the agent (`HostMessage::Mount`,
+//! over the control connection, never on the kernel command line) and the checks the
+//! agent applies before it mounts anything: the agent treats every mount as hostile
+//! input, refuses a malformed one with a reason, and nothing here panics.
 
 use serde::{Deserialize, Serialize};
 
@@ -16,11 +12,9 @@ pub const MAX_TARGET_BYTES: usize = 1024;
 /// The virtio-fs tag of the `index`-th shared directory of a container.
 pub const TAG_PREFIX: &str = "hullfs";
 
-const FS_KEY: &str = "hull.fs=";
-const TMPFS_KEY: &str = "hull.tmpfs=";
-
 /// One mount the agent makes in the container root.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum MountArg {
     /// A host directory (bind mount or volume) shared through a virtio-fs device.
     Shared {
@@ -165,68 +159,32 @@ pub fn tag(index: usize) -> String {
     format!("{TAG_PREFIX}{index}")
 }
 
-fn is_plain(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'_' | b'-')
-}
-
-/// Percent-encodes every byte outside `[A-Za-z0-9/._-]`.
-pub fn encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if is_plain(b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
-/// Reverses [`encode`]; `None` for a bad escape, a raw byte `encode` would have
-/// escaped, or text that is not UTF-8.
-pub fn decode(text: &str) -> Option<String> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b if is_plain(b) => {
-                out.push(b);
-                i += 1;
-            }
-            _ => return None,
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
 impl MountArg {
-    /// The word for the kernel command line.
-    pub fn to_kernel_word(&self) -> String {
+    /// The mount as the agent may make it: the target normalized ([`normalize_target`]),
+    /// the tag one the device can have, tmpfs options within their ranges.
+    pub fn validate(self) -> Result<MountArg, String> {
         match self {
             MountArg::Shared { tag, read_only, target } => {
-                let mode = if *read_only { "ro" } else { "rw" };
-                format!("{FS_KEY}{tag}:{mode}:{}", encode(target))
+                if !valid_tag(&tag) {
+                    let shown: String = tag.chars().take(40).collect();
+                    return Err(format!("bad virtio-fs tag {shown:?}"));
+                }
+                Ok(MountArg::Shared {
+                    tag,
+                    read_only,
+                    target: normalize_target(&target)?,
+                })
             }
             MountArg::Tmpfs { target, options } => {
-                format!("{TMPFS_KEY}{}:{}", encode(target), encode(&options.to_string()))
+                if options.size == Some(0) || options.mode.is_some_and(|m| m > 0o7777) {
+                    return Err(format!("bad tmpfs options {options}"));
+                }
+                Ok(MountArg::Tmpfs {
+                    target: normalize_target(&target)?,
+                    options,
+                })
             }
         }
-    }
-
-    /// Reads one command-line word: `None` when it is not a mount word, an error
-    /// naming what is wrong when it is one but malformed.
-    pub fn parse(word: &str) -> Option<Result<MountArg, String>> {
-        if let Some(value) = word.strip_prefix(FS_KEY) {
-            return Some(parse_shared(value).map_err(|e| bad_word(word, &e)));
-        }
-        let value = word.strip_prefix(TMPFS_KEY)?;
-        Some(parse_tmpfs(value).map_err(|e| bad_word(word, &e)))
     }
 
     pub fn target(&self) -> &str {
@@ -236,75 +194,26 @@ impl MountArg {
     }
 }
 
-fn bad_word(word: &str, reason: &str) -> String {
-    let shown: String = word.chars().take(80).collect();
-    format!("bad mount {shown:?}: {reason}")
-}
-
-fn parse_target(encoded: &str) -> Result<String, String> {
-    let target = decode(encoded).ok_or("bad percent-encoding")?;
-    normalize_target(&target)
-}
-
-fn parse_shared(value: &str) -> Result<MountArg, String> {
-    let mut fields = value.splitn(3, ':');
-    let (Some(tag), Some(mode), Some(target)) = (fields.next(), fields.next(), fields.next()) else {
-        return Err("expected TAG:ro|rw:TARGET".into());
-    };
-    if !valid_tag(tag) {
-        return Err("bad tag".into());
+/// Checks a whole mount list: at most [`MAX_MOUNTS`], each valid, no target twice.
+pub fn validate_all(mounts: Vec<MountArg>) -> Result<Vec<MountArg>, String> {
+    if mounts.len() > MAX_MOUNTS {
+        return Err(format!("{} mounts; at most {MAX_MOUNTS}", mounts.len()));
     }
-    let read_only = match mode {
-        "ro" => true,
-        "rw" => false,
-        _ => return Err("the mode must be ro or rw".into()),
-    };
-    Ok(MountArg::Shared {
-        tag: tag.to_owned(),
-        read_only,
-        target: parse_target(target)?,
-    })
-}
-
-fn parse_tmpfs(value: &str) -> Result<MountArg, String> {
-    let (target, options) = value.split_once(':').ok_or("expected TARGET:OPTIONS")?;
-    let options = decode(options).ok_or("bad percent-encoding")?;
-    Ok(MountArg::Tmpfs {
-        target: parse_target(target)?,
-        options: TmpfsOptions::parse(&options, |s| s.parse().ok())?,
-    })
-}
-
-/// Every mount word of a command line, in order; the errors of malformed ones (and
-/// of mounts past [`MAX_MOUNTS`]) separately.
-pub fn from_cmdline(cmdline: &str) -> (Vec<MountArg>, Vec<String>) {
-    let mut mounts = Vec::new();
-    let mut errors = Vec::new();
-    for parsed in cmdline.split_ascii_whitespace().filter_map(MountArg::parse) {
-        match parsed {
-            Ok(_) if mounts.len() == MAX_MOUNTS => errors.push(format!("more than {MAX_MOUNTS} mounts")),
-            Ok(m) => mounts.push(m),
-            Err(e) => errors.push(e),
+    let mounts = mounts
+        .into_iter()
+        .map(MountArg::validate)
+        .collect::<Result<Vec<_>, _>>()?;
+    for (i, m) in mounts.iter().enumerate() {
+        if mounts[..i].iter().any(|o| o.target() == m.target()) {
+            return Err(format!("mount point {} given twice", m.target()));
         }
     }
-    (mounts, errors)
+    Ok(mounts)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn encoding_keeps_safe_bytes_and_round_trips_the_rest() {
-        assert_eq!(encode("/data/a_b-c.d"), "/data/a_b-c.d");
-        assert_eq!(encode("/my dir/a=b:c"), "/my%20dir/a%3Db%3Ac");
-        for text in ["/x y", "/ünï/%41", "/\"q'\t\n", "size=1,mode=0755,noexec"] {
-            assert_eq!(decode(&encode(text)).as_deref(), Some(text));
-        }
-        for bad in ["%", "%4", "%zz", "/a b", "a=b", "%FF", "%e2%82"] {
-            assert_eq!(decode(bad), None, "{bad}");
-        }
-    }
 
     #[test]
     fn targets_follow_dockers_rules() {
@@ -341,14 +250,18 @@ mod tests {
         }
     }
 
+    fn shared(tag: &str, target: &str) -> MountArg {
+        MountArg::Shared {
+            tag: tag.into(),
+            read_only: true,
+            target: target.into(),
+        }
+    }
+
     #[test]
-    fn words_round_trip() {
-        let mounts = [
-            MountArg::Shared {
-                tag: tag(0),
-                read_only: true,
-                target: "/my data/x=y".into(),
-            },
+    fn mounts_survive_the_protocol_and_come_out_normalized() {
+        let mounts = vec![
+            shared(&tag(0), "/my data/./x=y/"),
             MountArg::Tmpfs {
                 target: "/scratch".into(),
                 options: TmpfsOptions {
@@ -357,59 +270,51 @@ mod tests {
                 },
             },
         ];
-        let line: Vec<String> = mounts.iter().map(MountArg::to_kernel_word).collect();
-        assert_eq!(line[0], "hull.fs=hullfs0:ro:/my%20data/x%3Dy");
-        assert_eq!(line[1], "hull.tmpfs=/scratch:size%3D1048576%2Cnoexec%2Cnosuid%2Cnodev");
-        let (parsed, errors) = from_cmdline(&format!("quiet {} console=ttyS0", line.join(" ")));
-        assert!(errors.is_empty(), "{errors:?}");
-        assert_eq!(parsed, mounts);
+        let json = serde_json::to_string(&mounts).unwrap();
+        let back: Vec<MountArg> = serde_json::from_str(&json).unwrap();
+        let valid = validate_all(back).unwrap();
+        assert_eq!(valid[0], shared("hullfs0", "/my data/x=y"));
+        assert_eq!(valid[1], mounts[1]);
     }
 
     #[test]
-    fn hostile_words_are_refused_without_panics() {
+    fn hostile_mounts_are_refused_with_a_reason() {
+        let tmpfs = |target: &str, size, mode| MountArg::Tmpfs {
+            target: target.into(),
+            options: TmpfsOptions {
+                size,
+                mode,
+                ..Default::default()
+            },
+        };
         let bad = [
-            "hull.fs=",
-            "hull.fs=hullfs0",
-            "hull.fs=hullfs0:ro",
-            "hull.fs=:ro:/x",
-            "hull.fs=bad/tag:ro:/x",
-            "hull.fs=hullfs0:rx:/x",
-            "hull.fs=hullfs0:ro:relative",
-            "hull.fs=hullfs0:ro:/",
-            "hull.fs=hullfs0:ro:/a/../../etc",
-            "hull.fs=hullfs0:ro:/a%2F..%2F..%2Fetc",
-            "hull.fs=hullfs0:ro:/a%00b",
-            "hull.fs=hullfs0:ro:/%",
-            "hull.fs=hullfs0:ro:/a:b",
-            "hull.tmpfs=/x",
-            "hull.tmpfs=/x:uid%3D0",
-            "hull.tmpfs=/x:size=1",
-            "hull.tmpfs=:noexec",
-            "hull.tmpfs=/x:%ZZ",
+            shared("", "/x"),
+            shared("bad/tag", "/x"),
+            shared(&"t".repeat(37), "/x"),
+            shared("hullfs0", "relative"),
+            shared("hullfs0", "/"),
+            shared("hullfs0", "/a/../../etc"),
+            shared("hullfs0", "/a\0b"),
+            tmpfs("/x", Some(0), None),
+            tmpfs("/x", None, Some(0o17777)),
+            tmpfs("", None, None),
         ];
-        for word in bad {
-            let (mounts, errors) = from_cmdline(word);
-            assert!(mounts.is_empty() && errors.len() == 1, "{word}: {mounts:?} {errors:?}");
+        for m in bad {
+            assert!(validate_all(vec![m.clone()]).is_err(), "{m:?}");
         }
-        let (mounts, errors) = from_cmdline(&"hull.tmpfs=/t:noexec ".repeat(MAX_MOUNTS + 2));
-        assert_eq!((mounts.len(), errors.len()), (MAX_MOUNTS, 2));
-        assert_eq!(from_cmdline("hull.fsx=1 hull.upper=disk"), (vec![], vec![]));
+        let many = vec![tmpfs("/t", None, None); MAX_MOUNTS + 1];
+        assert!(validate_all(many).unwrap_err().contains("at most"));
+        let twice = vec![tmpfs("/t", None, None), shared("hullfs0", "/t/")];
+        assert!(validate_all(twice).unwrap_err().contains("given twice"));
     }
 
     proptest::proptest! {
         #[test]
-        fn parsing_never_panics(word in "hull\\.(fs|tmpfs)=.{0,60}") {
-            let _ = from_cmdline(&word);
-        }
-
-        #[test]
-        fn any_valid_target_round_trips(target in "/[^\\x00]{1,80}") {
-            if let Ok(normal) = normalize_target(&target) {
-                let arg = MountArg::Shared { tag: tag(3), read_only: false, target: normal };
-                let (parsed, errors) = from_cmdline(&arg.to_kernel_word());
-                proptest::prop_assert!(errors.is_empty(), "{:?}", errors);
-                proptest::prop_assert_eq!(parsed, vec![arg]);
-            }
+        fn validation_never_panics(tag in ".{0,40}", target in ".{0,80}", size in proptest::option::of(0u64..4), mode in proptest::option::of(0u32..0o20000)) {
+            let _ = validate_all(vec![
+                MountArg::Shared { tag, read_only: false, target: target.clone() },
+                MountArg::Tmpfs { target, options: TmpfsOptions { size, mode, ..Default::default() } },
+            ]);
         }
     }
 }

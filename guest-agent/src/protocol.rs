@@ -57,6 +57,11 @@ pub enum HostMessage {
         id: u32,
         op: CopyOp,
     },
+    /// Mount the container's volumes and tmpfs mounts (before its main process
+    /// starts; once per boot). The agent answers `Mounted` or an `Error`.
+    Mount {
+        mounts: Vec<crate::mounts::MountArg>,
+    },
     /// Power the VM off once every process has been reaped.
     Shutdown,
 }
@@ -106,6 +111,8 @@ pub enum AgentMessage {
         kind: ErrorKind,
         message: String,
     },
+    /// Every mount of a `Mount` request is in place.
+    Mounted,
 }
 
 /// How a process ended.

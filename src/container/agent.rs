@@ -117,6 +117,19 @@ impl Session {
         self.stream.try_clone()
     }
 
+    /// Has the agent mount the container's volumes and tmpfs mounts; `Ok(Err(reason))`
+    /// when it refused or a mount failed.
+    pub fn mount(
+        &mut self,
+        mounts: Vec<guest_agent::mounts::MountArg>,
+    ) -> Result<Result<(), AgentMessage>, AgentError> {
+        self.send(&HostMessage::Mount { mounts })?;
+        match self.recv()? {
+            AgentMessage::Mounted => Ok(Ok(())),
+            other => Ok(Err(other)),
+        }
+    }
+
     /// Opens the stdio streams `spec` needs, then starts it; returns the streams
     /// (stdin, stdout, stderr) once the agent reports `Started`.
     pub fn start(&mut self, id: u32, spec: &ProcessSpec) -> Result<Result<Stdio, AgentMessage>, AgentError> {

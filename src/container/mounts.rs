@@ -3,8 +3,9 @@
 //! `--mount type=tmpfs`), checked at create and recorded in the config.
 //!
 //! Every bind mount and volume reaches the guest as one virtio-fs device served by its
-//! own `virtiofsd` (see [`super::virtiofs`]); the agent learns where to mount what from
-//! the kernel command line (`guest_agent::mounts`), which has room for only so much.
+//! own `virtiofsd` (see [`super::virtiofs`]); the monitor tells the agent where to mount
+//! what over its control connection (`HostMessage::Mount`), before the main process
+//! starts; no user string goes on the guest's kernel command line.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -19,10 +20,6 @@ use super::spec::parse_size;
 /// Most bind mounts and volumes one container may have: each is a virtio-fs device,
 /// and the VM has 19 device slots of which the disks, vsock, rng and network take 5.
 pub const MAX_SHARED_DIRS: usize = 12;
-/// The room the mount words may take on the kernel command line. x86 truncates the
-/// whole line at 2048 bytes; the VMM's own options and the virtio-mmio device list
-/// take up to about 1000 of them.
-pub const MAX_KERNEL_ARGS: usize = 768;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -48,8 +45,6 @@ pub enum MountError {
     TooMany(usize),
     #[error("too many bind mounts and volumes ({0}): at most {MAX_SHARED_DIRS}")]
     TooManyShared(usize),
-    #[error("mount paths too long: they take {0} bytes of the kernel command line, at most {MAX_KERNEL_ARGS}")]
-    TooLong(usize),
 }
 
 /// One mount as the config records it.
@@ -316,10 +311,6 @@ pub fn plan(requests: Vec<MountRequest>, volume_dir: impl Fn(&str) -> PathBuf) -
         .collect::<Result<Vec<_>, _>>()?;
     // A mount inside another one is made after it.
     mounts.sort_by_key(|m| m.target().matches('/').count());
-    let length = kernel_args(&mounts).len();
-    if length > MAX_KERNEL_ARGS {
-        return Err(MountError::TooLong(length));
-    }
     Ok(mounts)
 }
 
@@ -382,12 +373,6 @@ pub fn mount_args(mounts: &[Mount]) -> Vec<MountArg> {
             }
         })
         .collect()
-}
-
-/// The mount words for the kernel command line (empty without mounts).
-pub fn kernel_args(mounts: &[Mount]) -> String {
-    let words: Vec<String> = mount_args(mounts).iter().map(MountArg::to_kernel_word).collect();
-    words.join(" ")
 }
 
 #[cfg(test)]
@@ -507,12 +492,10 @@ mod tests {
             .map(|i| host(dir.path(), &format!("/s{i}")))
             .collect();
         assert!(matches!(plan(shared, volumes), Err(MountError::TooManyShared(_))));
-        let long: Vec<_> = (0..4).map(|i| tmpfs(&format!("/{i}{}", "x".repeat(300)))).collect();
-        assert!(matches!(plan(long, volumes), Err(MountError::TooLong(_))));
     }
 
     #[test]
-    fn kernel_args_number_shared_directories_in_order() {
+    fn mount_args_number_shared_directories_in_order() {
         let mounts = vec![
             Mount::Volume {
                 name: "v1".into(),
@@ -530,13 +513,18 @@ mod tests {
                 read_only: true,
             },
         ];
-        assert_eq!(
-            kernel_args(&mounts),
-            "hull.fs=hullfs0:rw:/v hull.tmpfs=/t:noexec%2Cnosuid%2Cnodev hull.fs=hullfs1:ro:/my%20data"
-        );
-        let (parsed, errors) = guest_agent::mounts::from_cmdline(&kernel_args(&mounts));
-        assert!(errors.is_empty());
-        assert_eq!(parsed, mount_args(&mounts));
+        let args = mount_args(&mounts);
+        let tags: Vec<_> = args
+            .iter()
+            .map(|a| match a {
+                MountArg::Shared { tag, read_only, .. } => format!("{tag}:{read_only}"),
+                MountArg::Tmpfs { .. } => "tmpfs".into(),
+            })
+            .collect();
+        assert_eq!(tags, ["hullfs0:false", "tmpfs", "hullfs1:true"]);
+        assert_eq!(args[2].target(), "/my data");
+        // What the agent receives passes its own checks unchanged.
+        assert_eq!(guest_agent::mounts::validate_all(args.clone()).unwrap(), args);
         let json = serde_json::to_string(&mounts).unwrap();
         assert_eq!(serde_json::from_str::<Vec<Mount>>(&json).unwrap(), mounts);
     }

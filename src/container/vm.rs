@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::assets::Assets;
+use super::network;
 use super::Container;
-use super::{mounts, network};
 
 /// Size of a container's sparse writable disk (only written blocks use space).
 pub const UPPER_DISK_BYTES: u64 = 16 << 30;
@@ -48,10 +48,10 @@ pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
 }
 
 /// The VMM command for `container`, its serial console going to `console`, its
-/// network device (if any) to the passt socket `net`, and, with `fs`, its mounts:
-/// one virtio-fs device per `(tag, virtiofsd socket)` and the mount points on the
-/// kernel command line (helper VMs get no mounts). The caller sets stdio and spawns
-/// it.
+/// network device (if any) to the passt socket `net`, and, with `fs`, one virtio-fs
+/// device per `(tag, virtiofsd socket)` (helper VMs get none; where to mount them is
+/// sent to the agent, never put on the kernel command line). The caller sets stdio
+/// and spawns it.
 pub fn vmm_command(
     assets: &Assets,
     initramfs: &Path,
@@ -90,10 +90,6 @@ pub fn vmm_command(
             let mut arg = std::ffi::OsString::from(format!("{tag}="));
             arg.push(socket);
             cmd.arg("--fs").arg(arg);
-        }
-        let words = mounts::kernel_args(&c.mounts);
-        if !words.is_empty() {
-            cmd.arg("--append").arg(words);
         }
     }
     cmd.arg("--vsock-uds")
@@ -178,7 +174,10 @@ mod tests {
         ));
         let fs_at = a.iter().position(|x| x == "--fs").unwrap();
         assert_eq!(a[fs_at + 1], "hullfs0=/run/c1/fs0.sock");
-        assert!(a.contains(&"hull.fs=hullfs0:ro:/data hull.tmpfs=/t:noexec%2Cnosuid%2Cnodev".to_owned()));
+        assert!(
+            !a.iter().any(|x| x.contains("/data") || x.contains("hull.fs")),
+            "no mount point on the kernel command line: {a:?}"
+        );
         // A helper VM gets neither the devices nor the mounts.
         let a = args(&vmm_command(
             &assets,

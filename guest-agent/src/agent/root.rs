@@ -34,10 +34,6 @@ pub struct BootConfig {
     pub dns: Vec<String>,
     /// eth0's address and route (`hull.net=`, `hull.mtu=`); none: loopback only.
     pub net: Option<super::net::NetConfig>,
-    /// Volumes and tmpfs mounts (`hull.fs=`, `hull.tmpfs=`), parents first.
-    pub mounts: Vec<MountArg>,
-    /// Why mount words were refused; any makes the container fail to start.
-    pub mount_errors: Vec<String>,
 }
 
 impl BootConfig {
@@ -52,7 +48,6 @@ impl BootConfig {
                 .find_map(|w| w.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
         };
         config.net = value("hull.net").and_then(|n| super::net::NetConfig::parse(n, value("hull.mtu")));
-        (config.mounts, config.mount_errors) = mounts::from_cmdline(cmdline);
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("hull.upper", v)) => config.tmpfs_upper = v == "tmpfs",
@@ -120,18 +115,16 @@ pub fn prepare(config: &BootConfig) -> io::Result<()> {
     let options = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
     mount("overlay", Path::new(ROOT), "overlay", 0, Some(&options)).map_err(ctx("mount overlay"))?;
     mount_container_filesystems().map_err(ctx("container filesystems"))?;
-    write_runtime_files(config).map_err(ctx("runtime files in /etc"))?;
-    // Last: the runtime files are never written into a volume mounted on /etc.
-    mount_volumes(config)
+    write_runtime_files(config).map_err(ctx("runtime files in /etc"))
 }
 
-/// Mounts every volume and tmpfs at its place in the container root. A refused mount
-/// word or a failed mount fails the container's start, naming the mount point.
-fn mount_volumes(config: &BootConfig) -> io::Result<()> {
-    if let Some(e) = config.mount_errors.first() {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, e.clone()));
-    }
-    for m in &config.mounts {
+/// Mounts every volume and tmpfs at its place in the container root (after
+/// [`prepare`], so the runtime files are never written into a volume mounted on
+/// /etc). The list comes from the host; it is checked first. A refused or failed
+/// mount fails the container's start, naming the mount point.
+pub fn mount_volumes(mounts: Vec<MountArg>) -> io::Result<()> {
+    let mounts = mounts::validate_all(mounts).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    for m in &mounts {
         mount_one(m).map_err(|e| {
             let what = match m {
                 MountArg::Shared { .. } => "volume",
@@ -373,38 +366,25 @@ mod tests {
     }
 
     #[test]
-    fn mounts_come_from_the_cmdline_and_bad_ones_are_kept_as_errors() {
-        let c = BootConfig::from_cmdline(
-            "quiet hull.fs=hullfs0:ro:/my%20data hull.tmpfs=/scratch:size%3D1024%2Cexec hull.upper=disk",
-        );
-        assert!(c.mount_errors.is_empty(), "{:?}", c.mount_errors);
-        assert_eq!(
-            c.mounts[0],
+    fn hostile_mount_lists_are_refused_before_anything_is_mounted() {
+        for hostile in [
             MountArg::Shared {
                 tag: "hullfs0".into(),
                 read_only: true,
-                target: "/my data".into()
-            }
-        );
-        let MountArg::Tmpfs { target, options } = &c.mounts[1] else {
-            panic!("{:?}", c.mounts)
-        };
-        assert_eq!(
-            (target.as_str(), options.size, options.noexec),
-            ("/scratch", Some(1024), false)
-        );
-        for hostile in [
-            "hull.fs=hullfs0:ro:/../../etc",
-            "hull.fs=../x:rw:/data",
-            "hull.fs=hullfs0:ro",
-            "hull.tmpfs=/x:uid%3D0",
-            "hull.tmpfs=/x:size%3D1t",
-            "hull.fs=hullfs0:rw:/%E2%82",
+                target: "/../../etc".into(),
+            },
+            MountArg::Shared {
+                tag: "../x".into(),
+                read_only: false,
+                target: "/data".into(),
+            },
+            MountArg::Tmpfs {
+                target: "relative".into(),
+                options: Default::default(),
+            },
         ] {
-            let c = BootConfig::from_cmdline(hostile);
-            assert!(c.mounts.is_empty(), "{hostile}");
-            assert_eq!(c.mount_errors.len(), 1, "{hostile}");
-            assert!(mount_volumes(&c).is_err(), "{hostile}");
+            let err = mount_volumes(vec![hostile.clone()]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{hostile:?}: {err}");
         }
     }
 }
