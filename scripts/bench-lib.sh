@@ -44,7 +44,7 @@ series() {
     done
     m=$(grep -v fail "$work/$name" | median || true)
     if [ -n "${mb:-}" ]; then
-        rate=" mb_per_s=$(awk -v m="$m" -v mb="$mb" 'BEGIN { if (m > 0) printf "%.1f", mb / m; else print "n/a" }')"
+        rate=" mb_per_s=$(awk -v m="$m" -v mb="$mb" 'BEGIN { if (m ~ /^[0-9.]+$/ && m > 0) printf "%.1f", mb / m; else print "n/a" }')"
     fi
     echo "RESULT $name median_s=$m runs=$runs failures=$(grep -c fail "$work/$name" || true)$rate" \
         "($(tr '\n' ' ' < "$work/$name"))"
