@@ -1,4 +1,4 @@
-//! Volumes and tmpfs mounts as the host sends them to the agent (`HostMessage::Mount`,
+//! Volumes and tmpfs mounts as the host sends them to the agent (`HostMessage::Configure`,
 //! over the control connection, never on the kernel command line) and the checks the
 //! agent applies before it mounts anything: the agent treats every mount as hostile
 //! input, refuses a malformed one with a reason, and nothing here panics.

@@ -57,9 +57,12 @@ pub enum HostMessage {
         id: u32,
         op: CopyOp,
     },
-    /// Mount the container's volumes and tmpfs mounts (before its main process
-    /// starts; once per boot). The agent answers `Mounted` or an `Error`.
-    Mount {
+    /// The container's own settings, once per boot, before its main process starts:
+    /// its hostname (`/etc/hostname`, `/etc/hosts`, the UTS name) and its volumes and
+    /// tmpfs mounts. User strings travel here, never on the kernel command line. The
+    /// agent answers `Configured` or an `Error`.
+    Configure {
+        hostname: String,
         mounts: Vec<crate::mounts::MountArg>,
     },
     /// Power the VM off once every process has been reaped.
@@ -111,8 +114,8 @@ pub enum AgentMessage {
         kind: ErrorKind,
         message: String,
     },
-    /// Every mount of a `Mount` request is in place.
-    Mounted,
+    /// A `Configure` request is applied: hostname set, every mount in place.
+    Configured,
 }
 
 /// How a process ended.

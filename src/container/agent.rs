@@ -117,15 +117,19 @@ impl Session {
         self.stream.try_clone()
     }
 
-    /// Has the agent mount the container's volumes and tmpfs mounts; `Ok(Err(reason))`
-    /// when it refused or a mount failed.
-    pub fn mount(
+    /// Gives the agent the container's hostname and mounts (see
+    /// [`HostMessage::Configure`]); `Ok(Err(reason))` when it refused or a mount failed.
+    pub fn configure(
         &mut self,
+        hostname: &str,
         mounts: Vec<guest_agent::mounts::MountArg>,
     ) -> Result<Result<(), AgentMessage>, AgentError> {
-        self.send(&HostMessage::Mount { mounts })?;
+        self.send(&HostMessage::Configure {
+            hostname: hostname.to_owned(),
+            mounts,
+        })?;
         match self.recv()? {
-            AgentMessage::Mounted => Ok(Ok(())),
+            AgentMessage::Configured => Ok(Ok(())),
             other => Ok(Err(other)),
         }
     }

@@ -238,18 +238,19 @@ fn run_main_process(
         Ok(s) => s,
         Err(e) => return Ok(vm_failure(c, rx, &format!("the VM did not come up: {e}"))),
     };
-    if !c.config.mounts.is_empty() {
-        match session.mount(super::mounts::mount_args(&c.config.mounts)) {
-            Ok(Ok(())) => {}
-            Ok(Err(AgentMessage::Error { message, .. })) => {
-                return Ok(Outcome {
-                    code: 125,
-                    error: message,
-                })
-            }
-            Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
-            Err(e) => return Ok(vm_failure(c, rx, &format!("mounting the volumes: {e}"))),
+    // Hostname and mounts go over the control connection: no user string on the
+    // guest's kernel command line.
+    let mounts = super::mounts::mount_args(&c.config.mounts);
+    match session.configure(&c.config.hostname, mounts) {
+        Ok(Ok(())) => {}
+        Ok(Err(AgentMessage::Error { message, .. })) => {
+            return Ok(Outcome {
+                code: 125,
+                error: message,
+            })
         }
+        Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
+        Err(e) => return Ok(vm_failure(c, rx, &format!("configuring the container: {e}"))),
     }
     let mut spec = c.config.process.clone();
     spec.stdin = spec.stdin && client.is_attached();

@@ -4,7 +4,7 @@
 //!
 //! Every bind mount and volume reaches the guest as one virtio-fs device served by its
 //! own `virtiofsd` (see [`super::virtiofs`]); the monitor tells the agent where to mount
-//! what over its control connection (`HostMessage::Mount`), before the main process
+//! what over its control connection (`HostMessage::Configure`), before the main process
 //! starts; no user string goes on the guest's kernel command line.
 
 use std::io;

@@ -68,11 +68,12 @@ pub fn vmm_command(
         .arg(initramfs)
         .args(["--memory", &c.memory_mib.to_string()])
         .args(["--vcpus", &c.vcpus.to_string()])
+        // Only hull's own words: the hostname and mounts reach the agent over its
+        // control connection, never the kernel command line.
         .arg("--append")
         .arg(format!(
-            "quiet hull.upper={} hull.hostname={}",
-            if c.tmpfs_upper { "tmpfs" } else { "disk" },
-            c.hostname
+            "quiet hull.upper={}",
+            if c.tmpfs_upper { "tmpfs" } else { "disk" }
         ))
         .arg("--disk")
         .arg(disk_arg(&c.rootfs, true));
@@ -175,8 +176,9 @@ mod tests {
         let fs_at = a.iter().position(|x| x == "--fs").unwrap();
         assert_eq!(a[fs_at + 1], "hullfs0=/run/c1/fs0.sock");
         assert!(
-            !a.iter().any(|x| x.contains("/data") || x.contains("hull.fs")),
-            "no mount point on the kernel command line: {a:?}"
+            !a.iter()
+                .any(|x| x.contains("/data") || x.contains("hull.fs") || x.contains("box")),
+            "no mount point and no hostname on the kernel command line: {a:?}"
         );
         // A helper VM gets neither the devices nor the mounts.
         let a = args(&vmm_command(

@@ -30,7 +30,6 @@ const UPPER_DISK: &str = "/dev/vdb";
 pub struct BootConfig {
     /// The writable layer is a RAM-backed tmpfs instead of the second disk.
     pub tmpfs_upper: bool,
-    pub hostname: String,
     pub dns: Vec<String>,
     /// eth0's address and route (`hull.net=`, `hull.mtu=`); none: loopback only.
     pub net: Option<super::net::NetConfig>,
@@ -38,10 +37,7 @@ pub struct BootConfig {
 
 impl BootConfig {
     pub fn from_cmdline(cmdline: &str) -> BootConfig {
-        let mut config = BootConfig {
-            hostname: "localhost".into(),
-            ..Default::default()
-        };
+        let mut config = BootConfig::default();
         let value = |key: &str| {
             cmdline
                 .split_ascii_whitespace()
@@ -51,7 +47,6 @@ impl BootConfig {
         for word in cmdline.split_ascii_whitespace() {
             match word.split_once('=') {
                 Some(("hull.upper", v)) => config.tmpfs_upper = v == "tmpfs",
-                Some(("hull.hostname", v)) if valid_hostname(v) => config.hostname = v.into(),
                 Some(("hull.dns", v)) => {
                     config.dns = v.split(',').filter(|s| valid_address(s)).map(String::from).collect()
                 }
@@ -227,17 +222,35 @@ fn real_dir(path: &Path) -> io::Result<()> {
     fs::create_dir(path)
 }
 
+/// Hostname until the host configures the container (helper VMs keep it).
+const DEFAULT_HOSTNAME: &str = "localhost";
+
 fn write_runtime_files(config: &BootConfig) -> io::Result<()> {
     let root = open_root()?;
-    let hosts = format!(
-        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{}\n",
-        config.hostname
-    );
     let resolv: String = config.dns.iter().map(|ns| format!("nameserver {ns}\n")).collect();
-    replace_file(&root, "etc/hostname", format!("{}\n", config.hostname).as_bytes())?;
-    replace_file(&root, "etc/hosts", hosts.as_bytes())?;
     replace_file(&root, "etc/resolv.conf", resolv.as_bytes())?;
-    sys::sethostname(&config.hostname)
+    write_hostname_files(&root, DEFAULT_HOSTNAME)
+}
+
+fn write_hostname_files(root: &OwnedFd, hostname: &str) -> io::Result<()> {
+    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+    replace_file(root, "etc/hostname", format!("{hostname}\n").as_bytes())?;
+    replace_file(root, "etc/hosts", hosts.as_bytes())?;
+    sys::sethostname(hostname)
+}
+
+/// Gives the container the hostname the host sent (checked here again): the UTS
+/// name, `/etc/hostname` and `/etc/hosts`, written inside the root before any volume
+/// is mounted.
+pub fn set_hostname(hostname: &str) -> io::Result<()> {
+    if !valid_hostname(hostname) {
+        let shown: String = hostname.chars().take(64).collect();
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("invalid hostname {shown:?}"),
+        ));
+    }
+    write_hostname_files(&open_root()?, hostname).map_err(ctx("runtime files in /etc"))
 }
 
 /// A descriptor of the container root, for lookups that stay inside it.
@@ -355,14 +368,20 @@ mod tests {
 
     #[test]
     fn cmdline_values_are_validated() {
-        let c = BootConfig::from_cmdline("console=ttyS0 hull.upper=tmpfs hull.hostname=abc-1 hull.dns=10.0.2.3,::1");
+        let c = BootConfig::from_cmdline("console=ttyS0 hull.upper=tmpfs hull.dns=10.0.2.3,::1");
         assert!(c.tmpfs_upper);
-        assert_eq!(c.hostname, "abc-1");
         assert_eq!(c.dns, vec!["10.0.2.3", "::1"]);
-        let c = BootConfig::from_cmdline("hull.hostname=a/b hull.dns=evil\nx");
-        assert_eq!(c.hostname, "localhost");
+        let c = BootConfig::from_cmdline("hull.dns=evil\nx");
         assert!(c.dns.is_empty());
         assert!(!c.tmpfs_upper);
+    }
+
+    #[test]
+    fn a_bad_hostname_from_the_host_is_refused_before_any_file_is_written() {
+        for bad in ["", "a/b", "a b", "x\ny", &"h".repeat(64), "../etc"] {
+            let err = set_hostname(bad).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {err}");
+        }
     }
 
     #[test]

@@ -56,8 +56,8 @@ struct State {
     by_pid: HashMap<i32, u32>,
     pending: HashMap<(u32, Stream), File>,
     shutting_down: bool,
-    /// A `Mount` request was served (it is allowed once per boot).
-    mounted: bool,
+    /// A `Configure` request was served (it is allowed once per boot).
+    configured: bool,
 }
 
 pub struct Agent {
@@ -174,28 +174,32 @@ impl Agent {
                     error(Some(id), e.kind, e.message)
                 }
             }
-            HostMessage::Mount { mounts } => match self.mount(mounts) {
-                Ok(()) => control.send(&AgentMessage::Mounted),
+            HostMessage::Configure { hostname, mounts } => match self.configure(&hostname, mounts) {
+                Ok(()) => control.send(&AgentMessage::Configured),
                 Err(e) => error(None, e.kind, e.message),
             },
             HostMessage::Shutdown => self.shutdown(),
         }
     }
 
-    /// Mounts the container's volumes, once, before any process runs.
-    fn mount(&self, mounts: Vec<guest_agent::mounts::MountArg>) -> Result<(), SpawnError> {
+    /// Applies the container's hostname and mounts, once, before any process runs.
+    fn configure(&self, hostname: &str, mounts: Vec<guest_agent::mounts::MountArg>) -> Result<(), SpawnError> {
         let fail = |kind, message| Err(SpawnError { kind, message });
         if let Some(e) = &self.setup_error {
             return fail(ErrorKind::Internal, format!("container root: {e}"));
         }
         {
             let mut state = self.state();
-            if state.mounted || !state.procs.is_empty() {
-                return fail(ErrorKind::Protocol, "mounts come once, before any process".into());
+            if state.configured || !state.procs.is_empty() {
+                return fail(
+                    ErrorKind::Protocol,
+                    "configuration comes once, before any process".into(),
+                );
             }
-            state.mounted = true;
+            state.configured = true;
         }
-        root::mount_volumes(mounts).or_else(|e| fail(ErrorKind::Internal, format!("container root: {e}")))
+        let applied = root::set_hostname(hostname).and_then(|()| root::mount_volumes(mounts));
+        applied.or_else(|e| fail(ErrorKind::Internal, format!("container root: {e}")))
     }
 
     /// Runs a file operation on its own thread, its data on `id`'s stdio streams.
