@@ -18,6 +18,7 @@ pub mod mounts;
 pub mod names;
 pub mod network;
 pub mod proc;
+pub mod programs;
 pub mod spec;
 pub mod virtiofs;
 pub mod vm;

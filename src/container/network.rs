@@ -14,7 +14,7 @@ use std::fs::File;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -220,12 +220,7 @@ pub fn kernel_args() -> String {
 }
 
 fn find_passt() -> Result<PathBuf, NetworkError> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("passt"))
-        .chain([PathBuf::from("/usr/bin/passt")])
-        .find(|p| p.is_file())
-        .ok_or(NetworkError::PasstMissing)
+    super::programs::find_in_path("passt", &["/usr/bin/passt"]).ok_or(NetworkError::PasstMissing)
 }
 
 /// The passt command for one container: its socket, addresses and published ports.
@@ -263,21 +258,9 @@ pub fn start_passt(socket: &Path, ports: &[PortMapping], log: &Path) -> Result<C
         .stderr(log_file)
         .spawn()
         .map_err(|e| NetworkError::Passt(format!("start {}: {e}", passt.display())))?;
-    let deadline = Instant::now() + PASST_START;
-    loop {
-        if socket.exists() {
-            return Ok(child);
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            return Err(NetworkError::Passt(format!("{} ({status})", last_message(log))));
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(NetworkError::Passt(format!("no socket after {PASST_START:?}")));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    super::programs::wait_for_socket(&mut child, socket, PASST_START, || last_message(log))
+        .map_err(NetworkError::Passt)?;
+    Ok(child)
 }
 
 /// passt's last meaningful line (it also complains when no syslog is reachable).

@@ -59,11 +59,7 @@ fn locate(chosen: Option<PathBuf>, search_path: &std::ffi::OsStr) -> Result<Path
             Err(VirtiofsError::BadOverride(path))
         };
     }
-    std::env::split_paths(search_path)
-        .map(|d| d.join("virtiofsd"))
-        .chain(KNOWN_PATHS.map(PathBuf::from))
-        .find(|p| p.is_file())
-        .ok_or(VirtiofsError::Missing)
+    super::programs::find_program("virtiofsd", search_path, &KNOWN_PATHS).ok_or(VirtiofsError::Missing)
 }
 
 /// The virtiofsd command sharing `dir` on `socket`.
@@ -208,26 +204,10 @@ fn start_one(
         log,
         child,
     };
-    wait_for_socket(&mut share).map_err(failed)?;
+    let log = &share.log;
+    super::programs::wait_for_socket(&mut share.child, &share.socket, START_TIMEOUT, || last_message(log))
+        .map_err(failed)?;
     Ok(share)
-}
-
-fn wait_for_socket(share: &mut Share) -> Result<(), String> {
-    let deadline = Instant::now() + START_TIMEOUT;
-    loop {
-        if share.socket.exists() {
-            return Ok(());
-        }
-        if let Ok(Some(status)) = share.child.try_wait() {
-            return Err(format!("{} ({status})", last_message(&share.log)));
-        }
-        if Instant::now() >= deadline {
-            let _ = share.child.kill();
-            let _ = share.child.wait();
-            return Err(format!("no socket after {START_TIMEOUT:?}"));
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
 }
 
 /// virtiofsd's last error line, or its last line.

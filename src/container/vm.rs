@@ -6,26 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use super::assets::Assets;
-use super::network;
 use super::Container;
+use super::{network, programs};
 
 /// Size of a container's sparse writable disk (only written blocks use space).
 pub const UPPER_DISK_BYTES: u64 = 16 << 30;
 
-fn find_mke2fs() -> Option<PathBuf> {
-    let in_path = std::env::var_os("PATH")
-        .into_iter()
-        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-        .map(|d| d.join("mke2fs"));
-    // Debian keeps mke2fs in /usr/sbin, outside an ordinary user's PATH.
-    in_path
-        .chain(["/usr/sbin/mke2fs", "/sbin/mke2fs"].map(PathBuf::from))
-        .find(|p| p.is_file())
-}
-
 /// Creates an empty, sparse ext4 file system in `path` with `mke2fs`; no root needed.
 pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
-    let mke2fs = find_mke2fs().ok_or_else(|| {
+    // Debian keeps mke2fs in /usr/sbin, outside an ordinary user's PATH.
+    let mke2fs = programs::find_in_path("mke2fs", &["/usr/sbin/mke2fs", "/sbin/mke2fs"]).ok_or_else(|| {
         io::Error::new(
             io::ErrorKind::NotFound,
             "mke2fs not found: install the Debian package e2fsprogs",
