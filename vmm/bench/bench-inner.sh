@@ -12,6 +12,7 @@ trap 'rm -rf "$work"' EXIT
 
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 median() { sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+spread() { sort -n | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) print lo "-" hi; else print "n/a" }'; }
 
 # RSS of the process minus the RSS of its guest-memory mapping (the one mapping of
 # exactly MEM_MIB), in KiB.
@@ -23,7 +24,7 @@ overhead_kib() {
         END { print total - guest }' "/proc/$1/smaps" 2>/dev/null
 }
 
-hull_cmd() { echo "$art/vmm --kernel $art/vmlinux --initramfs $art/initramfs.cpio --memory $mem --vcpus $vcpus --console stdout --cmdline '$cmdline'"; }
+hull_cmd() { echo "$art/vmm --kernel $art/vmlinux --initramfs $art/initramfs.cpio --memory $mem --vcpus $vcpus --console stdout --timings --cmdline '$cmdline'"; }
 qemu_cmd() {
     echo "qemu-system-x86_64 -M microvm,acpi=off -enable-kvm -cpu host -smp $vcpus -m $mem -nodefaults -no-user-config" \
          "-display none -serial stdio -no-reboot -device i8042 -kernel $art/vmlinux -initrd $art/initramfs.cpio -append '$cmdline'"
@@ -36,55 +37,74 @@ JSON
     echo "$art/firecracker --no-api --config-file $work/fc.json"
 }
 
-# The deepest descendant of $1 (the VMM under `timeout` and the eval subshell).
-leaf_process() {
-    local p=$1 c
-    while c=$(pgrep -P "$p" | head -n1) && [ -n "$c" ]; do p=$c; done
-    [ "$p" != "$1" ] && echo "$p"
-}
-
-# One boot: prints "<init_s> <exit_s> <overhead_kib>" (times from process start).
+# One boot: prints "<init_s> <exit_s> <overhead_kib> [<vmm_ready_s>]" (times from process
+# start; the last only for hull, from its --timings line).
+# Nothing polls while the guest boots: in a one-CPU lab a polling loop competes with the
+# vCPU thread and slows every VMM. The reader that timestamps the console lines notices
+# the mark itself and samples the VMM's memory then (the init sleeps 1 s after it).
 boot_once() {
-    local cmd=$1 log=$work/console fifo=$work/fifo start tpid vpid="" t_init="" rss="" reader
+    local cmd=$1 log=$work/console fifo=$work/fifo start vpid reader watchdog t_init
     : > "$log"
-    rm -f "$fifo"
+    rm -f "$fifo" "$work/rss" "$work/vpid"
     mkfifo "$fifo"
-    (while IFS= read -r line; do printf '%s %s\n' "$EPOCHREALTIME" "$line"; done < "$fifo" > "$log") &
+    (
+        while IFS= read -r line; do
+            printf '%s %s\n' "$EPOCHREALTIME" "$line"
+            if [[ $line == *HULL-BENCH-INIT* && ! -e $work/rss ]]; then
+                read -r vpid < "$work/vpid"
+                overhead_kib "$vpid" > "$work/rss"
+            fi
+        done < "$fifo" > "$log"
+    ) &
     reader=$!
     start=$EPOCHREALTIME
-    eval "timeout 120 $cmd" < /dev/null > "$fifo" 2>&1 &
-    tpid=$!
-    while kill -0 "$tpid" 2>/dev/null; do
-        [ -n "$vpid" ] || vpid=$(leaf_process "$tpid")
-        if [ -z "$t_init" ] && grep -q HULL-BENCH-INIT "$log"; then
-            t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
-            [ -n "$vpid" ] && rss=$(overhead_kib "$vpid")
-        fi
-        sleep 0.002
-    done
-    wait "$tpid"
+    # `exec`: the background job is the VMM itself, so its pid needs no search.
+    eval "exec $cmd" < /dev/null > "$fifo" 2>&1 &
+    vpid=$!
+    echo "$vpid" > "$work/vpid"
+    (sleep 120 && kill -KILL "$vpid") > /dev/null 2>&1 &
+    watchdog=$!
+    wait "$vpid"
     local end=$EPOCHREALTIME
+    pkill -P "$watchdog" sleep 2>/dev/null
+    kill "$watchdog" 2>/dev/null
     wait "$reader"
-    [ -n "$t_init" ] || t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
+    t_init=$(grep -m1 HULL-BENCH-INIT "$log" | cut -d' ' -f1)
     [ -n "$t_init" ] || { echo "fail fail fail"; sed 's/^/    | /' "$log" | tail -n 20 >&2; return; }
-    echo "$(elapsed "$start" "$t_init") $(elapsed "$start" "$end") ${rss:-n/a}"
+    local rss ready
+    rss=$(cat "$work/rss" 2>/dev/null)
+    # hull's VMM reports its own startup phases (--timings): when its vCPUs were running.
+    ready=$(grep -o 'vcpus_us=[0-9]*' "$log" | head -n1 | awk -F= '{ printf "%.3f", $2 / 1e6 }')
+    echo "$(elapsed "$start" "$t_init") $(elapsed "$start" "$end") ${rss:-n/a}${ready:+ $ready}"
 }
 
-bench() {
-    local name=$1 cmd=$2 i
-    : > "$work/$name"
-    for i in $(seq 1 "$runs"); do
-        r=$(boot_once "$cmd")
-        echo "$name run $i: init_s exit_s rss_overhead_kib = $r"
-        echo "$r" >> "$work/$name"
-    done
+# Reports one VMM's runs.
+report() {
+    local name=$1
     echo "RESULT $name median_init_s=$(cut -d' ' -f1 "$work/$name" | grep -v fail | median)" \
         "median_exit_s=$(cut -d' ' -f2 "$work/$name" | grep -v fail | median)" \
         "median_rss_overhead_kib=$(cut -d' ' -f3 "$work/$name" | grep -v 'fail\|n/a' | median)" \
+        "init_range_s=$(cut -d' ' -f1 "$work/$name" | grep -v fail | spread)" \
+        "median_vmm_ready_s=$(awk 'NF == 4 { print $4 }' "$work/$name" | median)" \
         "failures=$(grep -c fail "$work/$name")"
 }
 
 echo "bench: $(uname -r), $(nproc) CPUs, $runs runs, ${mem} MiB, $vcpus vCPU(s)"
-bench hull "$(hull_cmd)"
-if command -v qemu-system-x86_64 >/dev/null; then bench qemu "$(qemu_cmd)"; else echo "qemu-system-x86_64 not installed: QEMU not measured"; fi
-if [ -x "$art/firecracker" ]; then bench firecracker "$(fc_cmd)"; fi
+vmms="hull"
+if command -v qemu-system-x86_64 >/dev/null; then vmms="$vmms qemu"; else echo "qemu-system-x86_64 not installed: QEMU not measured"; fi
+if [ -x "$art/firecracker" ]; then vmms="$vmms firecracker"; fi
+# Interleaved, so a drift in the lab during the run weighs on every VMM alike.
+for name in $vmms; do : > "$work/$name"; done
+for i in $(seq 1 "$runs"); do
+    for name in $vmms; do
+        case $name in
+            hull) cmd=$(hull_cmd) ;;
+            qemu) cmd=$(qemu_cmd) ;;
+            firecracker) cmd=$(fc_cmd) ;;
+        esac
+        r=$(boot_once "$cmd")
+        echo "$name run $i: init_s exit_s rss_overhead_kib [vmm_ready_s] = $r"
+        echo "$r" >> "$work/$name"
+    done
+done
+for name in $vmms; do report "$name"; done

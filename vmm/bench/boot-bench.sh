@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Boot benchmark: hull's VMM against QEMU `-M microvm` (and Firecracker when
 # FIRECRACKER=/path/to/firecracker is given), same kernel, initramfs, memory and vCPUs,
-# RUNS boots each, all in one lab run (or directly on hardware KVM). Reports, per VMM,
-# the median time from process start to the guest's /init and to VM exit, and the
-# VMM's RSS beyond the guest memory it touched.
+# RUNS boots each, interleaved, all in one lab run (or directly on hardware KVM).
+# Reports, per VMM, the median time from process start to the guest's /init and to VM
+# exit, their spread, the VMM's RSS beyond the guest memory it touched, and for hull
+# when its vCPUs started (its --timings line).
 #
 #   vmm/bench/boot-bench.sh [--mode auto|lab|direct]
 #   env: RUNS=10 MEM_MIB=256 VCPUS=1 FIRECRACKER=/path HULL_GUEST_KERNEL=/path/vmlinux
