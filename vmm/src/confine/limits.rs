@@ -13,7 +13,13 @@ pub struct Limits {
     pub fsize: u64,
 }
 
-fn set(resource: libc::__rlimit_resource_t, name: &'static str, value: u64) -> Result<(), ConfineError> {
+/// setrlimit's resource argument: glibc gives it its own type, musl a plain int.
+#[cfg(target_env = "gnu")]
+type Resource = libc::__rlimit_resource_t;
+#[cfg(not(target_env = "gnu"))]
+type Resource = libc::c_int;
+
+fn set(resource: Resource, name: &'static str, value: u64) -> Result<(), ConfineError> {
     let limit = libc::rlimit {
         rlim_cur: value,
         rlim_max: value,
