@@ -123,7 +123,7 @@ pub fn create_guest_memory(bytes: u64, backing: Backing) -> Result<GuestMemory, 
 }
 
 /// Alignment of a host huge page, and of every RAM region's host address.
-pub const HUGE_PAGE: usize = 2 << 20;
+const HUGE_PAGE: usize = 2 << 20;
 /// An inaccessible page kept just below each RAM region. Without it the next mapping
 /// the kernel places below (a thread stack, say) would end on a 2 MiB boundary and,
 /// where THP is `always`, be backed by a huge page it does not need.
