@@ -91,6 +91,8 @@ write_job_script() {
             printf 'export %s=%q\n' "$name" "${!name}"
         done < <(compgen -e | grep -E '^(PATH|CI|TERM|RUST_[A-Z_]+|NEXTEST_[A-Z_]+|CARGO_TERM_[A-Z_]+|HULL_[A-Z0-9_]+)$' || true)
         echo 'export HOME=/tmp/home TMPDIR=/tmp'
+        # Tells a job it runs in the lab (L1 under QEMU's software emulation).
+        echo 'export HULL_IN_LAB=1'
         echo '[ -d /run/hull-small-fs ] && export HULL_SMALL_FS=/run/hull-small-fs'
         if [ -n "$skip_log" ]; then printf 'export HULL_SKIP_LOG=%q\n' "$skip_log"; fi
         echo 'mkdir -p "$HOME"'
