@@ -5,12 +5,12 @@
 bench_artifacts() {
     local dir=$1 kernel
     kernel=$(kernel-config/build.sh)
-    cargo build --quiet --release -p hull -p vmm
-    cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+    cargo build --quiet --release -p hull
+    cargo build --quiet --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl
     rm -rf "$dir"
     mkdir -p "$dir"
     cp "$kernel" "$dir/vmlinux"
-    cp target/release/hull target/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$dir/"
+    cp target/release/hull target/x86_64-unknown-linux-musl/release/vmm target/x86_64-unknown-linux-musl/release/hull-agent "$dir/"
     /usr/bin/python3 scripts/busybox-image.py "$dir/layout" >/dev/null
     tar -C "$dir/layout" -cf "$dir/image.tar" .
 }

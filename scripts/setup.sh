@@ -40,10 +40,10 @@ if ! "$virtiofsd" --help 2>/dev/null | grep -- '--translate-uid' >/dev/null; the
     rm -rf "$build_root"
 fi
 
-# hull, its VMM, the static guest agent, and the guest kernel (cached after the first
+# hull, its VMM (static: it starts faster), the static guest agent, and the guest kernel (cached after the first
 # build, which takes a while).
-cargo build --release -p hull -p vmm
-cargo build --release -p guest-agent --target x86_64-unknown-linux-musl
+cargo build --release -p hull
+cargo build --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl
 kernel-config/build.sh >/dev/null
 
 if [ "${1:-}" = "--no-demo" ]; then exit 0; fi

@@ -5,7 +5,8 @@
 //! Lookup order for each: an environment variable (`HULL_VMM`, `HULL_KERNEL`,
 //! `HULL_AGENT`), then the directory of the `hull` executable (`vmm`, `vmlinux`,
 //! `hull-agent`), then the build tree (`target/x86_64-unknown-linux-musl/<profile>/`
-//! beside `target/<profile>/`) and the kernel build cache.
+//! beside `target/<profile>/`) and the kernel build cache. The VMM is built static for
+//! musl (it starts faster: no dynamic loading); where both builds exist, the newer wins.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -84,8 +85,11 @@ impl Assets {
             vmm: first_file(
                 "the vmm binary",
                 "HULL_VMM",
-                vec![dir.join("vmm")],
-                "build it with `cargo build --release` (scripts/setup.sh does)",
+                newest_first(vec![
+                    dir.join("vmm"),
+                    musl.join(&profile).join("vmm"),
+                ]),
+                "build it with `cargo build --release -p vmm --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
             )?,
             agent: first_file(
                 "the guest agent",
@@ -107,21 +111,32 @@ impl Assets {
     }
 }
 
+/// `paths` with the existing files first, most recently modified first, then the rest
+/// (still named in a "not found" message). Of a VMM built both static (musl, which
+/// starts faster: no dynamic loading) and dynamic, the one built last wins, so a stale
+/// build is never picked over a fresh one.
+fn newest_first(paths: Vec<PathBuf>) -> Vec<PathBuf> {
+    let mtime = |p: &PathBuf| fs::metadata(p).ok().filter(|m| m.is_file())?.modified().ok();
+    let mut paths: Vec<_> = paths.into_iter().map(|p| (mtime(&p), p)).collect();
+    // None sorts before Some: reversed, missing files come last.
+    paths.sort_by(|a, b| b.0.cmp(&a.0));
+    paths.into_iter().map(|(_, p)| p).collect()
+}
+
 fn kernel_candidates(exe_dir: &Path) -> Vec<PathBuf> {
     let mut c = vec![exe_dir.join("vmlinux")];
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")));
     if let Some(cache) = cache {
-        let mut built: Vec<(std::time::SystemTime, PathBuf)> = fs::read_dir(cache.join("hull/kernel"))
+        let built = fs::read_dir(cache.join("hull/kernel"))
             .into_iter()
             .flatten()
             .flatten()
             .map(|e| e.path().join("vmlinux"))
-            .filter_map(|p| Some((fs::metadata(&p).ok()?.modified().ok()?, p)))
+            .filter(|p| p.is_file())
             .collect();
-        built.sort();
-        c.extend(built.into_iter().rev().map(|(_, p)| p));
+        c.extend(newest_first(built));
     }
     c
 }
@@ -243,6 +258,30 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn newest_first_puts_the_last_built_file_first_and_missing_ones_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let (old, new, missing) = (
+            dir.path().join("old"),
+            dir.path().join("new"),
+            dir.path().join("missing"),
+        );
+        fs::write(&old, b"").unwrap();
+        fs::write(&new, b"").unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::options()
+            .write(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(past)
+            .unwrap();
+        let order = newest_first(vec![missing.clone(), old.clone(), new.clone()]);
+        assert_eq!(order, vec![new.clone(), old.clone(), missing.clone()]);
+        // The first existing one is what the lookup takes.
+        let found = first_file("x", "HULL_TEST_UNSET_VARIABLE", order, "").unwrap();
+        assert_eq!(found, new);
     }
 
     #[test]

@@ -16,13 +16,12 @@ case "${1:-}" in --mode) mode=("$1" "$2"); shift 2 ;; esac
 art=$repo/.lab/containers
 mkdir -p "$art"
 cp "$(kernel-config/build.sh)" "$art/vmlinux"
-cargo build --quiet --release -p vmm
-cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl
+cargo build --quiet --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl
 exe=$(cargo test --no-run --message-format=json -p hull --test container_e2e \
     | grep '"kind":\["test"\]' | grep '"name":"container_e2e"' \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -n "$exe" ] || { echo "containers: cargo printed no test executable" >&2; exit 1; }
 chmod -R a+rX "$repo/.lab"
-export HULL_KERNEL=$art/vmlinux HULL_VMM=$repo/target/release/vmm \
+export HULL_KERNEL=$art/vmlinux HULL_VMM=$repo/target/x86_64-unknown-linux-musl/release/vmm \
     HULL_AGENT=$repo/target/x86_64-unknown-linux-musl/release/hull-agent HULL_BOOT_TIMEOUT=300
 exec "$here/run.sh" --timeout 1500 "${mode[@]}" -- "$exe" --include-ignored --test-threads=1 "$@"

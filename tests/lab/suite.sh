@@ -43,10 +43,9 @@ stage "guest initramfs and EROFS probe image"
 
 # What the container suite boots: the release VMM (debug code crawls under the lab's
 # TCG) and the static guest agent; its tests find them through these variables.
-cargo build --quiet --release -p vmm || die "cannot build the vmm"
-cargo build --quiet --release -p guest-agent --target x86_64-unknown-linux-musl \
-    || die "cannot build the guest agent (rustup target add x86_64-unknown-linux-musl)"
-export HULL_KERNEL=$art/vmlinux HULL_VMM=$repo/target/release/vmm \
+cargo build --quiet --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl \
+    || die "cannot build the vmm and the guest agent (rustup target add x86_64-unknown-linux-musl)"
+export HULL_KERNEL=$art/vmlinux HULL_VMM=$repo/target/x86_64-unknown-linux-musl/release/vmm \
     HULL_AGENT=$repo/target/x86_64-unknown-linux-musl/release/hull-agent HULL_BOOT_TIMEOUT=300
 stage "vmm and guest agent"
 

@@ -16,12 +16,13 @@ repo=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$repo"
 
 kernel=${HULL_GUEST_KERNEL:-$(kernel-config/build.sh)}
-cargo build --quiet --release -p vmm --bin vmm
+# The static build, as hull runs it.
+cargo build --quiet --release -p vmm --bin vmm --target x86_64-unknown-linux-musl
 art=$repo/.lab/vmm-bench
 rm -rf "$art"
 mkdir -p "$art/initramfs/bin"
 cp "$kernel" "$art/vmlinux"
-cp target/release/vmm "$art/vmm"
+cp target/x86_64-unknown-linux-musl/release/vmm "$art/vmm"
 cp /bin/busybox "$art/initramfs/bin/busybox"
 cat > "$art/initramfs/init" <<'INIT'
 #!/bin/busybox sh
