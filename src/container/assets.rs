@@ -119,7 +119,7 @@ fn newest_first(paths: Vec<PathBuf>) -> Vec<PathBuf> {
     let mtime = |p: &PathBuf| fs::metadata(p).ok().filter(|m| m.is_file())?.modified().ok();
     let mut paths: Vec<_> = paths.into_iter().map(|p| (mtime(&p), p)).collect();
     // None sorts before Some: reversed, missing files come last.
-    paths.sort_by(|a, b| b.0.cmp(&a.0));
+    paths.sort_by_key(|(mtime, _)| std::cmp::Reverse(*mtime));
     paths.into_iter().map(|(_, p)| p).collect()
 }
 
