@@ -40,8 +40,8 @@ if ! "$virtiofsd" --help 2>/dev/null | grep -- '--translate-uid' >/dev/null; the
     rm -rf "$build_root"
 fi
 
-# hull, its VMM (static: it starts faster), the static guest agent, and the guest kernel (cached after the first
-# build, which takes a while).
+# hull, its VMM and the guest agent (both static: the VMM starts faster without dynamic
+# loading), and the guest kernel (cached after the first build, which takes a while).
 cargo build --release -p hull
 cargo build --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl
 kernel-config/build.sh >/dev/null
