@@ -13,11 +13,15 @@ fuzz_target!(|data: &[u8]| {
     }
     let place = |_| {
         Ok(Placement {
-            dir: dest.clone(),
             rename: Some("renamed".into()),
+            ..Placement::into(&dest)?
         })
     };
-    let _ = unpack(data, UnpackOptions::default(), place);
+    let options = UnpackOptions {
+        max_bytes: 1 << 20,
+        ..UnpackOptions::host()
+    };
+    let _ = unpack(data, options, place);
     let entries = std::fs::read_dir(root.path()).map(|d| d.count()).unwrap_or(0);
     assert_eq!(entries, 1, "something was written beside the destination");
 });

@@ -2,11 +2,10 @@
 //!
 //! `hull cp`, `diff`, `export` and `commit` move files between the guest and the host
 //! as tar streams. Packing runs where the files are; unpacking runs where they go and
-//! treats the stream as hostile: every name is confined to the destination directory
-//! (no absolute names, no `..`, never writing through a symlink, whether an earlier
-//! entry or the destination planted it), hard links may only point inside it, and
-//! device nodes are created only where asked for (the agent), else skipped and
-//! reported (the host, where an unprivileged user cannot make them anyway).
+//! treats the stream as hostile (see [`unpack`]): every name is resolved beneath the
+//! destination's open directory, never through a symlink, hard links only to files
+//! the stream made, and on the host no device nodes, fifos, setuid, setgid or
+//! world-writable modes, with the stream's size bounded.
 //!
 //! The overlayfs writable layer is packed as an OCI layer: a whiteout (a 0/0 character
 //! device) becomes a `.wh.<name>` entry, an opaque directory gets `.wh..wh..opq`.
@@ -20,6 +19,11 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use tar::{EntryType, Header, HeaderMode};
+
+mod beneath;
+mod unpack;
+
+pub use unpack::{confine, place, unpack, Modes, Placement, Specials, UnpackOptions, Unpacked, HOST_MAX_ENTRIES};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ArchiveError {
@@ -35,6 +39,10 @@ pub enum ArchiveError {
     Malformed(#[source] io::Error),
     #[error("{0}")]
     Placement(String),
+    #[error("the stream exceeds its limit of {0} bytes")]
+    Limit(u64),
+    #[error("the stream has more than {0} entries")]
+    TooManyEntries(u64),
 }
 
 pub type Result<T, E = ArchiveError> = std::result::Result<T, E>;
@@ -305,257 +313,6 @@ fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> 
         any = true;
     }
     Ok(any)
-}
-
-/// Where an unpacked stream lands: entries go below `dir`, their first path
-/// component replaced by `rename` when set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Placement {
-    pub dir: PathBuf,
-    pub rename: Option<String>,
-}
-
-/// Decides where a copy of a source (a directory or not, its contents only with
-/// `SRC/.`) lands at `dest`, as `docker cp` does:
-/// an existing directory receives the source inside it; a missing path (whose
-/// parent exists) becomes the copy; an existing file is replaced by a file.
-pub fn place(dest: &Path, source_is_dir: bool, contents_only: bool) -> Result<Placement> {
-    let trailing_slash = dest.as_os_str().as_bytes().ends_with(b"/");
-    let shown = dest.display();
-    match fs::metadata(dest) {
-        Ok(m) if m.is_dir() => Ok(Placement {
-            dir: dest.to_owned(),
-            rename: None,
-        }),
-        Ok(_) if source_is_dir => Err(ArchiveError::Placement(format!(
-            "cannot copy a directory to file {shown}"
-        ))),
-        Ok(_) if trailing_slash => Err(ArchiveError::Placement(format!("{shown} is not a directory"))),
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_at(dest)(e)),
-        _ if trailing_slash && !source_is_dir => Err(ArchiveError::Placement(format!(
-            "destination directory {shown} does not exist"
-        ))),
-        _ => {
-            let name = dest
-                .file_name()
-                .filter(|n| n.as_bytes() != b"..")
-                .ok_or_else(|| ArchiveError::Placement(format!("invalid destination {shown}")))?;
-            let parent = match dest.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
-                _ => PathBuf::from("."),
-            };
-            if !fs::metadata(&parent).is_ok_and(|m| m.is_dir()) {
-                return Err(ArchiveError::Placement(format!(
-                    "destination directory {} does not exist",
-                    parent.display()
-                )));
-            }
-            if contents_only {
-                fs::create_dir(dest).map_err(io_at(dest))?;
-                return Ok(Placement {
-                    dir: dest.to_owned(),
-                    rename: None,
-                });
-            }
-            Ok(Placement {
-                dir: parent,
-                rename: Some(name.to_string_lossy().into_owned()),
-            })
-        }
-    }
-}
-
-/// How to unpack.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct UnpackOptions {
-    /// Keep the owners recorded in the stream (needs root), else the unpacker's.
-    pub owners: bool,
-    /// Create device nodes (needs root); without it they are skipped and reported.
-    pub devices: bool,
-}
-
-/// What an unpack did.
-#[derive(Debug, Default)]
-pub struct Unpacked {
-    pub entries: u64,
-    /// Entries not created (device nodes without `devices`), by name.
-    pub skipped: Vec<String>,
-}
-
-/// Turns an entry name into a relative path of normal components, or refuses it.
-pub fn confine(name: &[u8]) -> Result<PathBuf, String> {
-    if name.contains(&0) {
-        return Err("name contains a NUL byte".into());
-    }
-    let mut out = PathBuf::new();
-    for part in name.split(|&b| b == b'/') {
-        match part {
-            b"" | b"." => {}
-            b".." => return Err("name contains '..'".into()),
-            _ => out.push(OsStr::from_bytes(part)),
-        }
-    }
-    Ok(out)
-}
-
-fn renamed(rel: PathBuf, rename: Option<&str>) -> PathBuf {
-    let Some(new) = rename else { return rel };
-    let mut parts = rel.iter();
-    if parts.next().is_none() {
-        return rel;
-    }
-    let mut out = PathBuf::from(new);
-    out.extend(parts);
-    out
-}
-
-/// Unpacks a tar stream. `place` is called once, with whether the first entry is a
-/// directory, and says where entries go.
-pub fn unpack<R: Read>(
-    input: R,
-    options: UnpackOptions,
-    place: impl FnOnce(bool) -> Result<Placement>,
-) -> Result<Unpacked> {
-    let mut archive = tar::Archive::new(input);
-    archive.set_preserve_permissions(true);
-    archive.set_preserve_mtime(true);
-    archive.set_preserve_ownerships(options.owners);
-    archive.set_unpack_xattrs(false);
-    archive.set_overwrite(true);
-    let mut place = Some(place);
-    let mut placement: Option<Placement> = None;
-    let mut done = Unpacked::default();
-    let mut dirs = Vec::new();
-    for entry in archive.entries().map_err(ArchiveError::Malformed)? {
-        let mut entry = entry.map_err(ArchiveError::Malformed)?;
-        let kind = entry.header().entry_type();
-        let name_bytes = entry.path_bytes().into_owned();
-        let shown = String::from_utf8_lossy(&name_bytes).into_owned();
-        let bad = |reason: String| ArchiveError::Entry {
-            name: shown.clone(),
-            reason,
-        };
-        let rel = confine(&name_bytes).map_err(&bad)?;
-        if let Some(decide) = place.take() {
-            placement = Some(decide(kind.is_dir())?);
-        }
-        let Some(at) = placement.as_ref() else {
-            unreachable!("placement decided above")
-        };
-        let rel = renamed(rel, at.rename.as_deref());
-        if rel.as_os_str().is_empty() {
-            continue; // "./": the destination itself
-        }
-        done.entries += 1;
-        let target = at.dir.join(&rel);
-        make_parents(&at.dir, &rel).map_err(&bad)?;
-        match kind {
-            EntryType::Directory => {
-                match fs::symlink_metadata(&target) {
-                    Ok(m) if m.is_dir() => {}
-                    Ok(_) => return Err(bad("a non-directory exists there".into())),
-                    Err(_) => fs::create_dir(&target).map_err(|e| bad(e.to_string()))?,
-                }
-                // Modes last, so a read-only directory still receives its entries.
-                let header = entry.header();
-                let owner = match options.owners {
-                    true => Some((header.uid().unwrap_or(0) as u32, header.gid().unwrap_or(0) as u32)),
-                    false => None,
-                };
-                dirs.push((target, header.mode().unwrap_or(0o755) & 0o7777, owner));
-            }
-            EntryType::Regular | EntryType::Continuous | EntryType::Symlink => {
-                clear(&target).map_err(&bad)?;
-                entry.unpack(&target).map_err(|e| bad(e.to_string()))?;
-            }
-            EntryType::Link => {
-                let link = entry
-                    .link_name_bytes()
-                    .ok_or_else(|| bad("hard link without a target".into()))?;
-                let source = renamed(confine(&link).map_err(&bad)?, at.rename.as_deref());
-                make_parents(&at.dir, &source).map_err(&bad)?;
-                let source = at.dir.join(source);
-                match fs::symlink_metadata(&source) {
-                    Ok(m) if m.is_file() => {}
-                    _ => return Err(bad("hard link to something that is not a file unpacked before".into())),
-                }
-                clear(&target).map_err(&bad)?;
-                fs::hard_link(&source, &target).map_err(|e| bad(e.to_string()))?;
-            }
-            EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                if kind != EntryType::Fifo && !options.devices {
-                    done.skipped.push(shown);
-                    continue;
-                }
-                clear(&target).map_err(&bad)?;
-                make_node(&target, entry.header()).map_err(|e| bad(e.to_string()))?;
-            }
-            other => return Err(bad(format!("unsupported entry type {:?}", other.as_byte() as char))),
-        }
-    }
-    for (dir, mode, owner) in dirs.into_iter().rev() {
-        let err = |e: io::Error| ArchiveError::Io {
-            path: dir.display().to_string(),
-            source: e,
-        };
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::lchown(&dir, Some(uid), Some(gid)).map_err(err)?;
-        }
-        fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode)).map_err(err)?;
-    }
-    // An empty stream places nothing (and creates nothing): the source may have
-    // failed before it sent a single entry.
-    Ok(done)
-}
-
-/// Checks that every directory between `dir` and `rel`'s last component is a real
-/// directory (creating missing ones), never a symlink.
-fn make_parents(dir: &Path, rel: &Path) -> Result<(), String> {
-    let mut at = dir.to_owned();
-    let parts: Vec<_> = rel.iter().collect();
-    for part in &parts[..parts.len().saturating_sub(1)] {
-        at.push(part);
-        match fs::symlink_metadata(&at) {
-            Ok(m) if m.is_dir() => {}
-            Ok(m) if m.file_type().is_symlink() => {
-                return Err(format!("would write through the symlink {}", at.display()))
-            }
-            Ok(_) => return Err(format!("{} is not a directory", at.display())),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                fs::create_dir(&at).map_err(|e| format!("create {}: {e}", at.display()))?
-            }
-            Err(e) => return Err(format!("{}: {e}", at.display())),
-        }
-    }
-    Ok(())
-}
-
-/// Removes a non-directory at `target` so a new entry replaces it instead of being
-/// written through it.
-fn clear(target: &Path) -> Result<(), String> {
-    match fs::symlink_metadata(target) {
-        Ok(m) if m.is_dir() => Err("a directory exists there".into()),
-        Ok(_) => fs::remove_file(target).map_err(|e| format!("replace {}: {e}", target.display())),
-        Err(_) => Ok(()),
-    }
-}
-
-fn make_node(target: &Path, header: &Header) -> io::Result<()> {
-    let kind = match header.entry_type() {
-        EntryType::Char => libc::S_IFCHR,
-        EntryType::Block => libc::S_IFBLK,
-        _ => libc::S_IFIFO,
-    };
-    let major = header.device_major()?.unwrap_or(0);
-    let minor = header.device_minor()?.unwrap_or(0);
-    let mode = header.mode()? & 0o7777;
-    let path = std::ffi::CString::new(target.as_os_str().as_bytes())?;
-    // SAFETY: a valid NUL-terminated path; mknod has no other memory arguments.
-    let rc = unsafe { libc::mknod(path.as_ptr(), kind | mode, libc::makedev(major, minor)) };
-    if rc < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
 }
 
 #[cfg(test)]

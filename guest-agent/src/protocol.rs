@@ -127,11 +127,14 @@ pub enum ExitStatus {
 }
 
 impl ExitStatus {
-    /// The exit code a shell (and Docker) reports: the code, or 128 + signal.
+    /// The exit code a shell (and Docker) reports: the code, or 128 + signal. The
+    /// numbers come from the guest: a code outside 0-255 or a signal outside 1-64 (the
+    /// ones Linux has) becomes 255, never an overflow.
     pub fn shell_code(self) -> i32 {
         match self {
-            ExitStatus::Code(c) => c,
-            ExitStatus::Signal(s) => 128 + s,
+            ExitStatus::Code(c @ 0..=255) => c,
+            ExitStatus::Signal(s @ 1..=64) => 128 + s,
+            ExitStatus::Code(_) | ExitStatus::Signal(_) => 255,
         }
     }
 }
@@ -294,6 +297,26 @@ mod tests {
             id: 7,
             stream: Stream::Stderr,
         });
+    }
+
+    #[test]
+    fn exit_codes_and_signals_out_of_range_become_255() {
+        assert_eq!(ExitStatus::Code(0).shell_code(), 0);
+        assert_eq!(ExitStatus::Code(255).shell_code(), 255);
+        assert_eq!(ExitStatus::Signal(9).shell_code(), 137);
+        assert_eq!(ExitStatus::Signal(64).shell_code(), 192);
+        for forged in [
+            ExitStatus::Code(256),
+            ExitStatus::Code(-1),
+            ExitStatus::Code(i32::MIN),
+            ExitStatus::Code(i32::MAX),
+            ExitStatus::Signal(0),
+            ExitStatus::Signal(65),
+            ExitStatus::Signal(-3),
+            ExitStatus::Signal(i32::MAX),
+        ] {
+            assert_eq!(forged.shell_code(), 255, "{forged:?}");
+        }
     }
 
     #[test]

@@ -103,17 +103,38 @@ fn from_container(name: &str, path: &str, dest: Side) -> anyhow::Result<()> {
             Ok(out.flush()?)
         }
         Side::Host(dest) => {
-            let options = UnpackOptions::default();
+            let options = UnpackOptions {
+                max_bytes: files::stream_limit(&c),
+                below: source_name(path, contents),
+                ..UnpackOptions::host()
+            };
             let done = files::read_from(&c, op, |tar| {
                 let place = |is_dir| archive::place(&dest, is_dir, contents);
                 Ok(archive::unpack(io::BufReader::new(tar), options, place)?)
             })?;
-            for skipped in done.skipped {
-                eprintln!("hull: skipped device node {skipped} (device nodes are not created on the host)");
-            }
+            report_skipped(&done);
             Ok(())
         }
         Side::Container { .. } => unreachable!("checked by the caller"),
+    }
+}
+
+/// The name every entry of a copy of container path `path` must start with: its
+/// last component, as the agent names the stream (none for `SRC/.` or `/`).
+fn source_name(path: &str, contents: bool) -> Option<std::ffi::OsString> {
+    match contents {
+        true => None,
+        false => Path::new(path).file_name().map(|n| n.to_owned()),
+    }
+}
+
+fn report_skipped(done: &archive::Unpacked) {
+    for name in &done.skipped_names {
+        eprintln!("hull: skipped {name}: device nodes and fifos are not created on the host");
+    }
+    let unnamed = done.skipped - done.skipped_names.len() as u64;
+    if unnamed > 0 {
+        eprintln!("hull: skipped {unnamed} more device nodes and fifos");
     }
 }
 
@@ -194,5 +215,14 @@ mod tests {
         assert_eq!(side(":x"), Side::Host(":x".into()));
         assert!(contents_only("/dir/."));
         assert!(!contents_only("/dir/"));
+    }
+
+    #[test]
+    fn a_copy_out_names_the_source_as_the_agent_does() {
+        assert_eq!(source_name("/etc/hosts", false), Some("hosts".into()));
+        assert_eq!(source_name("/srv/app/", false), Some("app".into()));
+        assert_eq!(source_name("/srv/app/.", true), None);
+        assert_eq!(source_name("/", false), None);
+        assert_eq!(source_name("/etc/..", false), None);
     }
 }

@@ -19,15 +19,36 @@ pub fn run(args: DiffArgs) -> anyhow::Result<()> {
     let c = lifecycle::containers()?.find(&args.container)?;
     let listing = files::read_from(&c, CopyOp::Diff, |out| {
         let mut text = Vec::new();
-        out.take(MAX_LISTING).read_to_end(&mut text)?;
+        out.take(MAX_LISTING + 1).read_to_end(&mut text)?;
+        if text.len() as u64 > MAX_LISTING {
+            anyhow::bail!(
+                "container {}: the change listing exceeds {MAX_LISTING} bytes",
+                c.config.name
+            );
+        }
         Ok(text)
     })?;
     let mut stdout = io::stdout().lock();
-    // Only well-formed lines: the listing comes from the guest.
-    for line in String::from_utf8_lossy(&listing).lines() {
-        if matches!(line.as_bytes(), [b'A' | b'C' | b'D', b' ', b'/', ..]) && !line.contains(['\x1b', '\r']) {
-            writeln!(stdout, "{line}")?;
-        }
+    for line in well_formed(&String::from_utf8_lossy(&listing)) {
+        writeln!(stdout, "{line}")?;
     }
     Ok(())
+}
+
+/// Only well-formed lines, with nothing a terminal would act on: the listing comes
+/// from the guest.
+fn well_formed(listing: &str) -> impl Iterator<Item = &str> {
+    listing.lines().filter(|line| {
+        matches!(line.as_bytes(), [b'A' | b'C' | b'D', b' ', b'/', ..])
+            && hull::container::agent::printable(line) == *line
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn listing_lines_with_escapes_or_bad_shape_are_dropped() {
+        let listing = "A /ok\nC /etc\x1b]0;owned\x07\nX /bad\nD /go\rne\nA /\u{202e}txt.exe\nD /x\u{9b}2J\n";
+        assert_eq!(super::well_formed(listing).collect::<Vec<_>>(), ["A /ok"]);
+    }
 }

@@ -119,6 +119,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             move || drop(c.shutdown(std::net::Shutdown::Write)),
         );
     }
+    // The process runs as long as it likes; the VM's end closes the connection.
+    session.without_deadline()?;
     let mut drained = vec![copy_out(stdio.stdout, false)];
     if let Some(err) = stdio.stderr {
         drained.push(copy_out(err, true));

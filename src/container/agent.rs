@@ -2,8 +2,10 @@
 //! to the Unix socket, send `CONNECT <port>\n`, read `OK <port>\n`, then frames.
 //!
 //! Everything read here comes from the guest and is untrusted: frames are bounded by
-//! [`MAX_AGENT_FRAME`], the handshake line by 64 bytes, and a malformed message ends
-//! the session with an error instead of being trusted.
+//! [`MAX_AGENT_FRAME`], the handshake line by 64 bytes, every read and write has a
+//! deadline ([`agent_timeout`]) unless the caller waits for a process on purpose
+//! ([`Session::without_deadline`]), error text is made printable ([`printable`]), and
+//! a malformed message ends the session with an error instead of being trusted.
 
 use std::io::{self, Read, Write};
 use std::os::unix::net::UnixStream;
@@ -24,17 +26,65 @@ pub enum AgentError {
         #[source]
         source: io::Error,
     },
-    #[error("the guest agent did not answer within {0:?}")]
+    #[error("the guest agent did not answer within {} s", .0.as_secs())]
     Timeout(Duration),
     #[error("the guest agent speaks another protocol: {0}")]
     Version(String),
     #[error("agent connection: {0}")]
-    Frame(#[from] FrameError),
+    Frame(FrameError),
     #[error("the agent closed the connection")]
     Closed,
 }
 
-/// Opens a stream to `port` in the guest.
+impl From<FrameError> for AgentError {
+    /// A read that ran into the socket's deadline is a timeout, not a broken frame.
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Io(io) if is_timeout(&io) => AgentError::Timeout(agent_timeout()),
+            e => AgentError::Frame(e),
+        }
+    }
+}
+
+fn is_timeout(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut)
+}
+
+/// How long the host waits for any one read from or write to the guest:
+/// `HULL_AGENT_TIMEOUT` seconds, else the boot timeout (`HULL_BOOT_TIMEOUT`, 30 s).
+pub fn agent_timeout() -> Duration {
+    std::env::var("HULL_AGENT_TIMEOUT")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|s| *s > 0)
+        .map(Duration::from_secs)
+        .unwrap_or_else(super::monitor::boot_timeout)
+}
+
+/// Longest text from the guest that is printed or recorded.
+const MAX_GUEST_TEXT: usize = 1000;
+
+/// Guest-sent text made safe for a terminal: control characters (C0, DEL, C1) and
+/// bidirectional overrides shown as escapes, at most [`MAX_GUEST_TEXT`] characters.
+pub fn printable(text: &str) -> String {
+    let mut out = String::with_capacity(text.len().min(MAX_GUEST_TEXT));
+    for (i, ch) in text.chars().enumerate() {
+        if i == MAX_GUEST_TEXT {
+            out.push_str("...");
+            break;
+        }
+        match ch {
+            c if c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}') => {
+                out.push_str(&c.escape_unicode().to_string())
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Opens a stream to `port` in the guest, with [`agent_timeout`] on its reads and
+/// writes.
 pub fn connect(uds: &Path, port: u32) -> Result<UnixStream, AgentError> {
     let err = |source| AgentError::Connect {
         path: uds.to_owned(),
@@ -42,7 +92,9 @@ pub fn connect(uds: &Path, port: u32) -> Result<UnixStream, AgentError> {
         source,
     };
     let mut stream = UnixStream::connect(uds).map_err(err)?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).map_err(err)?;
+    let deadline = Some(agent_timeout());
+    stream.set_read_timeout(deadline).map_err(err)?;
+    stream.set_write_timeout(deadline).map_err(err)?;
     stream.write_all(format!("CONNECT {port}\n").as_bytes()).map_err(err)?;
     let mut line = Vec::with_capacity(16);
     let mut byte = [0u8; 1];
@@ -60,7 +112,6 @@ pub fn connect(uds: &Path, port: u32) -> Result<UnixStream, AgentError> {
             format!("vmm answered {:?}", String::from_utf8_lossy(&line)),
         )));
     }
-    stream.set_read_timeout(None).map_err(err)?;
     Ok(stream)
 }
 
@@ -107,9 +158,25 @@ impl Session {
         Ok(write_frame(&mut self.stream, message)?)
     }
 
-    /// The next message; `Closed` when the agent went away.
+    /// The next message, within the session's deadline; `Closed` when the agent went
+    /// away. Error text in it is made [`printable`].
     pub fn recv(&mut self) -> Result<AgentMessage, AgentError> {
-        read_frame(&mut self.stream, MAX_AGENT_FRAME)?.ok_or(AgentError::Closed)
+        let message = read_frame(&mut self.stream, MAX_AGENT_FRAME)?.ok_or(AgentError::Closed)?;
+        Ok(match message {
+            AgentMessage::Error { id, kind, message } => AgentMessage::Error {
+                id,
+                kind,
+                message: printable(&message),
+            },
+            other => other,
+        })
+    }
+
+    /// Lets [`recv`](Self::recv) wait without a deadline: for a caller waiting for a
+    /// process to end, which may take as long as the process runs. The VM's end
+    /// still ends the wait (the VMM closes the connection).
+    pub fn without_deadline(&mut self) -> io::Result<()> {
+        self.stream.set_read_timeout(None)
     }
 
     /// A second handle for sending (signals, resizes) while another thread reads.
@@ -136,10 +203,18 @@ impl Session {
 
     /// Opens the stdio streams `spec` needs, then starts it; returns the streams
     /// (stdin, stdout, stderr) once the agent reports `Started`.
+    /// A process's streams have no deadline: it may be silent, or not read its
+    /// input, for as long as it likes.
     pub fn start(&mut self, id: u32, spec: &ProcessSpec) -> Result<Result<Stdio, AgentMessage>, AgentError> {
         let attach = |stream| -> Result<UnixStream, AgentError> {
             let mut s = connect(&self.uds, STDIO_PORT)?;
             write_frame(&mut s, &Attach { id, stream })?;
+            let unbounded = s.set_read_timeout(None).and_then(|()| s.set_write_timeout(None));
+            unbounded.map_err(|source| AgentError::Connect {
+                path: self.uds.clone(),
+                port: STDIO_PORT,
+                source,
+            })?;
             Ok(s)
         };
         let stdio = Stdio {
@@ -157,7 +232,8 @@ impl Session {
 
 impl Session {
     /// Starts file operation `id` (see [`CopyOp`]); returns its streams once the agent
-    /// accepted it, or the agent's refusal.
+    /// accepted it, or the agent's refusal. Every read and write on them has the
+    /// [`agent_timeout`] deadline.
     pub fn copy(&mut self, id: u32, op: CopyOp) -> Result<Result<Transfer, AgentMessage>, AgentError> {
         let attach = |stream| -> Result<UnixStream, AgentError> {
             let mut s = connect(&self.uds, STDIO_PORT)?;
@@ -217,4 +293,103 @@ pub struct Stdio {
 /// Sends one message on a cloned session handle.
 pub fn send_on(stream: &mut UnixStream, message: &HostMessage) -> Result<(), AgentError> {
     Ok(write_frame(stream, message)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader};
+    use std::os::unix::net::UnixListener;
+    use std::thread;
+
+    use super::*;
+
+    /// A hybrid-vsock socket whose guest side accepts, then runs `guest` on the
+    /// connection (after the `OK` line).
+    fn fake_vmm(dir: &Path, guest: impl Fn(UnixStream) + Clone + Send + 'static) -> PathBuf {
+        let uds = dir.join("vsock");
+        let listener = UnixListener::bind(&uds).unwrap();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut line = String::new();
+                BufReader::new(&stream).read_line(&mut line).unwrap();
+                stream.write_all(b"OK 1024\n").unwrap();
+                let guest = guest.clone();
+                thread::spawn(move || guest(stream));
+            }
+        });
+        uds
+    }
+
+    fn with_agent_timeout_of_one_second() {
+        // SAFETY: each test runs in its own process (nextest), before any thread
+        // that reads the environment starts.
+        unsafe { std::env::set_var("HULL_AGENT_TIMEOUT", "1") };
+    }
+
+    #[test]
+    fn a_silent_agent_after_the_handshake_times_out() {
+        with_agent_timeout_of_one_second();
+        let dir = tempfile::tempdir().unwrap();
+        let uds = fake_vmm(dir.path(), |s| {
+            thread::sleep(Duration::from_secs(30));
+            drop(s)
+        });
+        let started = Instant::now();
+        let err = Session::open(&uds, Duration::from_secs(2), || true)
+            .err()
+            .expect("no session");
+        assert!(matches!(err, AgentError::Timeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_reply_that_never_ends_times_out() {
+        with_agent_timeout_of_one_second();
+        let dir = tempfile::tempdir().unwrap();
+        let uds = fake_vmm(dir.path(), |mut s| {
+            write_frame(&mut s, &AgentMessage::Hello { version: VERSION }).unwrap();
+            // Half a frame, then nothing.
+            s.write_all(&100u32.to_le_bytes()).unwrap();
+            s.write_all(b"{\"type\":").unwrap();
+            thread::sleep(Duration::from_secs(30));
+        });
+        let mut session = Session::open(&uds, Duration::from_secs(5), || true).unwrap();
+        let started = Instant::now();
+        let err = session.recv().unwrap_err();
+        assert!(matches!(err, AgentError::Timeout(_)), "{err}");
+        assert!(started.elapsed() < Duration::from_secs(4));
+    }
+
+    #[test]
+    fn error_text_from_the_guest_is_printable() {
+        with_agent_timeout_of_one_second();
+        let dir = tempfile::tempdir().unwrap();
+        let uds = fake_vmm(dir.path(), |mut s| {
+            write_frame(&mut s, &AgentMessage::Hello { version: VERSION }).unwrap();
+            let message = format!("no such file\x1b[2J\x1b]0;pwned\x07\r{}", "x".repeat(5000));
+            let error = AgentMessage::Error {
+                id: Some(1),
+                kind: guest_agent::protocol::ErrorKind::Internal,
+                message,
+            };
+            write_frame(&mut s, &error).unwrap();
+            thread::sleep(Duration::from_secs(5));
+        });
+        let mut session = Session::open(&uds, Duration::from_secs(5), || true).unwrap();
+        let AgentMessage::Error { message, .. } = session.recv().unwrap() else {
+            panic!("not an error")
+        };
+        assert!(!message.chars().any(char::is_control), "{message:?}");
+        assert!(message.starts_with("no such file\\u{1b}[2J"), "{message}");
+        assert!(message.chars().count() < 1100);
+    }
+
+    #[test]
+    fn printable_escapes_controls_and_bidi_overrides_only() {
+        assert_eq!(printable("plain text: ok é"), "plain text: ok é");
+        assert_eq!(printable("a\tb\nc"), "a\\u{9}b\\u{a}c");
+        assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
+        assert_eq!(printable("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+    }
 }

@@ -284,6 +284,8 @@ fn run_main_process(
     let control = session.sender().map_err(io("agent connection"))?;
     *shutdown_on = session.sender().ok();
     client.serve_input(stdio.stdin, control);
+    // The process runs as long as it likes; the VM's end closes the connection.
+    session.without_deadline().map_err(io("agent connection"))?;
     let events = events.clone();
     thread::spawn(move || loop {
         match session.recv() {

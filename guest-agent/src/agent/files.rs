@@ -39,15 +39,9 @@ pub fn run(op: &CopyOp, input: Option<File>, output: File) -> Result<(), String>
             enter_root()?;
             let dest = absolute(path)?;
             let input = input.ok_or("no input stream")?;
-            let options = UnpackOptions {
-                owners: *owners,
-                devices: true,
-            };
+            let options = UnpackOptions::guest(*owners);
             let place = |first_is_dir| match is_archive {
-                true if dest.is_dir() => Ok(Placement {
-                    dir: dest.to_owned(),
-                    rename: None,
-                }),
+                true if dest.is_dir() => Placement::into(dest),
                 true => Err(archive::ArchiveError::Placement(format!(
                     "{} is not a directory",
                     dest.display()

@@ -33,12 +33,51 @@ fn raw_tar(entries: &[RawEntry]) -> Vec<u8> {
 }
 
 fn into(dir: &Path) -> impl FnOnce(bool) -> Result<Placement> + '_ {
-    move |_| {
-        Ok(Placement {
-            dir: dir.to_owned(),
-            rename: None,
-        })
+    move |_| Placement::into(dir)
+}
+
+/// As the agent unpacks: modes, fifos and devices as recorded.
+fn guest() -> UnpackOptions {
+    UnpackOptions::guest(false)
+}
+
+/// As the host unpacks, with a known umask.
+fn host() -> UnpackOptions {
+    UnpackOptions {
+        modes: Modes::Safe { umask: 0o022 },
+        ..UnpackOptions::host()
     }
+}
+
+fn mode_of(path: &Path) -> u32 {
+    fs::symlink_metadata(path).unwrap().mode() & 0o7777
+}
+
+/// A raw entry with its mode.
+fn raw_with_mode(name: &[u8], kind: EntryType, mode: u32, data: &[u8]) -> Vec<u8> {
+    let mut tar = raw_tar(&[(name, kind, b"", data)]);
+    let mut h = Header::from_byte_slice(&tar[..512]).clone();
+    h.set_mode(mode);
+    h.set_cksum();
+    tar[..512].copy_from_slice(h.as_bytes());
+    tar
+}
+
+/// Files and directories below `dir`, as relative paths, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            out.push(p.strip_prefix(dir).unwrap().display().to_string());
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]
@@ -59,8 +98,8 @@ fn a_tree_round_trips_with_links_modes_and_fifos() {
 
     let tar = pack_path(Vec::new(), &d, "app").unwrap();
     let dst = tmp();
-    let done = unpack(&tar[..], UnpackOptions::default(), into(dst.path())).unwrap();
-    assert!(done.skipped.is_empty());
+    let done = unpack(&tar[..], guest(), into(dst.path())).unwrap();
+    assert_eq!(done.skipped, 0);
     let out = dst.path().join("app");
     assert_eq!(fs::read(out.join("sub/file")).unwrap(), b"hello");
     assert_eq!(fs::metadata(out.join("sub/file")).unwrap().mode() & 0o7777, 0o751);
@@ -159,7 +198,7 @@ fn devices_are_skipped_unless_asked_for() {
     let dst = tmp();
     let tar = raw_tar(&[(b"null", EntryType::Char, b"", b"")]);
     let done = unpack(&tar[..], UnpackOptions::default(), into(dst.path())).unwrap();
-    assert_eq!(done.skipped, ["null"]);
+    assert_eq!((done.skipped, done.skipped_names), (1, vec!["null".to_owned()]));
     assert!(!dst.path().join("null").exists());
 }
 
@@ -183,8 +222,8 @@ fn renaming_replaces_the_first_component() {
     ]);
     let place = |_| {
         Ok(Placement {
-            dir: dst.path().to_owned(),
             rename: Some("dest".into()),
+            ..Placement::into(dst.path())?
         })
     };
     unpack(&tar[..], UnpackOptions::default(), place).unwrap();
@@ -200,10 +239,8 @@ fn placement_follows_docker_cp() {
     let file = t.path().join("file");
     fs::write(&file, b"").unwrap();
     let missing = t.path().join("new");
-    let at = |dir: &Path, rename: Option<&str>| Placement {
-        dir: dir.to_owned(),
-        rename: rename.map(String::from),
-    };
+    let at = |dir: &Path, rename: Option<&str>| (dir.to_owned(), rename.map(std::ffi::OsString::from));
+    let place = |dest: &Path, is_dir, contents| place(dest, is_dir, contents).map(|p| (p.path, p.rename));
     // Into an existing directory.
     assert_eq!(place(&dir, false, false).unwrap(), at(&dir, None));
     assert_eq!(place(&dir, true, false).unwrap(), at(&dir, None));
@@ -260,6 +297,194 @@ fn changes_list_adds_changes_and_deletes_like_docker_diff() {
             "A /usr/bin/new",
         ]
     );
+}
+
+#[test]
+fn a_copy_accepts_only_entries_below_the_source_name() {
+    let dst = tmp();
+    let home_file = dst.path().join(".bashrc");
+    fs::write(&home_file, b"mine").unwrap();
+    let tar = raw_tar(&[
+        (b"hosts", EntryType::Regular, b"", b"127.0.0.1"),
+        (b".bashrc", EntryType::Regular, b"", b"evil"),
+    ]);
+    let options = UnpackOptions {
+        below: Some("hosts".into()),
+        ..host()
+    };
+    let err = unpack(&tar[..], options, into(dst.path())).unwrap_err();
+    assert!(err.to_string().contains(".bashrc"), "{err}");
+    assert!(err.to_string().contains("outside the copied source"), "{err}");
+    assert_eq!(fs::read(&home_file).unwrap(), b"mine");
+    // What came before the bad entry stays, inside the destination.
+    assert_eq!(fs::read(dst.path().join("hosts")).unwrap(), b"127.0.0.1");
+    // A hard link is held to the same rule.
+    let tar = raw_tar(&[(b"hosts", EntryType::Link, b".bashrc", b"")]);
+    let options = UnpackOptions {
+        below: Some("hosts".into()),
+        ..host()
+    };
+    assert!(unpack(&tar[..], options, into(dst.path())).is_err());
+}
+
+#[test]
+fn the_host_never_makes_setuid_setgid_or_world_writable_files_and_applies_the_umask() {
+    let dst = tmp();
+    for (name, kind, mode) in [
+        (&b"suid"[..], EntryType::Regular, 0o4755),
+        (b"sgid", EntryType::Regular, 0o2755),
+        (b"open", EntryType::Regular, 0o666),
+        (b"tmpdir", EntryType::Directory, 0o1777),
+    ] {
+        unpack(&raw_with_mode(name, kind, mode, b"")[..], host(), into(dst.path())).unwrap();
+    }
+    let d = dst.path();
+    assert_eq!(mode_of(&d.join("suid")), 0o755);
+    assert_eq!(mode_of(&d.join("sgid")), 0o755);
+    assert_eq!(mode_of(&d.join("open")), 0o644);
+    assert_eq!(mode_of(&d.join("tmpdir")), 0o755);
+    // The agent, as root in the guest, keeps them.
+    let g = tmp();
+    unpack(
+        &raw_with_mode(b"suid", EntryType::Regular, 0o4755, b"")[..],
+        guest(),
+        into(g.path()),
+    )
+    .unwrap();
+    assert_eq!(mode_of(&g.path().join("suid")), 0o4755);
+}
+
+#[test]
+fn a_directory_already_there_keeps_its_mode_on_the_host() {
+    let dst = tmp();
+    let ssh = dst.path().join(".ssh");
+    fs::create_dir(&ssh).unwrap();
+    fs::set_permissions(&ssh, fs::Permissions::from_mode(0o700)).unwrap();
+    let tar = raw_with_mode(b".ssh/", EntryType::Directory, 0o777, b"");
+    unpack(&tar[..], host(), into(dst.path())).unwrap();
+    assert_eq!(mode_of(&ssh), 0o700);
+}
+
+#[test]
+fn fifos_and_devices_are_counted_and_skipped_on_the_host() {
+    let dst = tmp();
+    let mut entries = Vec::new();
+    let names: Vec<Vec<u8>> = (0..15).map(|i| format!("n{i:02}").into_bytes()).collect();
+    for (i, name) in names.iter().enumerate() {
+        let kind = if i % 2 == 0 { EntryType::Fifo } else { EntryType::Char };
+        entries.push((&name[..], kind, &b""[..], &b""[..]));
+    }
+    let done = unpack(&raw_tar(&entries)[..], host(), into(dst.path())).unwrap();
+    assert_eq!(done.skipped, 15);
+    assert_eq!(done.skipped_names.len(), 10, "only the first few are named");
+    assert_eq!(fs::read_dir(dst.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn an_endless_stream_stops_at_its_byte_limit() {
+    // A valid header announcing a huge file, then bytes for ever.
+    let mut h = Header::new_gnu();
+    h.set_path("big").unwrap();
+    h.set_size(1 << 40);
+    h.set_mode(0o644);
+    h.set_cksum();
+    let endless = std::io::Cursor::new(h.as_bytes().to_vec()).chain(std::io::repeat(b'x'));
+    let dst = tmp();
+    let options = UnpackOptions {
+        max_bytes: 1 << 20,
+        ..host()
+    };
+    let err = unpack(endless, options, into(dst.path())).unwrap_err();
+    assert!(matches!(err, ArchiveError::Limit(limit) if limit == 1 << 20), "{err}");
+    // No partial file under the entry's name, no temporary left behind.
+    assert_eq!(listing(dst.path()), Vec::<String>::new());
+    // A stream that ends exactly at its limit is fine.
+    let tar = raw_tar(&[(b"f", EntryType::Regular, b"", b"1")]);
+    let options = UnpackOptions {
+        max_bytes: tar.len() as u64,
+        ..host()
+    };
+    unpack(&tar[..], options, into(dst.path())).unwrap();
+}
+
+#[test]
+fn a_flood_of_entries_stops_at_the_entry_limit() {
+    let names: Vec<Vec<u8>> = (0..20).map(|i| format!("f{i}").into_bytes()).collect();
+    let entries: Vec<RawEntry> = names
+        .iter()
+        .map(|n| (&n[..], EntryType::Regular, &b""[..], &b""[..]))
+        .collect();
+    let dst = tmp();
+    let options = UnpackOptions {
+        max_entries: 10,
+        ..host()
+    };
+    let err = unpack(&raw_tar(&entries)[..], options, into(dst.path())).unwrap_err();
+    assert!(matches!(err, ArchiveError::TooManyEntries(10)), "{err}");
+}
+
+#[test]
+fn a_cut_stream_leaves_no_partial_file_under_its_name() {
+    let dst = tmp();
+    let mut tar = raw_tar(&[(b"big", EntryType::Regular, b"", &[7u8; 8192])]);
+    tar.truncate(4096);
+    assert!(unpack(&tar[..], host(), into(dst.path())).is_err());
+    assert_eq!(listing(dst.path()), Vec::<String>::new());
+}
+
+#[test]
+fn a_hard_link_to_a_file_already_in_the_destination_is_refused() {
+    let dst = tmp();
+    fs::write(dst.path().join("secret"), b"s").unwrap();
+    let tar = raw_tar(&[(b"grab", EntryType::Link, b"secret", b"")]);
+    let err = unpack(&tar[..], host(), into(dst.path())).unwrap_err();
+    assert!(err.to_string().contains("hard link"), "{err}");
+    assert!(!dst.path().join("grab").exists());
+}
+
+/// Replaces `dir` with a symlink to `target` once `after` bytes were read: a guest
+/// writing to a shared destination while the host unpacks.
+struct SwapAfter<'a> {
+    data: &'a [u8],
+    at: usize,
+    after: usize,
+    swap: Option<(std::path::PathBuf, std::path::PathBuf)>,
+}
+
+impl std::io::Read for SwapAfter<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.at >= self.after {
+            if let Some((dir, target)) = self.swap.take() {
+                fs::rename(&dir, dir.with_extension("moved")).unwrap();
+                symlink(&target, &dir).unwrap();
+            }
+        }
+        let n = buf.len().min(512).min(self.data.len() - self.at);
+        buf[..n].copy_from_slice(&self.data[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[test]
+fn a_parent_swapped_for_a_symlink_mid_stream_is_not_followed() {
+    let outside = tmp();
+    let dst = tmp();
+    let tar = raw_tar(&[
+        (b"d/", EntryType::Directory, b"", b""),
+        (b"d/one", EntryType::Regular, b"", b"1"),
+        (b"e/", EntryType::Directory, b"", b""),
+        (b"d/two", EntryType::Regular, b"", b"2"),
+    ]);
+    let input = SwapAfter {
+        data: &tar,
+        at: 0,
+        after: 3 * 512,
+        swap: Some((dst.path().join("d"), outside.path().to_owned())),
+    };
+    let err = unpack(input, host(), into(dst.path())).unwrap_err();
+    assert!(err.to_string().contains("d/two"), "{err}");
+    assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
 }
 
 proptest! {
