@@ -152,11 +152,22 @@ pub fn wait_exited(c: &mut Container, timeout: Option<Duration>) -> anyhow::Resu
     }
 }
 
+/// How long `stop` and `kill` wait for the agent to take a signal.
+const SIGNAL_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long `stop` waits for the main process after its SIGKILL.
+const KILL_GRACE: Duration = Duration::from_secs(3);
+/// How long `stop` and `rm -f` wait for the monitor to record a killed VMM's end.
+pub const VMM_KILL_GRACE: Duration = Duration::from_secs(15);
+/// How long after N `stop -t N` kills the VMM at the latest, whatever the guest does:
+/// two signals through the agent (each at most twice [`SIGNAL_TIMEOUT`]) and
+/// [`KILL_GRACE`]. The command itself returns at most [`VMM_KILL_GRACE`] later.
+const STOP_GRACE: Duration = Duration::from_secs(4 * 3 + 3);
+
 /// Sends `signal` to the main process through the agent. With SIGKILL and an agent
 /// that does not answer, the VM itself is killed.
 pub fn signal_main(c: &Container, signal: i32) -> anyhow::Result<()> {
     let alive = || true;
-    match Session::open(&c.vsock_path(), Duration::from_secs(5), alive) {
+    match Session::open(&c.vsock_path(), SIGNAL_TIMEOUT, alive) {
         Ok(mut s) => {
             s.send(&HostMessage::Signal {
                 id: MAIN_PROCESS,
@@ -179,24 +190,28 @@ pub fn kill_vm(c: &Container) {
     }
 }
 
-/// Docker's stop: the stop signal, then SIGKILL after `timeout`.
+/// Docker's stop: the stop signal, then SIGKILL after `timeout`, then the VM itself
+/// is killed: at the latest `timeout` + [`STOP_GRACE`] from now, whatever the guest
+/// does.
 pub fn stop(c: &mut Container, timeout: Duration) -> anyhow::Result<()> {
     c.settle()?;
     if !c.state.is_running() {
         return Ok(());
     }
+    let kill_by = Instant::now() + timeout + STOP_GRACE;
+    let left = |wanted: Duration| wanted.min(kill_by.saturating_duration_since(Instant::now()));
     if c.state.status == Status::Running {
         let _ = signal_main(c, c.config.stop_signal);
-        if wait_exited(c, Some(timeout))?.is_some() {
+        if wait_exited(c, Some(left(timeout)))?.is_some() {
             return Ok(());
         }
         let _ = signal_main(c, libc::SIGKILL);
-        if wait_exited(c, Some(Duration::from_secs(5)))?.is_some() {
+        if wait_exited(c, Some(left(KILL_GRACE)))?.is_some() {
             return Ok(());
         }
     }
     kill_vm(c);
-    if wait_exited(c, Some(Duration::from_secs(15)))?.is_none() {
+    if wait_exited(c, Some(VMM_KILL_GRACE))?.is_none() {
         bail!("container {}: did not stop", &c.id()[..12]);
     }
     Ok(())

@@ -1,7 +1,5 @@
 //! `hull rm`: remove containers.
 
-use std::time::Duration;
-
 use super::lifecycle;
 
 #[derive(Debug, clap::Args)]
@@ -24,7 +22,7 @@ pub fn run(args: RmArgs) -> anyhow::Result<u8> {
                 );
             }
             lifecycle::kill_vm(&c);
-            if lifecycle::wait_exited(&mut c, Some(Duration::from_secs(15)))?.is_none() {
+            if lifecycle::wait_exited(&mut c, Some(lifecycle::VMM_KILL_GRACE))?.is_none() {
                 anyhow::bail!("container {name}: did not stop");
             }
         }

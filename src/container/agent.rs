@@ -86,13 +86,18 @@ pub fn printable(text: &str) -> String {
 /// Opens a stream to `port` in the guest, with [`agent_timeout`] on its reads and
 /// writes.
 pub fn connect(uds: &Path, port: u32) -> Result<UnixStream, AgentError> {
+    connect_within(uds, port, agent_timeout())
+}
+
+/// [`connect`] with `deadline` on every read and write instead.
+fn connect_within(uds: &Path, port: u32, deadline: Duration) -> Result<UnixStream, AgentError> {
     let err = |source| AgentError::Connect {
         path: uds.to_owned(),
         port,
         source,
     };
     let mut stream = UnixStream::connect(uds).map_err(err)?;
-    let deadline = Some(agent_timeout());
+    let deadline = Some(deadline.max(Duration::from_millis(1)));
     stream.set_read_timeout(deadline).map_err(err)?;
     stream.set_write_timeout(deadline).map_err(err)?;
     stream.write_all(format!("CONNECT {port}\n").as_bytes()).map_err(err)?;
@@ -123,11 +128,14 @@ pub struct Session {
 
 impl Session {
     /// Connects and exchanges `Hello`; retries until `timeout` while the guest boots
-    /// (the VMM refuses connections to ports nobody listens on yet).
+    /// (the VMM refuses connections to ports nobody listens on yet). Each attempt's
+    /// reads wait at most `timeout` too, so a silent guest holds this up for at most
+    /// twice `timeout`. The session's later reads have the [`agent_timeout`] deadline.
     pub fn open(uds: &Path, timeout: Duration, mut alive: impl FnMut() -> bool) -> Result<Session, AgentError> {
         let deadline = Instant::now() + timeout;
+        let attempt = timeout.min(agent_timeout());
         loop {
-            match Self::try_open(uds) {
+            match Self::try_open(uds, attempt) {
                 Ok(s) => return Ok(s),
                 Err(e @ AgentError::Version(_)) => return Err(e),
                 Err(e) if Instant::now() >= deadline || !alive() => {
@@ -141,14 +149,19 @@ impl Session {
         }
     }
 
-    fn try_open(uds: &Path) -> Result<Session, AgentError> {
-        let mut stream = connect(uds, CONTROL_PORT)?;
+    fn try_open(uds: &Path, deadline: Duration) -> Result<Session, AgentError> {
+        let mut stream = connect_within(uds, CONTROL_PORT, deadline)?;
         write_frame(&mut stream, &HostMessage::Hello { version: VERSION })?;
         match read_frame::<AgentMessage>(&mut stream, MAX_AGENT_FRAME)? {
-            Some(AgentMessage::Hello { version }) if version == VERSION => Ok(Session {
-                stream,
-                uds: uds.to_owned(),
-            }),
+            Some(AgentMessage::Hello { version }) if version == VERSION => {
+                let deadline = Some(agent_timeout());
+                stream.set_read_timeout(deadline).map_err(FrameError::Io)?;
+                stream.set_write_timeout(deadline).map_err(FrameError::Io)?;
+                Ok(Session {
+                    stream,
+                    uds: uds.to_owned(),
+                })
+            }
             Some(other) => Err(AgentError::Version(format!("{other:?}").chars().take(200).collect())),
             None => Err(AgentError::Closed),
         }

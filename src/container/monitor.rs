@@ -346,7 +346,7 @@ fn vm_failure(c: &Container, rx: &Receiver<Event>, what: &str) -> Outcome {
 
 fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
     use std::os::unix::process::ExitStatusExt;
-    let log = fs::read_to_string(c.dir.join("vmm.log")).unwrap_or_default();
+    let log = super::programs::log_tail(&c.dir.join("vmm.log"));
     let last = log
         .lines()
         .rev()
@@ -361,7 +361,7 @@ fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
     let detail = if last.is_empty() {
         String::new()
     } else {
-        format!(": {last}")
+        format!(": {}", agent::printable(&last))
     };
     Outcome {
         code,

@@ -265,7 +265,7 @@ pub fn start_passt(socket: &Path, ports: &[PortMapping], log: &Path) -> Result<C
 
 /// passt's last meaningful line (it also complains when no syslog is reachable).
 fn last_message(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = super::programs::log_tail(log);
     text.lines()
         .rev()
         .find(|l| !l.contains("syslog") && !l.trim().is_empty())

@@ -1,5 +1,5 @@
 //! Host programs a container needs (`mke2fs`, `passt`, `virtiofsd`): finding them,
-//! and waiting for the socket a started helper serves.
+//! waiting for the socket a started helper serves, and reading the end of its log.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
@@ -20,6 +20,27 @@ pub fn find_program(name: &str, search_path: &OsStr, known: &[&str]) -> Option<P
 /// [`find_program`] over this process's `PATH`.
 pub fn find_in_path(name: &str, known: &[&str]) -> Option<PathBuf> {
     find_program(name, &std::env::var_os("PATH").unwrap_or_default(), known)
+}
+
+/// Most bytes read from the end of a helper's log (the VMM's, passt's, virtiofsd's):
+/// a guest can make the VMM's grow, so no log is read whole.
+const LOG_TAIL: u64 = 64 * 1024;
+
+/// The last [`LOG_TAIL`] bytes of the log at `path` as text (empty when unreadable).
+pub fn log_tail(path: &Path) -> String {
+    use std::io::{Read, Seek, SeekFrom};
+    let Ok(mut file) = std::fs::File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map_or(0, |m| m.len());
+    let mut tail = Vec::new();
+    let read = file
+        .seek(SeekFrom::Start(len.saturating_sub(LOG_TAIL)))
+        .and_then(|_| file.take(LOG_TAIL).read_to_end(&mut tail));
+    match read {
+        Ok(_) => String::from_utf8_lossy(&tail).into_owned(),
+        Err(_) => String::new(),
+    }
 }
 
 /// Waits until `child` has created `socket`. If the child exits first, the error is
@@ -50,6 +71,19 @@ pub fn wait_for_socket(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_end_of_a_big_log_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("vmm.log");
+        let mut text = "x".repeat(10 << 20);
+        text.push_str("\nvmm: the last words\n");
+        std::fs::write(&log, text).unwrap();
+        let tail = log_tail(&log);
+        assert_eq!(tail.len() as u64, LOG_TAIL);
+        assert!(tail.ends_with("vmm: the last words\n"));
+        assert_eq!(log_tail(&dir.path().join("missing")), "");
+    }
     use std::process::Command;
 
     #[test]

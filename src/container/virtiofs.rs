@@ -212,7 +212,7 @@ fn start_one(
 
 /// virtiofsd's last error line, or its last line.
 fn last_message(log: &Path) -> String {
-    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let text = super::programs::log_tail(log);
     let lines = || text.lines().rev().filter(|l| !l.trim().is_empty());
     let line = lines()
         .find(|l| l.contains("ERROR"))

@@ -39,6 +39,7 @@ fn main() {
     match vmm::builder::boot(&config, timings.clone()) {
         Ok(stop) => {
             timings.phase("exit");
+            vmm::logger::report_dropped();
             eprintln!("vmm: {stop}");
             if timings.enabled() {
                 eprintln!("{}", timings.line(Some(stop.reason())));
@@ -46,6 +47,7 @@ fn main() {
             exit(stop.exit_code());
         }
         Err(e) => {
+            vmm::logger::report_dropped();
             print_error(&e);
             exit(1);
         }
