@@ -6,7 +6,7 @@ use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use guest_agent::protocol::{AgentMessage, HostMessage, ProcessSpec};
 use hull::container::agent::{self, Session};
 use hull::container::monitor::{exit_code_of, MAIN_PROCESS};
@@ -91,7 +91,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         tty: args.tty,
         stdin: args.interactive,
     };
-    let mut session = Session::open(&c.vsock_path(), Duration::from_secs(10), || true)?;
+    let mut session = Session::open(&c.vsock_path(), Duration::from_secs(10), || true)
+        .with_context(|| format!("container {}", c.config.name))?;
     let id = random_id();
     let stdio = match session.start(id, &spec)? {
         Ok(stdio) => stdio,

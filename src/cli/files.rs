@@ -77,8 +77,8 @@ impl Read for GuestStream<'_> {
 }
 
 /// Runs `op` in `c` and hands its output, bounded by [`stream_limit`], to `consume`.
-/// The agent's own error, when it reports one, wins over the consumer's (a broken
-/// stream is only its symptom).
+/// The agent's own error, when it reports one, wins over a consumer's cut stream
+/// (only its symptom), not over the consumer's own failure.
 pub fn read_from<T>(
     c: &Container,
     op: CopyOp,
@@ -107,6 +107,9 @@ pub fn read_from<T>(
     }
     match access.session.finish(id) {
         Ok(Ok(())) => consumed,
+        // Our own failure (a limit, a full disk) is the cause; a cut stream is only
+        // the symptom of the agent's.
+        Ok(Err(_)) if consumed.as_ref().is_err_and(|e| !is_cut_stream(e)) => consumed,
         Ok(Err(message)) => Err(anyhow!("container {}: {message}", c.config.name)),
         // The consumer's failure (a limit, a full disk) explains why the agent's
         // report did not come.

@@ -20,8 +20,10 @@
 //!   (digests, diff_ids, platforms) tests compare hull's output with.
 //! - `hull`: the binary with its own `HULL_ROOT`, `HOME` and `DOCKER_CONFIG`.
 //! - `store`: the store read from outside (blobs, index.json, skopeo).
+//! - `e2e`: the store and image of the tests that boot micro-VMs, and runners on it.
 #![allow(dead_code)]
 
+pub mod e2e;
 pub mod fake;
 pub mod fixtures;
 pub mod hull;

@@ -3,22 +3,32 @@
 # real micro-VMs as an unprivileged user, in the lab here, directly on hardware KVM.
 # tests/lab/suite.sh runs it with the other VM suites; this script runs it alone.
 #
-#   tests/lab/containers.sh [--mode auto|lab|direct] [-- TEST_FILTER...]
+#   tests/lab/containers.sh [--mode auto|lab|direct] [--test TARGET] [-- TEST_FILTER...]
+#   --test hostile_guest runs the host-against-a-hostile-agent suite instead
 #   env: HULL_E2E_DIR=DIR keeps the test store (every container's logs) under DIR
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cd "$repo"
 mode=()
-case "${1:-}" in --mode) mode=("$1" "$2"); shift 2 ;; esac
-[ "${1:-}" = "--" ] && shift
+target=container_e2e
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --mode) mode=("$1" "$2"); shift 2 ;;
+        --test) target=$2; shift 2 ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
 
 art=$repo/.lab/containers
 mkdir -p "$art"
 cp "$(kernel-config/build.sh)" "$art/vmlinux"
 cargo build --quiet --release -p vmm -p guest-agent --target x86_64-unknown-linux-musl
-exe=$(cargo test --no-run --message-format=json -p hull --test container_e2e \
-    | grep '"kind":\["test"\]' | grep '"name":"container_e2e"' \
+HULL_HOSTILE_AGENT=$("$here/hostile-agent.sh")
+export HULL_HOSTILE_AGENT
+exe=$(cargo test --no-run --message-format=json -p hull --test "$target" \
+    | grep '"kind":\["test"\]' | grep "\"name\":\"$target\"" \
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -n "$exe" ] || { echo "containers: cargo printed no test executable" >&2; exit 1; }
 chmod -R a+rX "$repo/.lab"

@@ -47,7 +47,9 @@ cargo build --quiet --release -p vmm -p guest-agent --target x86_64-unknown-linu
     || die "cannot build the vmm and the guest agent (rustup target add x86_64-unknown-linux-musl)"
 export HULL_KERNEL=$art/vmlinux HULL_VMM=$repo/target/x86_64-unknown-linux-musl/release/vmm \
     HULL_AGENT=$repo/target/x86_64-unknown-linux-musl/release/hull-agent HULL_BOOT_TIMEOUT=300
-stage "vmm and guest agent"
+HULL_HOSTILE_AGENT=$("$here/hostile-agent.sh") || die "cannot build the hostile test agent"
+export HULL_HOSTILE_AGENT
+stage "vmm and guest agents"
 
 bins=()
 while read -r pkg target; do

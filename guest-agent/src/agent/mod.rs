@@ -1,6 +1,8 @@
 //! The agent proper; see `main.rs`.
 
 mod files;
+#[cfg(feature = "hostile")]
+mod hostile;
 mod net;
 mod process;
 mod root;

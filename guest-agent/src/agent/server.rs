@@ -115,6 +115,11 @@ impl Agent {
         let control = Arc::new(Control {
             writer: Mutex::new(writer),
         });
+        #[cfg(feature = "hostile")]
+        if super::hostile::mute_session() {
+            let _ = io::copy(&mut conn, &mut io::sink());
+            return;
+        }
         match read_frame::<HostMessage>(&mut conn, MAX_HOST_FRAME) {
             Ok(Some(HostMessage::Hello { version })) if version == VERSION => {
                 control.send(&AgentMessage::Hello { version: VERSION })
@@ -143,6 +148,15 @@ impl Agent {
     }
 
     fn handle(self: &Arc<Self>, message: HostMessage, control: &Arc<Control>) {
+        #[cfg(feature = "hostile")]
+        {
+            if let HostMessage::Configure { hostname, .. } = &message {
+                super::hostile::arm(hostname);
+            }
+            if super::hostile::ignore_request(matches!(message, HostMessage::Shutdown)) {
+                return;
+            }
+        }
         let error = |id, kind, message: String| control.send(&AgentMessage::Error { id, kind, message });
         match message {
             HostMessage::Hello { .. } => error(None, ErrorKind::Protocol, "hello sent twice".into()),
@@ -222,7 +236,7 @@ impl Agent {
         let control = control.clone();
         thread::spawn(move || {
             let done = output.try_clone().ok();
-            let result = files::run(&op, input, output);
+            let result = run_copy(&op, input, output);
             if let Some(conn) = done {
                 sys::shutdown_write(&conn);
             }
@@ -248,6 +262,10 @@ impl Agent {
         }
         if self.state().procs.contains_key(&id) {
             return Err(refuse(ErrorKind::Protocol, format!("process {id} exists")));
+        }
+        #[cfg(feature = "hostile")]
+        if let Some(message) = super::hostile::start_error() {
+            return Err(refuse(ErrorKind::Internal, message));
         }
         let identity = self.identity(&spec.user)?;
         let mut streams = self.wait_for_streams(id, spec)?;
@@ -372,6 +390,8 @@ impl Agent {
         } else {
             ExitStatus::Code(libc::WEXITSTATUS(status))
         };
+        #[cfg(feature = "hostile")]
+        let status = super::hostile::exit_status(status, id == MAIN_PROCESS);
         thread::spawn(move || {
             let deadline = Instant::now() + DRAIN_GRACE;
             for done in &proc.drained {
@@ -390,6 +410,25 @@ impl Agent {
         sys::power_off()
     }
 }
+
+/// Runs a file operation (see [`files::run`]).
+#[cfg(not(feature = "hostile"))]
+fn run_copy(op: &CopyOp, input: Option<File>, output: File) -> Result<(), String> {
+    files::run(op, input, output)
+}
+
+/// Runs a file operation, or the hostile agent's attack on it.
+#[cfg(feature = "hostile")]
+fn run_copy(op: &CopyOp, input: Option<File>, mut output: File) -> Result<(), String> {
+    match super::hostile::copy(op, &mut output) {
+        Some(attacked) => attacked.map_err(|e| e.to_string()),
+        None => files::run(op, input, output),
+    }
+}
+
+/// The id the host gives a container's main process (its `MAIN_PROCESS`).
+#[cfg(feature = "hostile")]
+const MAIN_PROCESS: u32 = 1;
 
 /// Copies a process's output to its connection; signals when it reached the end.
 fn pump_out(source: Option<File>, mut conn: File) -> Receiver<()> {
