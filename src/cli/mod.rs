@@ -21,6 +21,7 @@ mod port;
 mod prune;
 mod ps;
 mod pull;
+mod reclaim;
 mod rm;
 mod rmi;
 mod rootfs;
