@@ -6,7 +6,6 @@
 //! (only the fields needed here). A record that says nothing readable about its image
 //! is reported as unreadable, so that callers keep everything rather than guess.
 
-use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -45,9 +44,14 @@ impl Usage {
     /// The first container created from the image with manifest `manifest` and id
     /// `config` (records without a manifest digest are matched by the image id).
     pub fn user_of(&self, manifest: &Digest, config: &Digest) -> Option<&ImageUse> {
-        let id = config.to_string();
-        self.uses.iter().find(|u| match &u.manifest {
-            Some(m) => m == manifest,
+        self.users_of(manifest, config).next()
+    }
+
+    /// Every container created from that image.
+    pub fn users_of<'a>(&'a self, manifest: &Digest, config: &Digest) -> impl Iterator<Item = &'a ImageUse> + 'a {
+        let (manifest, id) = (manifest.clone(), config.to_string());
+        self.uses.iter().filter(move |u| match &u.manifest {
+            Some(m) => *m == manifest,
             None => u.image_id.as_deref() == Some(id.as_str()),
         })
     }
@@ -68,15 +72,16 @@ impl Usage {
     /// Whether a container boots from the disk at `path` (compared by file name, so
     /// a store named by another path still matches).
     pub fn uses_disk(&self, path: &Path) -> bool {
-        let Some(name) = path.file_name() else { return true };
-        self.disk_names().iter().any(|n| n == name)
+        self.disk_users(path) > 0
     }
 
-    fn disk_names(&self) -> Vec<OsString> {
+    /// How many containers boot from the disk at `path`.
+    pub fn disk_users(&self, path: &Path) -> usize {
+        let Some(name) = path.file_name() else { return 1 };
         self.uses
             .iter()
-            .filter_map(|u| u.rootfs.as_ref()?.file_name().map(OsString::from))
-            .collect()
+            .filter(|u| u.rootfs.as_ref().and_then(|r| r.file_name()) == Some(name))
+            .count()
     }
 }
 
