@@ -26,9 +26,10 @@ pub fn run(args: PruneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = super::open_store()?;
+    let before = store.records()?;
     let gc = store.lock_gc()?;
     let usage = reclaim::usage(&store)?;
-    let pruned = reclaim::prune_images(&store, &gc, &usage, args.all)?;
+    let pruned = reclaim::prune_images(&store, &gc, &usage, args.all, &before)?;
     let mut out = std::io::stdout().lock();
     print_images(&mut out, &pruned)?;
     writeln!(out, "Total reclaimed space: {}", human_size(pruned.bytes))?;

@@ -15,7 +15,7 @@ use hull::container::usage::Usage;
 use hull::container::ContainerStore;
 use hull::image::digest::Digest;
 use hull::image::reference::Reference;
-use hull::image::store::{GcLock, ImageStore, StoreError};
+use hull::image::store::{GcLock, ImageRecord, ImageStore, StoreError};
 
 /// What pruning images removed.
 #[derive(Debug, Default)]
@@ -52,8 +52,16 @@ pub fn in_use(store: &ImageStore, usage: &Usage, manifest: &Digest) -> bool {
 }
 
 /// Removes dangling images (every image, with `all`) that no container uses, then
-/// the blobs and root disks nothing needs any more.
-pub fn prune_images(store: &ImageStore, gc: &GcLock, usage: &Usage, all: bool) -> anyhow::Result<PrunedImages> {
+/// the blobs and root disks nothing needs any more. Only entries of `before` (the
+/// index as it was before the lock was taken) go: what a pull, load or commit
+/// recorded while prune waited for it stays.
+pub fn prune_images(
+    store: &ImageStore,
+    gc: &GcLock,
+    usage: &Usage,
+    all: bool,
+    before: &[ImageRecord],
+) -> anyhow::Result<PrunedImages> {
     let used: HashSet<Digest> = store
         .records()?
         .into_iter()
@@ -61,7 +69,7 @@ pub fn prune_images(store: &ImageStore, gc: &GcLock, usage: &Usage, all: bool) -
         .filter(|d| in_use(store, usage, d))
         .collect();
     let removed = store.remove_records(
-        |r| (all || r.name.is_none()) && !used.contains(&r.manifest.digest),
+        |r| (all || r.name.is_none()) && !used.contains(&r.manifest.digest) && before.contains(r),
         |d| used.contains(d),
     )?;
     let mut deleted: Vec<Digest> = removed.iter().map(|r| r.manifest.digest.clone()).collect();

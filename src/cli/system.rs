@@ -326,11 +326,12 @@ fn prune(args: &PruneArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     let store = super::open_store()?;
+    let before = store.records()?;
     let gc = store.lock_gc()?;
     let containers = ContainerStore::open(store.root())?;
     let (removed, container_bytes) = prune_containers(&containers)?;
     let usage = reclaim::usage(&store)?;
-    let images = reclaim::prune_images(&store, &gc, &usage, args.all)?;
+    let images = reclaim::prune_images(&store, &gc, &usage, args.all, &before)?;
     let mut out = std::io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Containers:")?;
