@@ -169,6 +169,9 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
     Assets::locate()?;
 
     let store = super::open_store()?;
+    // Until the container is recorded, `rmi` and `prune` must not take its image or
+    // root disk: they wait for this pin.
+    let _pin = store.pin()?;
     let image = image_for(&store, &args.image)?;
     let overrides = Overrides {
         entrypoint: args.entrypoint.clone(),
@@ -193,6 +196,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         created: Utc::now(),
         image: args.image.clone(),
         image_id: image.config_digest.to_string(),
+        image_manifest: Some(image.manifest_digest.clone()),
         rootfs: rootfs.path,
         process,
         hostname,

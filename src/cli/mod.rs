@@ -21,6 +21,7 @@ mod port;
 mod prune;
 mod ps;
 mod pull;
+mod reclaim;
 mod rm;
 mod rmi;
 mod rootfs;
@@ -28,6 +29,7 @@ mod run;
 mod save;
 mod start;
 mod stop;
+mod system;
 mod tag;
 mod terminal;
 mod volume;
@@ -113,6 +115,9 @@ pub enum Command {
     /// Manage volumes
     #[command(subcommand)]
     Volume(volume::VolumeCommand),
+    /// Manage hull: disk usage and pruning
+    #[command(subcommand)]
+    System(system::SystemCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -232,6 +237,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => done(port::run(a)),
         Command::Volume(a) => volume::run(a),
+        Command::System(a) => done(system::run(a)),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }

@@ -1,9 +1,10 @@
-//! `hull image prune`: remove dangling (or, with -a, all unused) images and the blobs
-//! nothing references any more.
+//! `hull image prune`: remove dangling (or, with -a, all unused) images, then the
+//! blobs and root disks nothing needs any more. An image a container uses stays.
 
 use std::io::{BufRead, Write};
 
 use super::format::human_size;
+use super::reclaim::{self, PrunedImages};
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
@@ -16,36 +17,44 @@ pub struct PruneArgs {
 }
 
 pub fn run(args: PruneArgs) -> anyhow::Result<()> {
-    if !args.force && !confirm(args.all)? {
-        return Ok(());
-    }
-    let store = super::open_store()?;
-    let removed = store.remove_records(|r| args.all || r.name.is_none())?;
-    let mut deleted: Vec<_> = removed.iter().map(|r| r.manifest.digest.clone()).collect();
-    deleted.dedup();
-    let (_, bytes) = store.collect_garbage()?;
-    let mut out = std::io::stdout().lock();
-    if !removed.is_empty() {
-        writeln!(out, "Deleted Images:")?;
-        for r in removed.iter().filter_map(|r| r.reference()) {
-            writeln!(out, "untagged: {}", r.familiar())?;
-        }
-        for d in &deleted {
-            writeln!(out, "deleted: {d}")?;
-        }
-        writeln!(out)?;
-    }
-    writeln!(out, "Total reclaimed space: {}", human_size(bytes))?;
-    Ok(())
-}
-
-fn confirm(all: bool) -> anyhow::Result<bool> {
-    let what = if all {
+    let what = if args.all {
         "all images without at least one container associated to them"
     } else {
         "all dangling images"
     };
-    print!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    if !args.force && !confirm(&format!("WARNING! This will remove {what}."))? {
+        return Ok(());
+    }
+    let store = super::open_store()?;
+    let before = store.records()?;
+    let gc = store.lock_gc()?;
+    let usage = reclaim::usage(&store)?;
+    let pruned = reclaim::prune_images(&store, &gc, &usage, args.all, &before)?;
+    let mut out = std::io::stdout().lock();
+    print_images(&mut out, &pruned)?;
+    writeln!(out, "Total reclaimed space: {}", human_size(pruned.bytes))?;
+    Ok(())
+}
+
+/// The `Deleted Images:` section, as Docker prints it (nothing when none went).
+pub fn print_images(out: &mut impl Write, pruned: &PrunedImages) -> std::io::Result<()> {
+    if pruned.untagged.is_empty() && pruned.deleted.is_empty() {
+        return Ok(());
+    }
+    writeln!(out, "Deleted Images:")?;
+    for r in &pruned.untagged {
+        writeln!(out, "untagged: {}", r.familiar())?;
+    }
+    for d in &pruned.deleted {
+        writeln!(out, "deleted: {d}")?;
+    }
+    writeln!(out)
+}
+
+/// Prints `warning` and asks on stdin, as Docker does; anything but `y`/`yes`
+/// (end of input included) is no.
+pub fn confirm(warning: &str) -> anyhow::Result<bool> {
+    print!("{warning}\nAre you sure you want to continue? [y/N] ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

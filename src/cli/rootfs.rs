@@ -20,6 +20,7 @@ pub struct RootfsArgs {
 pub fn run(args: RootfsArgs) -> anyhow::Result<()> {
     super::check_image_query(&args.image)?;
     let store = super::open_store()?;
+    let _pin = store.pin()?;
     let image = store.find(&args.image)?;
     let built = cache(&store).ensure(&layer_inputs(&store, &image)?)?;
     let (path, size) = match &args.output {

@@ -120,10 +120,36 @@ fn inspect(volumes: &VolumeStore, names: &[String]) -> anyhow::Result<u8> {
     Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
 }
 
-/// The first container (in any state) that mounts volume `name`.
-fn user_of<'a>(all: &'a [Container], name: &str) -> Option<&'a Container> {
+/// The containers (in any state) that mount volume `name`.
+pub(crate) fn users<'a>(all: &'a [Container], name: &'a str) -> impl Iterator<Item = &'a Container> {
     all.iter()
-        .find(|c| c.config.mounts.iter().any(|m| m.volume_name() == Some(name)))
+        .filter(move |c| c.config.mounts.iter().any(|m| m.volume_name() == Some(name)))
+}
+
+fn user_of<'a>(all: &'a [Container], name: &'a str) -> Option<&'a Container> {
+    users(all, name).next()
+}
+
+/// Bytes a volume takes on disk (its directory, record included).
+pub(crate) fn allocated(v: &Volume) -> u64 {
+    let dir = v.mountpoint.parent().unwrap_or(&v.mountpoint);
+    hull::image::store::fs::allocated_bytes(dir).unwrap_or(0)
+}
+
+/// Removes every volume no container uses, checked under the containers' lock so no
+/// container can start using one in between; returns each one's name and size.
+pub(crate) fn remove_unused(volumes: &VolumeStore, containers: &ContainerStore) -> anyhow::Result<Vec<(String, u64)>> {
+    containers.with_containers(|all| -> anyhow::Result<Vec<(String, u64)>> {
+        let mut removed = Vec::new();
+        for v in volumes.list()? {
+            if user_of(all, &v.name).is_none() {
+                let size = allocated(&v);
+                volumes.remove(&v.name)?;
+                removed.push((v.name, size));
+            }
+        }
+        Ok(removed)
+    })?
 }
 
 /// Removes volume `name` unless a container uses it; the check and the removal happen
@@ -148,20 +174,11 @@ fn prune(volumes: &VolumeStore, containers: &ContainerStore, force: bool) -> any
     if !force && !confirm()? {
         return Ok(());
     }
-    let removed = containers.with_containers(|all| -> anyhow::Result<Vec<String>> {
-        let mut removed = Vec::new();
-        for v in volumes.list()? {
-            if user_of(all, &v.name).is_none() {
-                volumes.remove(&v.name)?;
-                removed.push(v.name);
-            }
-        }
-        Ok(removed)
-    })??;
+    let removed = remove_unused(volumes, containers)?;
     let mut out = std::io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Volumes:")?;
-        for name in &removed {
+        for (name, _) in &removed {
             writeln!(out, "{name}")?;
         }
         writeln!(out)?;

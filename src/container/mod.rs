@@ -20,6 +20,7 @@ pub mod network;
 pub mod proc;
 pub mod programs;
 pub mod spec;
+pub mod usage;
 pub mod virtiofs;
 pub mod vm;
 pub mod volumes;
@@ -32,6 +33,7 @@ use chrono::{DateTime, Utc};
 use guest_agent::protocol::ProcessSpec;
 use serde::{Deserialize, Serialize};
 
+use crate::image::digest::Digest;
 use crate::image::store::fs::{write_atomic, Lock};
 use proc::ProcessId;
 
@@ -77,6 +79,10 @@ pub struct ContainerConfig {
     /// The image as the user named it, and its id (config digest).
     pub image: String,
     pub image_id: String,
+    /// The manifest digest of that image: `rmi` and `prune` keep the image while a
+    /// container uses it. Absent in records made before it was recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_manifest: Option<Digest>,
     /// The image's read-only root disk.
     pub rootfs: PathBuf,
     pub process: ProcessSpec,

@@ -114,6 +114,7 @@ mod tests {
                 created: chrono::Utc::now(),
                 image: "busybox".into(),
                 image_id: "sha256:00".into(),
+                image_manifest: None,
                 rootfs: PathBuf::from("/store/rootfs/r.erofs"),
                 process: Default::default(),
                 hostname: "box".into(),

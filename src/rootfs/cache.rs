@@ -25,6 +25,18 @@ pub struct BuiltRootfs {
     pub chain_id: String,
 }
 
+/// A finished disk in the cache (or a leftover of a killed build, `leftover`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedDisk {
+    pub path: PathBuf,
+    /// `sha256:<hex>`, from the file name.
+    pub chain_id: String,
+    /// Bytes allocated on disk (`st_blocks * 512`).
+    pub allocated: u64,
+    /// A `.erofs.tmp` file whose builder is gone.
+    pub leftover: bool,
+}
+
 /// Flattened images keyed by chain id.
 #[derive(Debug, Clone)]
 pub struct RootfsCache {
@@ -70,6 +82,77 @@ impl RootfsCache {
             size,
             chain_id: chain,
         })
+    }
+
+    /// Every finished disk in the cache (none when the cache was never used).
+    pub fn disks(&self) -> Result<Vec<CachedDisk>, FlattenError> {
+        Ok(self.entries()?.into_iter().filter(|d| !d.leftover).collect())
+    }
+
+    /// Removes every finished disk `keep` rejects, and what builds killed half-way
+    /// left (`<hex>.erofs.tmp`). Each goes only under its chain's build lock, taken
+    /// without waiting: a disk being built right now, or its temporary file, is
+    /// skipped. Lock files stay (removing one could let two builders in at once).
+    /// Returns what was removed.
+    pub fn remove_unused(&self, keep: impl Fn(&CachedDisk) -> bool) -> Result<Vec<CachedDisk>, FlattenError> {
+        let mut removed = Vec::new();
+        for disk in self.entries()? {
+            if !disk.leftover && keep(&disk) {
+                continue;
+            }
+            let lock_path = self.dir.join(format!("{}.lock", chain_hex(&disk.chain_id)));
+            let Some(_lock) = ChainLock::try_acquire(&lock_path)? else {
+                continue;
+            };
+            match fs::remove_file(&disk.path) {
+                Ok(()) => removed.push(disk),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error("removing", &disk.path)(e)),
+            }
+        }
+        if !removed.is_empty() {
+            File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io_error("syncing", &self.dir))?;
+        }
+        Ok(removed)
+    }
+
+    /// Disks and leftovers, by their names: `<64 hex>.erofs` and `<64 hex>.erofs.tmp`.
+    /// Anything else (lock files, foreign names, non-files) is not the cache's.
+    fn entries(&self) -> Result<Vec<CachedDisk>, FlattenError> {
+        let dir = match fs::read_dir(&self.dir) {
+            Ok(dir) => dir,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(io_error("reading", &self.dir)(e)),
+        };
+        let mut disks = Vec::new();
+        for entry in dir {
+            let entry = entry.map_err(io_error("reading", &self.dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let (hex, leftover) = match name.strip_suffix(".erofs.tmp") {
+                Some(hex) => (hex, true),
+                None => match name.strip_suffix(".erofs") {
+                    Some(hex) => (hex, false),
+                    None => continue,
+                },
+            };
+            let is_hex = hex.len() == 64 && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+            let Ok(meta) = fs::symlink_metadata(entry.path()) else {
+                continue;
+            };
+            if !is_hex || !meta.is_file() {
+                continue;
+            }
+            disks.push(CachedDisk {
+                path: entry.path(),
+                chain_id: format!("sha256:{hex}"),
+                allocated: meta.blocks() * 512,
+                leftover,
+            });
+        }
+        disks.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(disks)
     }
 
     /// Creates the cache directory, refusing one that is a symlink or not ours.
@@ -150,6 +233,15 @@ struct ChainLock {
 
 impl ChainLock {
     fn acquire(path: &Path) -> Result<Self, FlattenError> {
+        Self::lock(path, libc::LOCK_EX)?.ok_or_else(|| io_error("locking", path)(io::ErrorKind::WouldBlock.into()))
+    }
+
+    /// The lock if nobody holds it, else `None` (a build is under way).
+    fn try_acquire(path: &Path) -> Result<Option<Self>, FlattenError> {
+        Self::lock(path, libc::LOCK_EX | libc::LOCK_NB)
+    }
+
+    fn lock(path: &Path, op: libc::c_int) -> Result<Option<Self>, FlattenError> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -161,13 +253,15 @@ impl ChainLock {
             .map_err(io_error("opening lock", path))?;
         loop {
             // SAFETY: the descriptor is open and owned by `file` for the whole call.
-            let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) };
+            let rc = unsafe { libc::flock(file.as_raw_fd(), op) };
             if rc == 0 {
-                return Ok(ChainLock { _file: file });
+                return Ok(Some(ChainLock { _file: file }));
             }
             let err = io::Error::last_os_error();
-            if err.kind() != io::ErrorKind::Interrupted {
-                return Err(io_error("locking", path)(err));
+            match err.kind() {
+                io::ErrorKind::Interrupted => continue,
+                io::ErrorKind::WouldBlock => return Ok(None),
+                _ => return Err(io_error("locking", path)(err)),
             }
         }
     }

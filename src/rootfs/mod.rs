@@ -22,7 +22,7 @@ mod sink;
 pub mod tar;
 mod tree;
 
-pub use cache::{build_to, BuiltRootfs, RootfsCache};
+pub use cache::{build_to, BuiltRootfs, CachedDisk, RootfsCache};
 pub use erofs::ImageInfo;
 pub use error::{error_chain, EntryError, FlattenError};
 pub use flatten::{flatten_layers, Flattened, Flattener};

@@ -119,6 +119,40 @@ impl Hull {
         fs::write(path, serde_json::to_vec_pretty(&config).unwrap()).expect("write config.json");
     }
 
+    /// `hull load -i` of the OCI layout at `layout`, as a tar archive.
+    pub fn load_layout(&self, layout: &std::path::Path) {
+        let name = layout.file_name().expect("layout name").to_string_lossy();
+        let tar = self.work().join(format!("{name}.tar"));
+        let mut cmd = Command::new("tar");
+        cmd.arg("-C").arg(layout).arg("-cf").arg(&tar).arg(".");
+        super::process::run_ok(cmd);
+        self.ok(&["load", "-q", "-i", tar.to_str().expect("utf-8 path")]);
+    }
+
+    /// `hull create ARGS...`: a container recorded but never booted. The VM's files
+    /// are placeholders (create only checks that they exist); `/dev/kvm` must be
+    /// usable, as for every create. Returns the container's id.
+    pub fn create_container(&self, args: &[&str]) -> String {
+        let assets = self.work().join("vm-assets");
+        fs::create_dir_all(&assets).expect("create assets dir");
+        for name in ["vmm", "hull-agent", "vmlinux"] {
+            fs::write(assets.join(name), b"").expect("write placeholder");
+        }
+        let mut cmd = self.command(&[&["create", "--network", "none"], args].concat());
+        cmd.env("HULL_VMM", assets.join("vmm"))
+            .env("HULL_AGENT", assets.join("hull-agent"))
+            .env("HULL_KERNEL", assets.join("vmlinux"))
+            .env("XDG_RUNTIME_DIR", self.dir.path());
+        let out = cmd.output().expect("run hull create");
+        assert!(
+            out.status.success(),
+            "hull create {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout").trim().to_string()
+    }
+
     /// `hull image inspect REF`, the first object of the array.
     pub fn inspect(&self, reference: &str) -> serde_json::Value {
         let out = self.ok(&["image", "inspect", reference]);

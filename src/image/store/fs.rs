@@ -141,6 +141,35 @@ pub fn remove_stale_temps(tmp_dir: &Path) -> io::Result<usize> {
     Ok(removed)
 }
 
+/// Bytes allocated on disk (`st_blocks * 512`) by `path` and, for a directory,
+/// everything below it; symlinks are not followed and hard-linked files count once.
+/// Sparse files count what they hold, not their apparent size. Entries that vanish
+/// meanwhile count nothing; a missing `path` is 0.
+pub fn allocated_bytes(path: &Path) -> io::Result<u64> {
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![path.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let meta = match fs::symlink_metadata(&p) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.nlink() > 1 && !meta.is_dir() && !seen.insert((meta.dev(), meta.ino())) {
+            continue;
+        }
+        total += meta.blocks() * 512;
+        if meta.is_dir() {
+            match fs::read_dir(&p) {
+                Ok(entries) => stack.extend(entries.flatten().map(|e| e.path())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(total)
+}
+
 /// Why a store directory is not trusted.
 #[derive(Debug, thiserror::Error)]
 pub enum OwnershipError {
@@ -256,6 +285,20 @@ mod tests {
         let link = dir.path().join("link");
         std::os::unix::fs::symlink(&d, &link).unwrap();
         assert!(matches!(check_private_dir(&link), Err(OwnershipError::Symlink(_))));
+    }
+
+    #[test]
+    fn allocated_bytes_counts_blocks_not_apparent_size() {
+        let dir = tempfile::tempdir().unwrap();
+        let sparse = fs::File::create(dir.path().join("sparse")).unwrap();
+        sparse.set_len(1 << 30).unwrap();
+        fs::write(dir.path().join("data"), vec![7u8; 1 << 20]).unwrap();
+        fs::hard_link(dir.path().join("data"), dir.path().join("link")).unwrap();
+        let blocks = |p: &str| fs::symlink_metadata(dir.path().join(p)).unwrap().blocks() * 512;
+        let total = allocated_bytes(dir.path()).unwrap();
+        assert_eq!(total, blocks("") + blocks("sparse") + blocks("data"));
+        assert!(total < 4 << 20, "the sparse gigabyte was counted: {total}");
+        assert_eq!(allocated_bytes(&dir.path().join("missing")).unwrap(), 0);
     }
 
     #[test]

@@ -71,6 +71,12 @@ pub enum StoreError {
     NoSuchImage(String),
     #[error("image id {0} is ambiguous: it matches several images")]
     AmbiguousId(String),
+    #[error("no blob removed: manifest {digest} cannot be read, so what it references is unknown")]
+    GcUnsure {
+        digest: Digest,
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -321,11 +327,26 @@ impl ImageStore {
         index::write(self, &records)
     }
 
-    /// Removes the records matching `keep == false`; returns the removed ones.
-    pub fn remove_records(&self, mut remove: impl FnMut(&ImageRecord) -> bool) -> Result<Vec<ImageRecord>> {
+    /// Removes the records `remove` selects; returns them. An image that loses its
+    /// last record while `in_use` accepts its manifest digest stays, untagged
+    /// (dangling), so a container keeps its image (and its blobs) after `rmi -f`.
+    pub fn remove_records(
+        &self,
+        remove: impl FnMut(&ImageRecord) -> bool,
+        in_use: impl Fn(&Digest) -> bool,
+    ) -> Result<Vec<ImageRecord>> {
         let _lock = self.lock_index()?;
         let records = index::read(self)?;
-        let (gone, kept): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| remove(r));
+        let (gone, mut kept): (Vec<_>, Vec<_>) = records.into_iter().partition(remove);
+        for old in &gone {
+            let named = kept.iter().any(|r| r.manifest.digest == old.manifest.digest);
+            if !named && in_use(&old.manifest.digest) {
+                kept.push(ImageRecord {
+                    name: None,
+                    ..old.clone()
+                });
+            }
+        }
         if !gone.is_empty() {
             index::write(self, &kept)?;
         }
@@ -414,19 +435,38 @@ impl ImageStore {
         found.ok_or_else(|| StoreError::NoSuchImage(query.to_owned()))
     }
 
-    /// Deletes every blob no index entry references; returns (count, bytes) freed.
-    /// Waits for in-flight pulls and loads, which hold the gc lock shared.
-    pub fn collect_garbage(&self) -> Result<(usize, u64)> {
+    /// Takes the garbage collector's lock: waits for in-flight pulls, loads, commits,
+    /// imports and creates (which hold it shared, see [`ImageStore::pin`]) and keeps
+    /// new ones out until dropped.
+    pub fn lock_gc(&self) -> Result<GcLock> {
         let path = self.lock_path("gc.lock");
-        let _gc = Lock::exclusive(&path).map_err(io_err("lock", &path))?;
+        Ok(GcLock {
+            _lock: Lock::exclusive(&path).map_err(io_err("lock", &path))?,
+        })
+    }
+
+    /// The blobs of the image whose manifest is `digest`: manifest, config, layers.
+    pub fn image_blobs(&self, digest: &Digest) -> Result<Vec<Digest>> {
+        let manifest = self.read_manifest(digest)?;
+        let mut blobs = vec![digest.clone(), manifest.config.digest];
+        blobs.extend(manifest.layers.into_iter().map(|l| l.blob.digest));
+        Ok(blobs)
+    }
+
+    /// Deletes every blob that neither an index entry nor one of `roots` (manifest
+    /// digests of images containers use) references; returns (count, bytes) freed.
+    /// When a manifest among them cannot be read, what it references is unknown and
+    /// nothing is deleted ([`StoreError::GcUnsure`]).
+    pub fn collect_garbage(&self, _gc: &GcLock, roots: &[Digest]) -> Result<(usize, u64)> {
         let _index = self.lock_index()?;
         let mut live = std::collections::HashSet::new();
-        for record in index::read(self)? {
-            live.insert(record.manifest.digest.clone());
-            if let Ok(m) = self.read_manifest(&record.manifest.digest) {
-                live.insert(m.config.digest.clone());
-                live.extend(m.layers.into_iter().map(|l| l.blob.digest));
-            }
+        let manifests = index::read(self)?.into_iter().map(|r| r.manifest.digest);
+        for digest in manifests.chain(roots.iter().cloned()) {
+            let blobs = self.image_blobs(&digest).map_err(|source| StoreError::GcUnsure {
+                digest: digest.clone(),
+                source: Box::new(source),
+            })?;
+            live.extend(blobs);
         }
         let dir = self.root.join("blobs/sha256");
         let (mut count, mut bytes) = (0, 0);
@@ -447,4 +487,10 @@ impl ImageStore {
         fs::sync_dir(&dir).map_err(io_err("sync", &dir))?;
         Ok((count, bytes))
     }
+}
+
+/// The garbage collector's exclusive lock on the store, held until dropped.
+#[derive(Debug)]
+pub struct GcLock {
+    _lock: Lock,
 }
