@@ -187,9 +187,10 @@ fn confine_process(config: &VmConfig) -> Result<(), BuildError> {
         let outcome = confine::restrict_filesystem()?;
         match outcome {
             confine::LandlockOutcome::Enforced => {}
-            confine::LandlockOutcome::Partial => {
-                eprintln!("vmm: landlock: this kernel's landlock ABI denies only part of the filesystem rights")
-            }
+            confine::LandlockOutcome::Partial => eprintln!(
+                "vmm: landlock: this kernel's landlock ABI denies only part of the rights \
+                 (TCP bind/connect need ABI 4, Linux 6.7)"
+            ),
             confine::LandlockOutcome::Unsupported => {
                 eprintln!("vmm: landlock: not supported by this kernel; filesystem access not restricted")
             }

@@ -1,9 +1,16 @@
 //! A seccomp filter per thread kind. Each thread installs its own filter before it
 //! touches guest-controlled data; a syscall outside the list kills the process.
+//!
+//! Arguments are checked where they carry the danger: `ioctl` only with the request
+//! numbers a thread kind uses (`KVM_RUN` on vCPU threads, `FIONBIO` on the device
+//! thread), `socket` only for the non-blocking Unix stream sockets the vsock muxer
+//! opens, and no `mmap` or `mprotect` that asks for executable memory.
 
 use std::collections::BTreeMap;
 
-use seccompiler::{BpfProgram, SeccompAction, SeccompFilter, TargetArch};
+use seccompiler::{
+    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule, TargetArch,
+};
 
 use super::ConfineError;
 
@@ -19,13 +26,12 @@ pub enum ThreadKind {
 }
 
 /// Syscalls every thread needs: memory, locks, time, signals, logging, exit.
+/// `mmap` and `mprotect` are allowed only without `PROT_EXEC` ([`MEMORY`]).
 const COMMON: &[i64] = &[
     libc::SYS_brk,
-    libc::SYS_mmap,
     libc::SYS_munmap,
     libc::SYS_mremap,
     libc::SYS_madvise,
-    libc::SYS_mprotect,
     libc::SYS_futex,
     libc::SYS_sched_yield,
     libc::SYS_clock_gettime,
@@ -47,7 +53,16 @@ const COMMON: &[i64] = &[
     libc::SYS_exit_group,
 ];
 
-const VCPU: &[i64] = &[libc::SYS_ioctl];
+/// Mappings and protection changes, never executable: argument 2 is `prot`.
+const MEMORY: &[i64] = &[libc::SYS_mmap, libc::SYS_mprotect];
+
+/// `_IO(KVMIO, 0x80)`: the only request a vCPU thread makes once it runs.
+pub const KVM_RUN: u64 = 0xae80;
+
+/// ioctl requests per thread kind.
+const VCPU_IOCTLS: &[u64] = &[KVM_RUN];
+/// `FIONBIO`: std's `set_nonblocking` on accepted vsock connections.
+const EVENT_LOOP_IOCTLS: &[u64] = &[libc::FIONBIO];
 
 const EVENT_LOOP: &[i64] = &[
     libc::SYS_epoll_wait,
@@ -61,42 +76,92 @@ const EVENT_LOOP: &[i64] = &[
     libc::SYS_fsync,
     libc::SYS_getrandom,
     libc::SYS_accept4,
-    libc::SYS_socket,
     libc::SYS_connect,
     libc::SYS_shutdown,
     libc::SYS_sendto,
     libc::SYS_recvfrom,
     libc::SYS_sendmsg,
     libc::SYS_recvmsg,
-    libc::SYS_ioctl,
 ];
+
+/// The only sockets the device thread opens: a guest connection to a host port
+/// becomes a non-blocking Unix stream (`vsock::muxer::connect_nonblocking`).
+const VSOCK_SOCKET_TYPE: i32 = libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC;
 
 const MAIN: &[i64] = &[libc::SYS_rt_sigtimedwait, libc::SYS_fsync];
 
-/// The allow-list of `kind`.
+/// The syscalls `kind` may make, whatever their arguments, and those it may make with
+/// checked arguments.
 pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
     let extra = match kind {
-        ThreadKind::Vcpu => VCPU,
+        ThreadKind::Vcpu => &[][..],
         ThreadKind::EventLoop => EVENT_LOOP,
         ThreadKind::Main => MAIN,
     };
     COMMON.iter().chain(extra).copied().collect()
 }
 
+/// The ioctl requests `kind` may make.
+pub fn allowed_ioctls(kind: ThreadKind) -> &'static [u64] {
+    match kind {
+        ThreadKind::Vcpu => VCPU_IOCTLS,
+        ThreadKind::EventLoop => EVENT_LOOP_IOCTLS,
+        ThreadKind::Main => &[],
+    }
+}
+
+fn condition(arg: u8, op: SeccompCmpOp, value: u64) -> Result<SeccompCondition, seccompiler::BackendError> {
+    SeccompCondition::new(arg, SeccompCmpArgLen::Dword, op, value)
+}
+
+/// One rule per allowed request number (argument 1).
+fn ioctl_rules(requests: &[u64]) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    requests
+        .iter()
+        .map(|&request| SeccompRule::new(vec![condition(1, SeccompCmpOp::Eq, request)?]))
+        .collect()
+}
+
+/// `prot` (argument 2) without `PROT_EXEC`.
+fn no_exec_rule() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let no_exec = condition(2, SeccompCmpOp::MaskedEq(libc::PROT_EXEC as u64), 0)?;
+    Ok(vec![SeccompRule::new(vec![no_exec])?])
+}
+
+/// `socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, _)`.
+fn vsock_socket_rule() -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    let domain = condition(0, SeccompCmpOp::Eq, libc::AF_UNIX as u64)?;
+    let kind = condition(1, SeccompCmpOp::Eq, VSOCK_SOCKET_TYPE as u64)?;
+    Ok(vec![SeccompRule::new(vec![domain, kind])?])
+}
+
+fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompiler::BackendError> {
+    let mut rules: BTreeMap<i64, Vec<SeccompRule>> =
+        allowed_syscalls(kind).into_iter().map(|nr| (nr, Vec::new())).collect();
+    for &nr in MEMORY {
+        rules.insert(nr, no_exec_rule()?);
+    }
+    let ioctls = allowed_ioctls(kind);
+    if !ioctls.is_empty() {
+        rules.insert(libc::SYS_ioctl, ioctl_rules(ioctls)?);
+    }
+    if kind == ThreadKind::EventLoop {
+        rules.insert(libc::SYS_socket, vsock_socket_rule()?);
+    }
+    Ok(rules)
+}
+
 /// Compiles the filter of `kind`.
 pub fn filter(kind: ThreadKind) -> Result<BpfProgram, ConfineError> {
-    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
-        allowed_syscalls(kind).into_iter().map(|nr| (nr, Vec::new())).collect();
+    let build = |source| ConfineError::SeccompBuild { kind, source };
     let filter = SeccompFilter::new(
-        rules,
+        rules(kind).map_err(build)?,
         SeccompAction::KillProcess,
         SeccompAction::Allow,
         TargetArch::x86_64,
     )
-    .map_err(|source| ConfineError::SeccompBuild { kind, source })?;
-    filter
-        .try_into()
-        .map_err(|source| ConfineError::SeccompBuild { kind, source })
+    .map_err(build)?;
+    filter.try_into().map_err(build)
 }
 
 /// Installs the filter of `kind` on the calling thread (when `enabled`).
@@ -128,8 +193,9 @@ mod tests {
             libc::SYS_connect,
             libc::SYS_execve,
             libc::SYS_clone,
+            libc::SYS_ioctl,
         ] {
-            assert!(!allowed.contains(&nr), "{nr}");
+            assert!(!allowed.contains(&nr), "{nr}: allowed with any arguments");
         }
     }
 
@@ -143,22 +209,125 @@ mod tests {
         }
     }
 
-    #[test]
-    fn filtered_thread_is_killed_on_a_forbidden_syscall() {
-        // Run in a child process: the filter kills the whole process.
+    /// Runs `call` in a child process confined as `kind`: whether the filter killed it
+    /// (SIGSYS), or the child got past the call.
+    fn killed_by_filter(kind: ThreadKind, call: fn()) -> bool {
         // SAFETY: fork in a test; the child only installs a filter and makes syscalls.
         let pid = unsafe { libc::fork() };
         if pid == 0 {
-            let _ = enter_thread(ThreadKind::Vcpu, true);
-            // SAFETY: getppid has no arguments; it is not on the vCPU list.
-            unsafe { libc::syscall(libc::SYS_getppid) };
-            // SAFETY: _exit is always safe; reached only if the filter failed.
+            if enter_thread(kind, true).is_err() {
+                // SAFETY: _exit is always safe.
+                unsafe { libc::_exit(2) };
+            }
+            call();
+            // SAFETY: _exit is always safe; reached only if the filter let the call by.
             unsafe { libc::_exit(0) };
         }
         let mut status = 0;
         // SAFETY: waiting for our own child with a valid status pointer.
         unsafe { libc::waitpid(pid, &mut status, 0) };
-        assert!(libc::WIFSIGNALED(status), "child exited normally: filter not enforced");
-        assert_eq!(libc::WTERMSIG(status), libc::SIGSYS);
+        if libc::WIFEXITED(status) {
+            assert_eq!(libc::WEXITSTATUS(status), 0, "the filter could not be installed");
+            return false;
+        }
+        libc::WIFSIGNALED(status) && libc::WTERMSIG(status) == libc::SIGSYS
+    }
+
+    #[test]
+    fn filtered_thread_is_killed_on_a_forbidden_syscall() {
+        // SAFETY: getppid has no arguments; it is not on the vCPU list.
+        assert!(killed_by_filter(ThreadKind::Vcpu, || {
+            unsafe { libc::syscall(libc::SYS_getppid) };
+        }));
+    }
+
+    #[test]
+    fn ioctls_are_checked_by_request_number() {
+        // SAFETY: ioctls on stdin with a null argument; the filter decides before the
+        // kernel looks at it.
+        let tcgets = || {
+            unsafe { libc::ioctl(0, libc::TCGETS, 0) };
+        };
+        let kvm_run = || {
+            unsafe { libc::ioctl(-1, KVM_RUN as _, 0) };
+        };
+        let fionbio = || {
+            unsafe { libc::ioctl(-1, libc::FIONBIO, 0) };
+        };
+        assert!(killed_by_filter(ThreadKind::Vcpu, tcgets));
+        assert!(!killed_by_filter(ThreadKind::Vcpu, kvm_run));
+        assert!(killed_by_filter(ThreadKind::Vcpu, fionbio));
+        assert!(!killed_by_filter(ThreadKind::EventLoop, fionbio));
+        assert!(killed_by_filter(ThreadKind::EventLoop, kvm_run));
+        assert!(killed_by_filter(ThreadKind::Main, fionbio));
+    }
+
+    #[test]
+    fn no_thread_may_map_executable_memory() {
+        let map_exec = || {
+            // SAFETY: an anonymous mapping; the filter decides before the kernel maps.
+            {
+                unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_EXEC,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+            }
+        };
+        let protect_exec = || {
+            let mut page = vec![0u8; 8192];
+            let aligned = ((page.as_mut_ptr() as usize + 4095) & !4095) as *mut libc::c_void;
+            // SAFETY: a page inside our own buffer; the filter decides first.
+            {
+                unsafe { libc::mprotect(aligned, 4096, libc::PROT_READ | libc::PROT_EXEC) };
+            }
+        };
+        let map_data = || {
+            // SAFETY: an anonymous read/write mapping, left to the process's end.
+            {
+                unsafe {
+                    libc::mmap(
+                        std::ptr::null_mut(),
+                        4096,
+                        libc::PROT_READ | libc::PROT_WRITE,
+                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                        -1,
+                        0,
+                    )
+                };
+            }
+        };
+        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
+            assert!(killed_by_filter(kind, map_exec), "{kind:?} mmap exec");
+            assert!(killed_by_filter(kind, protect_exec), "{kind:?} mprotect exec");
+            assert!(!killed_by_filter(kind, map_data), "{kind:?} mmap data");
+        }
+    }
+
+    #[test]
+    fn the_device_thread_opens_only_unix_stream_sockets() {
+        // SAFETY: socket(2) calls whose results are dropped (the child exits).
+        let unix = || {
+            unsafe { libc::socket(libc::AF_UNIX, VSOCK_SOCKET_TYPE, 0) };
+        };
+        let inet = || {
+            unsafe { libc::socket(libc::AF_INET, VSOCK_SOCKET_TYPE, 0) };
+        };
+        let unix_dgram = || {
+            unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
+        };
+        let netlink = || {
+            unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) };
+        };
+        assert!(!killed_by_filter(ThreadKind::EventLoop, unix));
+        assert!(killed_by_filter(ThreadKind::EventLoop, inet));
+        assert!(killed_by_filter(ThreadKind::EventLoop, unix_dgram));
+        assert!(killed_by_filter(ThreadKind::EventLoop, netlink));
+        assert!(killed_by_filter(ThreadKind::Vcpu, unix));
     }
 }
