@@ -393,6 +393,9 @@ fn output_flood_keeps_the_log_capped() {
     let kept = size("container.log") + size("container.log.1");
     assert!(kept <= 2 << 20, "log kept {kept} bytes");
     assert!(kept >= 1 << 20, "log kept only {kept} bytes");
+    // What rotation discarded is counted: at least what the two files could not keep.
+    let dropped = inspect("flood")["State"]["LogBytesDropped"].as_u64().unwrap();
+    assert!(dropped + kept >= 3_000_000, "dropped {dropped} + kept {kept}");
     // 3,000,000 bytes of 17-byte lines end in a partial line that `echo` completes.
     let partial = &"0123456789abcdef"[..3_000_000 % 17];
     assert_eq!(ok(&["logs", "--tail", "1", "flood"]), format!("{partial}done\n"));

@@ -38,7 +38,17 @@ fn attacker(attack: &str) -> String {
     let hostname = format!("attack-{attack}");
     let agent = hostile_agent();
     let out = hull_env(
-        &["run", "-d", "--name", &name, "--hostname", &hostname, IMAGE, "sleep", "600"],
+        &[
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--hostname",
+            &hostname,
+            IMAGE,
+            "sleep",
+            "600",
+        ],
         &[("HULL_AGENT", &agent)],
     );
     assert!(out.status.success(), "run {name}: {}", text(&out.stderr));
@@ -50,7 +60,10 @@ fn remove(name: &str) {
     let pid = inspect(name)["State"]["Pid"].as_u64().unwrap_or(0);
     ok(&["rm", "-f", name]);
     if pid > 0 {
-        assert!(!Path::new(&format!("/proc/{pid}")).exists(), "VMM {pid} of {name} left running");
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "VMM {pid} of {name} left running"
+        );
     }
 }
 
@@ -62,7 +75,11 @@ fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, u64, Vec<u8>)> {
         for entry in fs::read_dir(&d).unwrap() {
             let path = entry.unwrap().path();
             let meta = fs::symlink_metadata(&path).unwrap();
-            let data = if meta.is_file() { fs::read(&path).unwrap() } else { Vec::new() };
+            let data = if meta.is_file() {
+                fs::read(&path).unwrap()
+            } else {
+                Vec::new()
+            };
             out.insert(path.clone(), (meta.mode(), meta.nlink(), data));
             if meta.is_dir() {
                 stack.push(path);
@@ -115,13 +132,24 @@ fn refused_copy(home: &Home, attack: &str, expect: &str, prepare: impl FnOnce(&P
     let before = home.around(&dest);
     let started = Instant::now();
     let target = format!("{}/", dest.display());
-    let out = hull_env(&["cp", &format!("{name}:/etc/hosts"), &target], &[("HULL_STREAM_LIMIT", "8m")]);
+    let out = hull_env(
+        &["cp", &format!("{name}:/etc/hosts"), &target],
+        &[("HULL_STREAM_LIMIT", "8m")],
+    );
     assert_eq!(code(&out), 125, "cp from {attack}: {}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains(expect), "cp from {attack}: {err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
-    assert!(started.elapsed() < Duration::from_secs(120), "cp from {attack} took {:?}", started.elapsed());
-    assert_eq!(home.around(&dest), before, "{attack} changed files outside the destination");
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "cp from {attack} took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        home.around(&dest),
+        before,
+        "{attack} changed files outside the destination"
+    );
     remove(&name);
     dest
 }
@@ -135,7 +163,11 @@ fn hostile_agent_cp_streams_stay_beneath_the_destination() {
         fs::write(dest.join(".bashrc"), "mine too").unwrap()
     });
     assert_eq!(fs::read(dest.join(".bashrc")).unwrap(), b"mine too");
-    assert_eq!(fs::read(dest.join("hosts")).unwrap(), b"", "what came first stays, inside");
+    assert_eq!(
+        fs::read(dest.join("hosts")).unwrap(),
+        b"",
+        "what came first stays, inside"
+    );
     // `../escape` and absolute names.
     refused_copy(&home, "cp-dotdot", "'..'", |_| {});
     // A symlink to `..`, then a write through it.
@@ -151,7 +183,12 @@ fn hostile_agent_cp_streams_stay_beneath_the_destination() {
     assert_eq!(fs::metadata(dest.join("hosts/victim")).unwrap().nlink(), 1);
     // A file whose bytes never end: stopped at the stream limit, no partial file.
     let dest = refused_copy(&home, "cp-endless", "limit", |_| {});
-    assert_eq!(fs::read_dir(&dest).unwrap().count(), 0, "nothing left in {}", dest.display());
+    assert_eq!(
+        fs::read_dir(&dest).unwrap().count(),
+        0,
+        "nothing left in {}",
+        dest.display()
+    );
 }
 
 #[test]
@@ -163,7 +200,10 @@ fn hostile_agent_modes_fifos_and_devices_are_tamed_on_the_host() {
     let out = hull(&["cp", &format!("{name}:/etc/hosts"), dest.to_str().unwrap()]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     let err = text(&out.stderr);
-    assert!(err.contains("fifo") && err.contains("null"), "skipped entries named: {err}");
+    assert!(
+        err.contains("fifo") && err.contains("null"),
+        "skipped entries named: {err}"
+    );
     let copied = dest.join("hosts");
     for (path, (mode, _, _)) in tree(&dest) {
         assert_eq!(mode & 0o7000, 0, "{} has mode {mode:o}", path.display());
@@ -203,16 +243,31 @@ fn hostile_agent_silence_ends_stop_exec_and_cp_in_time() {
     let out = hull_env(&["exec", &name, "true"], &quick);
     assert_eq!(code(&out), 125, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains(&name), "names the container: {}", text(&out.stderr));
-    assert!(started.elapsed() < Duration::from_secs(40), "exec took {:?}", started.elapsed());
+    assert!(
+        text(&out.stderr).contains(&name),
+        "names the container: {}",
+        text(&out.stderr)
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "exec took {:?}",
+        started.elapsed()
+    );
     let home = Home::new();
-    let out = hull_env(&["cp", &format!("{name}:/etc/hosts"), home.path().to_str().unwrap()], &quick);
+    let out = hull_env(
+        &["cp", &format!("{name}:/etc/hosts"), home.path().to_str().unwrap()],
+        &quick,
+    );
     assert_eq!(code(&out), 125, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
     // stop -t 1: the signals go unanswered, the VMM is killed in time.
     let started = Instant::now();
     ok(&["stop", "-t", "1", &name]);
-    assert!(started.elapsed() < Duration::from_secs(1 + 15 + 15 + 10), "stop took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(1 + 15 + 15 + 10),
+        "stop took {:?}",
+        started.elapsed()
+    );
     assert!(!Path::new(&format!("/proc/{pid}")).exists(), "the VMM is gone");
     assert_eq!(inspect(&name)["State"]["Status"], "exited");
     remove(&name);
@@ -237,13 +292,20 @@ fn hostile_agent_lies_are_range_checked_and_text_is_made_printable() {
     assert_eq!(code(&out), 125, "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(err.contains("no such file"), "{err}");
-    assert!(!err.contains('\x1b') && !err.contains('\u{9b}') && !err.contains('\r'), "{err:?}");
+    assert!(
+        !err.contains('\x1b') && !err.contains('\u{9b}') && !err.contains('\r'),
+        "{err:?}"
+    );
     // A Configure that is never answered: the run ends with the agent timeout.
     let started = Instant::now();
     let out = with_agent("stall", &[("HULL_AGENT_TIMEOUT", "10")]);
     assert_eq!(code(&out), 125, "{}", text(&out.stderr));
     assert!(text(&out.stderr).contains("did not answer"), "{}", text(&out.stderr));
-    assert!(started.elapsed() < Duration::from_secs(300 + 10 + 30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(300 + 10 + 30),
+        "{:?}",
+        started.elapsed()
+    );
     assert_eq!(ok(&["ps", "-a", "-q"]), containers_before, "--rm containers are gone");
 }
 

@@ -66,6 +66,9 @@ fn describe(c: &Container) -> serde_json::Value {
             "Error": s.error,
             "StartedAt": time(s.started_at),
             "FinishedAt": time(s.finished_at),
+            // hull's own: output that did not fit the log or the console cap.
+            "LogBytesDropped": s.log_dropped_bytes,
+            "ConsoleBytesDropped": s.console_dropped_bytes,
         },
         "Image": c.config.image_id,
         "Name": format!("/{}", c.config.name),

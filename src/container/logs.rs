@@ -38,6 +38,8 @@ pub struct LogWriter {
     file: File,
     size: u64,
     max: u64,
+    /// Bytes of records this writer discarded: the older file it rotated over.
+    dropped: u64,
 }
 
 fn rotated(path: &Path) -> PathBuf {
@@ -59,13 +61,20 @@ impl LogWriter {
             file,
             size,
             max,
+            dropped: 0,
         })
+    }
+
+    /// Bytes of output discarded so far by rotation (headers included).
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 
     pub fn write(&mut self, stream: LogStream, data: &[u8]) -> io::Result<()> {
         for chunk in data.chunks(MAX_RECORD as usize) {
             let len = (HEADER + chunk.len()) as u64;
             if self.size > 0 && self.size + len > self.max {
+                self.dropped += fs::metadata(rotated(&self.path)).map_or(0, |m| m.len());
                 fs::rename(&self.path, rotated(&self.path))?;
                 self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
                 self.size = 0;
@@ -263,6 +272,9 @@ mod tests {
         assert!(total <= 2 * 64 * 1024, "{total}");
         let kept = read_all(&path).unwrap();
         assert!(!kept.is_empty() && kept.len() < 1000);
+        // What rotation discarded is counted: written = kept + dropped.
+        let written = 1000 * (HEADER as u64 + 1000);
+        assert_eq!(w.dropped() + total, written);
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub struct ContainerState {
     /// Where the running VM's sockets are (see [`runtime_root`]).
     #[serde(default)]
     pub run_dir: Option<PathBuf>,
+    /// Output the last run's log rotation discarded, in bytes.
+    #[serde(default)]
+    pub log_dropped_bytes: u64,
+    /// Console bytes the VMM dropped past its limit in the last run.
+    #[serde(default)]
+    pub console_dropped_bytes: u64,
 }
 
 impl ContainerState {
@@ -149,6 +155,8 @@ impl ContainerState {
             exit_code: None,
             error: String::new(),
             run_dir: None,
+            log_dropped_bytes: 0,
+            console_dropped_bytes: 0,
         }
     }
 

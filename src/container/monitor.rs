@@ -75,6 +75,13 @@ struct Outcome {
     error: String,
 }
 
+/// Output a run could not keep: the log's rotation, the VMM's console cap.
+#[derive(Debug, Default)]
+struct Dropped {
+    log: u64,
+    console: u64,
+}
+
 enum Event {
     Agent(AgentMessage),
     AgentLost(String),
@@ -119,7 +126,8 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
     if let Some(listener) = listener {
         client.accept(listener, ATTACH_TIMEOUT);
     }
-    let outcome = match boot_and_run(&mut c, store_root, &client) {
+    let mut dropped = Dropped::default();
+    let outcome = match boot_and_run(&mut c, store_root, &client, &mut dropped) {
         Ok(o) => o,
         Err(e) => Outcome {
             code: 125,
@@ -138,6 +146,8 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         s.finished_at = Some(Utc::now());
         s.monitor = None;
         s.vmm = None;
+        s.log_dropped_bytes = dropped.log;
+        s.console_dropped_bytes = dropped.console;
     })?;
     if c.config.auto_remove {
         containers.remove(&c)?;
@@ -151,7 +161,12 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
     Ok(outcome.code)
 }
 
-fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result<Outcome, MonitorError> {
+fn boot_and_run(
+    c: &mut Container,
+    store_root: &Path,
+    client: &Client,
+    dropped: &mut Dropped,
+) -> Result<Outcome, MonitorError> {
     let assets = Assets::locate()?;
     let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
     let _ = fs::remove_file(c.vsock_path());
@@ -196,8 +211,9 @@ fn boot_and_run(c: &mut Container, store_root: &Path, client: &Client) -> Result
     let vmm_done = Arc::new(Mutex::new(false));
     watch_vmm(child, events.clone(), vmm_done.clone());
     let mut control = None;
-    let mut result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control);
+    let mut result = run_main_process(c, client, &events, &rx, &vmm_done, &mut control, &mut dropped.log);
     power_off(c, vmm, &rx, &vmm_done, control);
+    dropped.console = console_dropped(&super::programs::log_tail(&c.dir.join("vmm.log")));
     if let (Ok(outcome), Some(why)) = (&mut result, shares.failure()) {
         if !outcome.error.is_empty() {
             outcome.error = format!("{}; {why}", outcome.error);
@@ -228,6 +244,7 @@ fn run_main_process(
     rx: &Receiver<Event>,
     vmm_done: &Arc<Mutex<bool>>,
     shutdown_on: &mut Option<UnixStream>,
+    log_dropped: &mut u64,
 ) -> Result<Outcome, MonitorError> {
     let timeout = boot_timeout();
     let done = vmm_done.clone();
@@ -279,7 +296,7 @@ fn run_main_process(
         client.clone(),
     )];
     if let Some(err) = stdio.stderr {
-        drained.push(pump_output(err, LogStream::Stderr, log, client.clone()));
+        drained.push(pump_output(err, LogStream::Stderr, log.clone(), client.clone()));
     }
     let control = session.sender().map_err(io("agent connection"))?;
     *shutdown_on = session.sender().ok();
@@ -302,7 +319,19 @@ fn run_main_process(
     for d in drained {
         let _ = d.recv_timeout(deadline.saturating_duration_since(Instant::now()));
     }
+    *log_dropped = log.lock().unwrap_or_else(|e| e.into_inner()).dropped();
     Ok(outcome)
+}
+
+/// The console bytes the VMM says it dropped (`vmm: console: N bytes dropped ...`).
+fn console_dropped(vmm_log: &str) -> u64 {
+    vmm_log
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("vmm: console: "))
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
 }
 
 fn wait_for_exit(c: &Container, rx: &Receiver<Event>) -> Outcome {
@@ -530,5 +559,18 @@ pub fn exit_code_of(message: &AgentMessage) -> Option<(i32, String)> {
         AgentMessage::Error { kind, message, .. } => Some((start_error_code(*kind), message.clone())),
         AgentMessage::Exited { status, .. } => Some((status.shell_code(), String::new())),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_vmms_count_of_dropped_console_bytes_is_read_from_its_log() {
+        let log = "vmm: warning: x\nvmm: console: 1234 bytes dropped past the 8388608-byte limit\nvmm: guest reset\n";
+        assert_eq!(console_dropped(log), 1234);
+        assert_eq!(console_dropped("vmm: guest reset\n"), 0);
+        assert_eq!(console_dropped("vmm: console: lots bytes dropped\n"), 0);
     }
 }

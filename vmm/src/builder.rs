@@ -161,6 +161,7 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     confine::enter_thread(ThreadKind::Main, config.seccomp)?;
     timings.phase("vcpus");
     let stop = wait_for_exit(&exit_rx);
+    report_console_dropped(config.console_limit);
     if let Some(stats) = stats {
         eprintln!("{}", stats.line(8));
     }
@@ -260,7 +261,22 @@ fn console_log(config: &VmConfig) -> Result<BoundedLog, BuildError> {
             source,
         })?),
     };
-    Ok(BoundedLog::new(out, config.console_limit))
+    let log = BoundedLog::new(out, config.console_limit);
+    let _ = CONSOLE_DROPPED.set(log.dropped());
+    Ok(log)
+}
+
+/// The console's count of bytes dropped past its limit, said when the VM stops.
+static CONSOLE_DROPPED: std::sync::OnceLock<Arc<std::sync::atomic::AtomicU64>> = std::sync::OnceLock::new();
+
+/// Says how many console bytes were dropped, if any (the monitor records it).
+fn report_console_dropped(limit: u64) {
+    let dropped = CONSOLE_DROPPED
+        .get()
+        .map_or(0, |d| d.load(std::sync::atomic::Ordering::Relaxed));
+    if dropped > 0 {
+        eprintln!("vmm: console: {dropped} bytes dropped past the {limit}-byte limit");
+    }
 }
 
 fn irq_line(vm: &Vm, gsi: u32) -> Result<IrqLine, BuildError> {

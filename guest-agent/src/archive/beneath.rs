@@ -196,7 +196,7 @@ pub fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {
 /// Sets access and modification time of an open file to `mtime` (seconds).
 pub fn set_mtime(fd: RawFd, mtime: i64) -> io::Result<()> {
     let t = libc::timespec {
-        tv_sec: mtime as libc::time_t,
+        tv_sec: mtime as _,
         tv_nsec: 0,
     };
     let times = [t, t];

@@ -61,8 +61,10 @@ pub const KVM_RUN: u64 = 0xae80;
 
 /// ioctl requests per thread kind.
 const VCPU_IOCTLS: &[u64] = &[KVM_RUN];
+/// `FIONBIO` on x86_64 (libc types it `c_ulong` on glibc, `c_int` on musl).
+pub const FIONBIO: u64 = 0x5421;
 /// `FIONBIO`: std's `set_nonblocking` on accepted vsock connections.
-const EVENT_LOOP_IOCTLS: &[u64] = &[libc::FIONBIO];
+const EVENT_LOOP_IOCTLS: &[u64] = &[FIONBIO];
 
 const EVENT_LOOP: &[i64] = &[
     libc::SYS_epoll_wait,
@@ -242,6 +244,11 @@ mod tests {
     }
 
     #[test]
+    fn fionbio_is_the_request_libc_knows() {
+        assert_eq!(FIONBIO, libc::FIONBIO);
+    }
+
+    #[test]
     fn ioctls_are_checked_by_request_number() {
         // SAFETY: ioctls on stdin with a null argument; the filter decides before the
         // kernel looks at it.
@@ -252,7 +259,7 @@ mod tests {
             unsafe { libc::ioctl(-1, KVM_RUN as _, 0) };
         };
         let fionbio = || {
-            unsafe { libc::ioctl(-1, libc::FIONBIO, 0) };
+            unsafe { libc::ioctl(-1, FIONBIO as _, 0) };
         };
         assert!(killed_by_filter(ThreadKind::Vcpu, tcgets));
         assert!(!killed_by_filter(ThreadKind::Vcpu, kvm_run));
