@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::io::{AsRawFd, FromRawFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use vmm_sys_util::epoll::EventSet;
 
@@ -30,6 +31,9 @@ const HANDSHAKE_MAX: usize = 32;
 pub const CONTROL_QUEUE_MAX: usize = MAX_CONNECTIONS * 2 + 64;
 const CREDIT_UPDATE_THRESHOLD: u32 = BUF_ALLOC / 4;
 const ACCEPTS_PER_EVENT: usize = 32;
+/// How long a connection whose host side is gone waits for the guest to close its
+/// side before it is reset and its descriptor freed.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where the muxer registers its file descriptors (the event loop, or a test fake).
 pub trait Registry {
@@ -81,6 +85,8 @@ struct Connection {
     write_shut: bool,
     peer_shutdown: u32,
     events: EventSet,
+    /// When the host side was found gone (hung up, everything read), if it is.
+    host_gone_since: Option<Instant>,
 }
 
 impl Connection {
@@ -103,6 +109,14 @@ impl Connection {
             write_shut: false,
             peer_shutdown: 0,
             events: EventSet::IN,
+            host_gone_since: None,
+        }
+    }
+
+    /// Notes the host side gone once it hung up and its last bytes were read.
+    fn note_host_gone(&mut self) {
+        if self.hup && self.host_eof && self.host_gone_since.is_none() {
+            self.host_gone_since = Some(Instant::now());
         }
     }
 
@@ -147,6 +161,8 @@ pub struct Muxer {
     control: VecDeque<Header>,
     next_token: u32,
     next_local_port: u32,
+    /// [`CLOSE_GRACE`], shorter in tests.
+    close_grace: Duration,
 }
 
 /// `<uds>_<port>`: where guest connections to host port `port` go.
@@ -220,6 +236,7 @@ impl Muxer {
             control: VecDeque::new(),
             next_token: FIRST_CONN_TOKEN,
             next_local_port: LOCAL_PORT_BASE,
+            close_grace: CLOSE_GRACE,
         })
     }
 
@@ -277,8 +294,33 @@ impl Muxer {
         }
     }
 
-    fn add_host_connection(&mut self, stream: UnixStream, reg: &mut dyn Registry) {
+    /// Resets the connections whose host side is gone and whose guest did not close
+    /// within the grace (every one of them with `all`): a guest that never answers a
+    /// shutdown cannot keep their descriptors.
+    fn reap_host_gone(&mut self, all: bool, reg: &mut dyn Registry) {
+        let grace = self.close_grace;
+        let gone: Vec<u32> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.host_gone_since.is_some_and(|t| all || t.elapsed() >= grace))
+            .map(|(t, _)| *t)
+            .collect();
+        for token in gone {
+            self.reset(token, reg);
+        }
+    }
+
+    /// Room for one more connection, made by reaping where needed.
+    fn has_room(&mut self, reg: &mut dyn Registry) -> bool {
+        self.reap_host_gone(false, reg);
         if self.conns.len() >= MAX_CONNECTIONS {
+            self.reap_host_gone(true, reg);
+        }
+        self.conns.len() < MAX_CONNECTIONS
+    }
+
+    fn add_host_connection(&mut self, stream: UnixStream, reg: &mut dyn Registry) {
+        if !self.has_room(reg) {
             crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; host connection closed");
             return;
         }
@@ -298,6 +340,7 @@ impl Muxer {
         };
         if events.intersects(EventSet::HANG_UP | EventSet::ERROR) && !conn.hup {
             conn.hup = true;
+            conn.note_host_gone();
             reg.remove(conn.stream.as_raw_fd());
         }
         match conn.state {
@@ -492,7 +535,7 @@ impl Muxer {
     }
 
     fn guest_connect(&mut self, hdr: &Header, reg: &mut dyn Registry) {
-        if self.conns.len() >= MAX_CONNECTIONS {
+        if !self.has_room(reg) {
             crate::warn_limited!("vsock: connection limit {MAX_CONNECTIONS} reached; guest connection refused");
             let rst = self.reset_for(hdr);
             return self.push_control(rst);
@@ -604,6 +647,7 @@ impl Muxer {
         match conn.stream.read(&mut buf[..n]) {
             Ok(0) => {
                 conn.host_eof = true;
+                conn.note_host_gone();
                 Some(self.header(token, op::SHUTDOWN, 0, SHUTDOWN_SEND))
             }
             Ok(read) => {

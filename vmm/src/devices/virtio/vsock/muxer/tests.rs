@@ -347,6 +347,52 @@ fn host_eof_becomes_a_send_shutdown() {
     assert_eq!((h.op, h.flags), (op::SHUTDOWN, SHUTDOWN_SEND));
 }
 
+/// A guest connection to port 85 whose host side hung up and was read to its end.
+fn connection_whose_host_is_gone(f: &mut Fixture, src_port: u32, listener: &UnixListener) {
+    f.send(guest(op::REQUEST, src_port, 85, 0), &[]);
+    f.produce(4096).unwrap();
+    drop(accept(listener));
+    let token = *f.mux.ports.get(&(85, src_port)).unwrap();
+    f.mux.handle_event(token, EventSet::IN | EventSet::HANG_UP, &mut f.reg);
+    let (h, _) = f.produce(4096).unwrap();
+    assert_eq!((h.op, h.flags), (op::SHUTDOWN, SHUTDOWN_SEND));
+}
+
+#[test]
+fn a_connection_whose_host_left_is_reaped_when_the_guest_never_closes() {
+    let mut f = fixture();
+    let listener = listen(&port_path(&f.uds, 85));
+    connection_whose_host_is_gone(&mut f, 5, &listener);
+    assert_eq!(f.mux.connections(), 1, "kept while the guest may still close it");
+    // The guest ignores the shutdown; past the grace the next connection reaps it.
+    f.mux.close_grace = Duration::ZERO;
+    f.send(guest(op::REQUEST, 6, 85, 0), &[]);
+    let _second = accept(&listener);
+    let ops: Vec<u16> = std::iter::from_fn(|| f.produce(4096).map(|(h, _)| h.op)).collect();
+    assert!(ops.contains(&op::RST) && ops.contains(&op::RESPONSE), "{ops:?}");
+    assert_eq!(f.mux.connections(), 1);
+    assert!(f.mux.ports.get(&(85, 5)).is_none());
+}
+
+#[test]
+fn at_the_cap_connections_whose_host_left_make_room() {
+    let mut f = fixture();
+    let listener = listen(&port_path(&f.uds, 85));
+    let mut live = Vec::new();
+    for port in 0..MAX_CONNECTIONS as u32 - 1 {
+        f.send(guest(op::REQUEST, 10_000 + port, 85, 0), &[]);
+        live.push(accept(&listener));
+        f.produce(4096).unwrap();
+    }
+    connection_whose_host_is_gone(&mut f, 5, &listener);
+    assert_eq!(f.mux.connections(), MAX_CONNECTIONS);
+    // Within the grace, but the cap is reached: the gone one goes, the new one comes.
+    f.send(guest(op::REQUEST, 6, 85, 0), &[]);
+    let _new = accept(&listener);
+    assert_eq!(f.mux.connections(), MAX_CONNECTIONS);
+    assert!(f.mux.ports.get(&(85, 6)).is_some());
+}
+
 #[test]
 fn control_queue_is_bounded() {
     let mut f = fixture();
