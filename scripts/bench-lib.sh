@@ -15,6 +15,17 @@ bench_artifacts() {
     tar -C "$dir/layout" -cf "$dir/image.tar" .
 }
 
+# A trivial initramfs in DIR/initramfs.cpio whose /init reboots at once: a VMM's bare
+# boot-to-exit of the kernel.
+bench_trivial_initramfs() {
+    local dir=$1
+    mkdir -p "$dir/initramfs/bin"
+    cp /bin/busybox "$dir/initramfs/bin/busybox"
+    printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' > "$dir/initramfs/init"
+    chmod 0755 "$dir/initramfs/init"
+    (cd "$dir/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$dir/initramfs.cpio"
+}
+
 # The median of numbers on stdin, or n/a.
 median() {
     sort -n | awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'

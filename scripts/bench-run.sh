@@ -19,11 +19,7 @@ cd "$repo"
 . scripts/bench-lib.sh
 art=$repo/.lab/run-bench
 bench_artifacts "$art"
-mkdir -p "$art/initramfs/bin"
-cp /bin/busybox "$art/initramfs/bin/busybox"
-printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' > "$art/initramfs/init"
-chmod 0755 "$art/initramfs/init"
-(cd "$art/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$art/initramfs.cpio"
+bench_trivial_initramfs "$art"
 if [ -n "${FIRECRACKER:-}" ]; then cp "$FIRECRACKER" "$art/firecracker"; fi
 chmod -R a+rX "$repo/.lab"
 export HULL_BENCH_RUNS=${HULL_BENCH_RUNS:-10} HULL_BENCH_MEM_MIB=${HULL_BENCH_MEM_MIB:-256}

@@ -17,11 +17,7 @@ shift
 . scripts/bench-lib.sh
 art=$repo/.lab/vmm-ab
 bench_artifacts "$art"
-mkdir -p "$art/initramfs/bin"
-cp /bin/busybox "$art/initramfs/bin/busybox"
-printf '#!/bin/busybox sh\n/bin/busybox reboot -f\n' > "$art/initramfs/init"
-chmod 0755 "$art/initramfs/init"
-(cd "$art/initramfs" && find . -print0 | cpio --null -o -H newc --quiet) > "$art/initramfs.cpio"
+bench_trivial_initramfs "$art"
 mv "$art/vmm" "$art/vmm-new"
 # BASE's VMM, built from a detached worktree into a target directory of its own.
 tree=$(mktemp -d)
