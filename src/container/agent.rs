@@ -127,6 +127,7 @@ impl Session {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
+            hosts: Vec::new(),
         })?;
         match self.recv()? {
             AgentMessage::Configured => Ok(Ok(())),
