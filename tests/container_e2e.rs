@@ -758,7 +758,8 @@ fn networking_keeps_the_host_private_unless_asked_and_publishes_ports() {
     let started = Instant::now();
     let out = hull(&[
         "run",
-        "--rm",
+        "--name",
+        "closed",
         "--network",
         "bridge",
         IMAGE,
@@ -778,6 +779,13 @@ fn networking_keeps_the_host_private_unless_asked_and_publishes_ports() {
         text(&out.stderr)
     );
     eprintln!("default container with two refused probes: {:?}", started.elapsed());
+    // The VMM dropped them (passt never saw them), and said so.
+    let id = inspect("closed")["Id"].as_str().unwrap().to_owned();
+    let vmm_log = std::fs::read_to_string(containers_dir().join(id).join("vmm.log")).unwrap();
+    for dropped in ["destination 10.0.2.2 denied", "destination 169.254.169.254 denied"] {
+        assert!(vmm_log.contains(dropped), "{dropped:?} not in vmm.log: {vmm_log}");
+    }
+    ok(&["rm", "closed"]);
     let out = hull(&[
         "run",
         "--rm",
