@@ -44,7 +44,6 @@ pub fn configure(config: Option<&NetConfig>) -> io::Result<()> {
     let sock = socket()?;
     set_flags(&sock, "lo", libc::IFF_UP as libc::c_short).map_err(ctx("lo up"))?;
     let Some(c) = config else { return Ok(()) };
-    disable_ipv6("eth0").map_err(ctx("eth0 ipv6 off"))?;
     set_addr(&sock, "eth0", libc::SIOCSIFADDR, c.address).map_err(ctx("eth0 address"))?;
     set_addr(&sock, "eth0", libc::SIOCSIFNETMASK, c.netmask()).map_err(ctx("eth0 netmask"))?;
     let mut req = ifreq("eth0")?;
@@ -52,15 +51,6 @@ pub fn configure(config: Option<&NetConfig>) -> io::Result<()> {
     ioctl(&sock, libc::SIOCSIFMTU, &mut req).map_err(ctx("eth0 mtu"))?;
     set_flags(&sock, "eth0", (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short).map_err(ctx("eth0 up"))?;
     add_default_route(&sock, "eth0", c.gateway).map_err(ctx("default route"))
-}
-
-/// The network is IPv4 only (the VMM drops every other frame): no router
-/// solicitations or address probes on `dev`. Fine where the kernel has no IPv6.
-fn disable_ipv6(dev: &str) -> io::Result<()> {
-    match std::fs::write(format!("/proc/sys/net/ipv6/conf/{dev}/disable_ipv6"), "1") {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        other => other,
-    }
 }
 
 fn ctx(what: &'static str) -> impl Fn(io::Error) -> io::Error {
