@@ -123,4 +123,18 @@ mod tests {
         assert!(Frame::read(&mut &[99u8, 0, 0, 0, 0][..]).is_err());
         assert!(Frame::read(&mut &[4u8, 1, 0, 0, 0, 7][..]).is_err());
     }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, a decoded frame encodes back to a frame that decodes
+        /// to itself, and the reader consumed no more than the frame it returned.
+        #[test]
+        fn arbitrary_bytes_decode_to_frames_that_round_trip(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut r = &bytes[..];
+            while let Ok(Some(frame)) = Frame::read(&mut r) {
+                let encoded = frame.encode();
+                proptest::prop_assert!(encoded.len() <= 5 + MAX_FRAME as usize);
+                proptest::prop_assert_eq!(Frame::read(&mut &encoded[..]).unwrap(), Some(frame));
+            }
+        }
+    }
 }
