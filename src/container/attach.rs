@@ -74,9 +74,12 @@ impl Frame {
             4 => Frame::Exit(int(&p)?),
             5 => Frame::Stdin(p),
             6 => Frame::StdinClosed,
-            7 if p.len() == 4 => Frame::Resize {
-                rows: u16::from_le_bytes([p[0], p[1]]),
-                cols: u16::from_le_bytes([p[2], p[3]]),
+            7 => match p[..] {
+                [r0, r1, c0, c1] => Frame::Resize {
+                    rows: u16::from_le_bytes([r0, r1]),
+                    cols: u16::from_le_bytes([c0, c1]),
+                },
+                _ => return Err(invalid(format!("resize frame of {} bytes", p.len()))),
             },
             8 => Frame::Signal(int(&p)?),
             k => return Err(invalid(format!("unknown attach frame kind {k}"))),
@@ -122,5 +125,26 @@ mod tests {
         assert!(Frame::read(&mut &big[..]).is_err());
         assert!(Frame::read(&mut &[99u8, 0, 0, 0, 0][..]).is_err());
         assert!(Frame::read(&mut &[4u8, 1, 0, 0, 0, 7][..]).is_err());
+    }
+
+    #[test]
+    fn resize_frame_of_wrong_length_is_named_as_a_resize() {
+        let err = Frame::read(&mut &[7u8, 3, 0, 0, 0, 1, 2, 3][..]).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData);
+        assert_eq!(err.to_string(), "resize frame of 3 bytes");
+    }
+
+    proptest::proptest! {
+        /// Whatever a peer sends, a decoded frame encodes back to a frame that decodes
+        /// to itself, and the reader consumed no more than the frame it returned.
+        #[test]
+        fn arbitrary_bytes_decode_to_frames_that_round_trip(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let mut r = &bytes[..];
+            while let Ok(Some(frame)) = Frame::read(&mut r) {
+                let encoded = frame.encode();
+                proptest::prop_assert!(encoded.len() <= 5 + MAX_FRAME as usize);
+                proptest::prop_assert_eq!(Frame::read(&mut &encoded[..]).unwrap(), Some(frame));
+            }
+        }
     }
 }

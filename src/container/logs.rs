@@ -17,7 +17,7 @@ use chrono::{DateTime, Utc};
 /// Largest log file before rotation.
 pub const MAX_FILE: u64 = 8 << 20;
 /// Largest record; the monitor writes at most 32 KiB at a time.
-const MAX_RECORD: u32 = 1 << 20;
+pub const MAX_RECORD: u32 = 1 << 20;
 const HEADER: usize = 13;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,17 +79,34 @@ impl LogWriter {
                 self.file = OpenOptions::new().create(true).append(true).open(&self.path)?;
                 self.size = 0;
             }
-            let mut record = Vec::with_capacity(HEADER + chunk.len());
-            record.push(stream as u8);
             let nanos = Utc::now().timestamp_nanos_opt().unwrap_or(0);
-            record.extend_from_slice(&nanos.to_le_bytes());
-            record.extend_from_slice(&(chunk.len() as u32).to_le_bytes());
-            record.extend_from_slice(chunk);
-            self.file.write_all(&record)?;
+            self.file.write_all(&encode_record(stream, nanos, chunk))?;
             self.size += len;
         }
         Ok(())
     }
+}
+
+/// One record as stored: stream, time in ns since the epoch, length, bytes. `data` is
+/// at most [`MAX_RECORD`] bytes (the writer splits longer output).
+pub fn encode_record(stream: LogStream, nanos: i64, data: &[u8]) -> Vec<u8> {
+    let mut record = Vec::with_capacity(HEADER + data.len());
+    record.push(stream as u8);
+    record.extend_from_slice(&nanos.to_le_bytes());
+    record.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    record.extend_from_slice(data);
+    record
+}
+
+/// Every complete record of a log stream, up to its end or its first torn or
+/// malformed record.
+pub fn read_records(r: impl Read) -> io::Result<Vec<Record>> {
+    let mut r = BufReader::new(r);
+    let mut records = Vec::new();
+    while let Some(rec) = read_record(&mut r)? {
+        records.push(rec);
+    }
+    Ok(records)
 }
 
 /// Reads one record; `None` at the end or at a torn (partly written) record.
@@ -141,10 +158,7 @@ pub fn read_all(path: &Path) -> io::Result<Vec<Record>> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         };
-        let mut r = BufReader::new(file);
-        while let Some(rec) = read_record(&mut r)? {
-            records.push(rec);
-        }
+        records.extend(read_records(file)?);
     }
     Ok(records)
 }
@@ -305,6 +319,25 @@ mod tests {
         // follower drains the old file before moving on, so it loses only files it
         // never saw (rotated twice between polls).
         assert!(got.last().unwrap().starts_with(b"line 09"));
+    }
+
+    proptest::proptest! {
+        /// Any bytes read as a log give records that re-encode to a prefix of them,
+        /// and lines that hold exactly each stream's bytes.
+        #[test]
+        fn arbitrary_logs_read_as_a_prefix_of_records(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..96)) {
+            let records = read_records(&bytes[..]).unwrap();
+            let mut encoded = Vec::new();
+            for rec in &records {
+                encoded.extend(encode_record(rec.stream, rec.time.timestamp_nanos_opt().unwrap(), &rec.data));
+            }
+            proptest::prop_assert!(bytes.starts_with(&encoded));
+            for stream in [LogStream::Stdout, LogStream::Stderr] {
+                let from_records: Vec<u8> = records.iter().filter(|r| r.stream == stream).flat_map(|r| r.data.clone()).collect();
+                let from_lines: Vec<u8> = lines(&records).into_iter().filter(|l| l.stream == stream).flat_map(|l| l.data).collect();
+                proptest::prop_assert_eq!(from_records, from_lines);
+            }
+        }
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Registry credentials from Docker's `config.json` (`$DOCKER_CONFIG/config.json`,
 //! else `~/.docker/config.json`). Credentials never appear in output or errors.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 
@@ -54,7 +54,14 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>, AuthError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(source) => return Err(AuthError::Read { path, source }),
     };
-    let config: serde_json::Value = serde_json::from_slice(&bytes).map_err(|source| AuthError::Json {
+    parse_config(&bytes, &path, registry)
+}
+
+/// Credentials for `registry` in the bytes of a `config.json` read from `path` (which
+/// errors name).
+pub fn parse_config(bytes: &[u8], path: &Path, registry: &str) -> Result<Option<Credentials>, AuthError> {
+    let path = path.to_path_buf();
+    let config: serde_json::Value = serde_json::from_slice(bytes).map_err(|source| AuthError::Json {
         path: path.clone(),
         source,
     })?;
@@ -115,6 +122,34 @@ mod tests {
         assert_eq!(normalise_key("https://index.docker.io/v1/"), "index.docker.io");
         assert_eq!(normalise_key("127.0.0.1:5000"), "127.0.0.1:5000");
         assert_eq!(normalise_key("http://localhost:5000"), "localhost:5000");
+    }
+
+    #[test]
+    fn auth_entries_decode_and_bad_ones_name_the_registry_only() {
+        let path = Path::new("/c/config.json");
+        let config = br#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpwOmFzcw=="},"r:5000":{"auth":"!!"}}}"#;
+        let creds = parse_config(config, path, "docker.io").unwrap().unwrap();
+        assert_eq!((creds.username.as_str(), creds.password.as_str()), ("u", "p:ass"));
+        let err = parse_config(config, path, "r:5000").unwrap_err().to_string();
+        assert!(err.contains("r:5000") && !err.contains("!!"), "{err}");
+        assert_eq!(parse_config(br#"{"auths":[]}"#, path, "docker.io").unwrap(), None);
+    }
+
+    proptest::proptest! {
+        /// Entries written as Docker writes them are found; a failure never shows the secret.
+        #[test]
+        fn written_entries_are_found_and_errors_hide_secrets(user in "[^:]{0,12}", password in ".{0,24}", junk in ".{0,24}") {
+            use base64::Engine as _;
+            let path = Path::new("/c/config.json");
+            let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+            let config = serde_json::json!({ "auths": { "reg:1": { "auth": auth }, "bad:1": { "auth": junk } } });
+            let bytes = serde_json::to_vec(&config).unwrap();
+            let found = parse_config(&bytes, path, "reg:1").unwrap().unwrap();
+            proptest::prop_assert_eq!(found, Credentials { username: user, password: password.clone() });
+            if let Err(e) = parse_config(&bytes, path, "bad:1") {
+                proptest::prop_assert!(junk.len() < 4 || !e.to_string().contains(&junk));
+            }
+        }
     }
 
     #[test]

@@ -421,3 +421,20 @@ proptest! {
         prop_assert!(f.mux.connections() <= MAX_CONNECTIONS);
     }
 }
+
+proptest! {
+    #[test]
+    fn connect_lines_parse_to_their_port_and_nothing_else_parses(
+        port in any::<u32>(),
+        zeros in 0usize..3,
+        junk in proptest::collection::vec(any::<u8>(), 0..40),
+    ) {
+        let line = format!("CONNECT {}{port}\n", "0".repeat(zeros));
+        prop_assert_eq!(parse_connect(line.as_bytes()), Some(port));
+        if let Some(p) = parse_connect(&junk) {
+            let digits = junk.strip_prefix(b"CONNECT ").and_then(|d| d.strip_suffix(b"\n")).unwrap();
+            prop_assert!(!digits.is_empty() && digits.iter().all(u8::is_ascii_digit));
+            prop_assert_eq!(std::str::from_utf8(digits).unwrap().parse::<u32>().unwrap(), p);
+        }
+    }
+}
