@@ -269,45 +269,30 @@ mod tests {
         assert!(killed_by_filter(ThreadKind::Main, fionbio));
     }
 
+    /// An anonymous mapping with `prot`, left to the child's end.
+    fn map_anonymous(prot: i32) {
+        // SAFETY: an anonymous private mapping; the filter decides before the kernel maps.
+        unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                4096,
+                prot,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+    }
+
     #[test]
     fn no_thread_may_map_executable_memory() {
-        let map_exec = || {
-            // SAFETY: an anonymous mapping; the filter decides before the kernel maps.
-            {
-                unsafe {
-                    libc::mmap(
-                        std::ptr::null_mut(),
-                        4096,
-                        libc::PROT_READ | libc::PROT_EXEC,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    )
-                };
-            }
-        };
+        let map_exec = || map_anonymous(libc::PROT_READ | libc::PROT_EXEC);
+        let map_data = || map_anonymous(libc::PROT_READ | libc::PROT_WRITE);
         let protect_exec = || {
             let mut page = vec![0u8; 8192];
             let aligned = ((page.as_mut_ptr() as usize + 4095) & !4095) as *mut libc::c_void;
             // SAFETY: a page inside our own buffer; the filter decides first.
-            {
-                unsafe { libc::mprotect(aligned, 4096, libc::PROT_READ | libc::PROT_EXEC) };
-            }
-        };
-        let map_data = || {
-            // SAFETY: an anonymous read/write mapping, left to the process's end.
-            {
-                unsafe {
-                    libc::mmap(
-                        std::ptr::null_mut(),
-                        4096,
-                        libc::PROT_READ | libc::PROT_WRITE,
-                        libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
-                        -1,
-                        0,
-                    )
-                };
-            }
+            unsafe { libc::mprotect(aligned, 4096, libc::PROT_READ | libc::PROT_EXEC) };
         };
         for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
             assert!(killed_by_filter(kind, map_exec), "{kind:?} mmap exec");
