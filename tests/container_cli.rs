@@ -118,6 +118,47 @@ fn conflicting_and_bad_flags_are_refused() {
 }
 
 #[test]
+fn add_host_values_are_checked_before_anything_is_created_and_recorded() {
+    let env = Env::new();
+    for bad in ["foo", ":1.2.3.4", "a b:1.2.3.4", "a:notanip", "-a:1.2.3.4", "a:::1"] {
+        let flag = format!("--add-host={bad}");
+        assert_refused(&env.hull(&["create", &flag, "busybox:cli", "true"]), "invalid argument");
+    }
+    assert_refused(
+        &env.hull(&[
+            "run",
+            "--network",
+            "none",
+            "--add-host",
+            "host.docker.internal:host-gateway",
+            "busybox:cli",
+            "true",
+        ]),
+        "--network none",
+    );
+    assert!(env.containers().is_empty());
+    let out = env.hull(&[
+        "create",
+        "--name",
+        "hosts",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        "--add-host",
+        "db:192.168.1.9",
+        "busybox:cli",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let inspect: serde_json::Value = serde_json::from_slice(&env.hull(&["inspect", "hosts"]).stdout).unwrap();
+    assert_eq!(
+        inspect[0]["HostConfig"]["ExtraHosts"],
+        serde_json::json!(["host.docker.internal:host-gateway", "db:192.168.1.9"])
+    );
+    assert!(env.hull(&["create", "--name", "plain", "busybox:cli"]).status.success());
+    let inspect: serde_json::Value = serde_json::from_slice(&env.hull(&["inspect", "plain"]).stdout).unwrap();
+    assert!(inspect[0]["HostConfig"]["ExtraHosts"].is_null(), "{inspect}");
+}
+
+#[test]
 fn created_containers_are_listed_named_and_removed() {
     let env = Env::new();
     let out = env.hull(&["create", "--name", "first", "busybox:cli", "echo", "hi"]);

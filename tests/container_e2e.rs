@@ -628,9 +628,9 @@ fn http_get(addr: &str) -> Option<String> {
 
 #[test]
 #[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
-fn networking_reaches_the_host_and_publishes_ports() {
-    // A server on the host's loopback: the container reaches it through the gateway
-    // address, which passt maps to the host.
+fn networking_keeps_the_host_private_unless_asked_and_publishes_ports() {
+    // A server on the host's loopback: a default container cannot reach it through
+    // the gateway address; one started with --add-host NAME:host-gateway can.
     let server = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = server.local_addr().unwrap().port();
     std::thread::spawn(move || {
@@ -643,18 +643,56 @@ fn networking_reaches_the_host_and_publishes_ports() {
     });
     let url = format!("http://10.0.2.2:{port}/");
     // The other tests run with HULL_NETWORK=none; this one asks for the network.
+    // Each probe prints whether it got through; a dropped SYN times out. (busybox
+    // wget -T crashes in this image, so the probes are nc -w.)
+    let started = Instant::now();
     let out = hull(&[
         "run",
-        "--rm",
+        "--name",
+        "closed",
         "--network",
         "bridge",
         IMAGE,
         "sh",
         "-c",
-        &format!("ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; wget -qO- {url}"),
+        &format!(
+            "ip -4 addr show eth0 | grep -o 'inet [0-9./]*'; \
+             nc -w 5 10.0.2.2 {port} </dev/null && echo reached the host || echo host closed; \
+             nc -w 3 169.254.169.254 80 </dev/null && echo reached metadata || echo metadata closed"
+        ),
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
-    assert_eq!(text(&out.stdout), "inet 10.0.2.15/24\nhello from the host\n");
+    assert_eq!(
+        text(&out.stdout),
+        "inet 10.0.2.15/24\nhost closed\nmetadata closed\n",
+        "{}",
+        text(&out.stderr)
+    );
+    eprintln!("default container with two refused probes: {:?}", started.elapsed());
+    // The VMM dropped them (passt never saw them), and said so.
+    let id = inspect("closed")["Id"].as_str().unwrap().to_owned();
+    let vmm_log = std::fs::read_to_string(containers_dir().join(id).join("vmm.log")).unwrap();
+    for dropped in ["destination 10.0.2.2 denied", "destination 169.254.169.254 denied"] {
+        assert!(vmm_log.contains(dropped), "{dropped:?} not in vmm.log: {vmm_log}");
+    }
+    ok(&["rm", "closed"]);
+    let out = hull(&[
+        "run",
+        "--rm",
+        "--network",
+        "bridge",
+        "--add-host",
+        "host.docker.internal:host-gateway",
+        IMAGE,
+        "sh",
+        "-c",
+        &format!("grep host.docker.internal /etc/hosts; wget -qO- http://host.docker.internal:{port}/"),
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "10.0.2.2\thost.docker.internal\nhello from the host\n"
+    );
 
     // --network none: loopback only, nothing goes out.
     let out = hull(&[
@@ -665,7 +703,7 @@ fn networking_reaches_the_host_and_publishes_ports() {
         IMAGE,
         "sh",
         "-c",
-        &format!("ip -o link | grep -c eth0; wget -qO- -T 5 {url}"),
+        &format!("ip -o link | grep -c eth0; wget -qO- {url}"),
     ]);
     assert_ne!(code(&out), 0, "{}", text(&out.stdout));
     assert_eq!(text(&out.stdout).lines().next(), Some("0"), "no eth0");

@@ -15,6 +15,7 @@
 //! room for big environments).
 
 use std::io::{self, Read, Write};
+use std::net::Ipv4Addr;
 
 use serde::{Deserialize, Serialize};
 
@@ -58,15 +59,36 @@ pub enum HostMessage {
         op: CopyOp,
     },
     /// The container's own settings, once per boot, before its main process starts:
-    /// its hostname (`/etc/hostname`, `/etc/hosts`, the UTS name) and its volumes and
-    /// tmpfs mounts. User strings travel here, never on the kernel command line. The
-    /// agent answers `Configured` or an `Error`.
+    /// its hostname (`/etc/hostname`, `/etc/hosts`, the UTS name), the extra
+    /// `/etc/hosts` lines of `--add-host`, and its volumes and tmpfs mounts. User
+    /// strings travel here, never on the kernel command line. The agent answers
+    /// `Configured` or an `Error`.
     Configure {
         hostname: String,
         mounts: Vec<crate::mounts::MountArg>,
+        #[serde(default)]
+        hosts: Vec<HostEntry>,
     },
     /// Power the VM off once every process has been reaped.
     Shutdown,
+}
+
+/// One extra `/etc/hosts` line: `address name`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HostEntry {
+    pub name: String,
+    pub address: Ipv4Addr,
+}
+
+/// Longest name an `/etc/hosts` entry may have (a DNS name's limit).
+pub const HOST_NAME_MAX: usize = 253;
+
+/// Whether `name` can be an `/etc/hosts` name: 1 to [`HOST_NAME_MAX`] bytes of
+/// letters, digits, `-`, `.` and `_`, not starting with `-` or `.` (no blanks, no
+/// NUL, nothing a resolver would split or misread).
+pub fn valid_host_name(name: &str) -> bool {
+    let plain = |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_');
+    !name.is_empty() && name.len() <= HOST_NAME_MAX && !name.starts_with(['-', '.']) && name.bytes().all(plain)
 }
 
 /// The file operations behind `cp`, `diff`, `commit` and `export`. Paths are

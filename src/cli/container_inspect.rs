@@ -79,6 +79,7 @@ fn describe(c: &Container) -> serde_json::Value {
             "NanoCpus": u64::from(c.config.vcpus) * 1_000_000_000,
             "NetworkMode": c.config.network.name(),
             "PortBindings": port_map(&c.config.ports),
+            "ExtraHosts": extra_hosts(&c.config.extra_hosts),
         },
         "Mounts": c.config.mounts.iter().map(describe_mount).collect::<Vec<_>>(),
         "NetworkSettings": network_settings(c),
@@ -137,6 +138,15 @@ fn describe_mount(m: &Mount) -> serde_json::Value {
 }
 
 /// Docker's `{"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]}`.
+/// `--add-host` as given (`NAME:host-gateway`, `NAME:IP`); `null` without any, as in
+/// Docker.
+fn extra_hosts(hosts: &[hull::container::network::ExtraHost]) -> serde_json::Value {
+    if hosts.is_empty() {
+        return serde_json::Value::Null;
+    }
+    json!(hosts.iter().map(ToString::to_string).collect::<Vec<_>>())
+}
+
 fn port_map(ports: &[hull::container::network::PortMapping]) -> serde_json::Value {
     let mut map = serde_json::Map::new();
     for p in ports {

@@ -7,7 +7,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use hull::container::assets::{check_kvm, Assets};
 use hull::container::mounts::{self, Mount};
-use hull::container::network::{self, NetworkMode, PortMapping};
+use hull::container::network::{self, ExtraHost, NetworkMode, PortMapping};
 use hull::container::spec::{self, parse_size, Overrides};
 use hull::container::volumes::VolumeStore;
 use hull::container::{names, vm, Container, ContainerConfig, ContainerStore};
@@ -74,6 +74,10 @@ pub struct CreateArgs {
     /// Publish a container's port to the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|udp]
     #[arg(short, long = "publish")]
     pub publish: Vec<String>,
+    /// Add a line to /etc/hosts: NAME:IP, or NAME:host-gateway, which also lets the
+    /// container reach the host's loopback through the gateway (denied by default)
+    #[arg(long = "add-host")]
+    pub add_host: Vec<String>,
     /// Bind mount a host directory or mount a named volume (created if missing):
     /// SOURCE:DESTINATION[:ro|rw], SOURCE an absolute host path or a volume name
     #[arg(short = 'v', long = "volume")]
@@ -163,7 +167,12 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         .iter()
         .map(|p| PortMapping::parse(p))
         .collect::<Result<Vec<_>, _>>()?;
-    network::check(network, &ports)?;
+    let extra_hosts = args
+        .add_host
+        .iter()
+        .map(|h| ExtraHost::parse(h))
+        .collect::<Result<Vec<_>, _>>()?;
+    network::check(network, &ports, &extra_hosts)?;
     let mounts = plan_mounts(args)?;
     check_kvm().map_err(anyhow::Error::msg)?;
     Assets::locate()?;
@@ -209,6 +218,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         log_max_bytes: parse_log_opts(&args.log_opt)?,
         network,
         ports,
+        extra_hosts,
         mounts,
     };
     let containers = ContainerStore::open(store.root())?;

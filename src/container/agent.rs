@@ -197,16 +197,19 @@ impl Session {
         self.stream.try_clone()
     }
 
-    /// Gives the agent the container's hostname and mounts (see
-    /// [`HostMessage::Configure`]); `Ok(Err(reason))` when it refused or a mount failed.
+    /// Gives the agent the container's hostname, extra `/etc/hosts` lines and mounts
+    /// (see [`HostMessage::Configure`]); `Ok(Err(reason))` when it refused or a mount
+    /// failed.
     pub fn configure(
         &mut self,
         hostname: &str,
+        hosts: Vec<guest_agent::protocol::HostEntry>,
         mounts: Vec<guest_agent::mounts::MountArg>,
     ) -> Result<Result<(), AgentMessage>, AgentError> {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
+            hosts,
         })?;
         match self.recv()? {
             AgentMessage::Configured => Ok(Ok(())),

@@ -104,6 +104,9 @@ pub struct ContainerConfig {
     /// `-p`.
     #[serde(default)]
     pub ports: Vec<network::PortMapping>,
+    /// `--add-host`, in order.
+    #[serde(default)]
+    pub extra_hosts: Vec<network::ExtraHost>,
     /// `-v`, `--mount`, `--tmpfs`, parents before the mounts inside them.
     #[serde(default)]
     pub mounts: Vec<mounts::Mount>,

@@ -176,7 +176,12 @@ fn boot_and_run(
         NetworkMode::User => {
             let socket = c.net_socket_path();
             Some((
-                network::start_passt(&socket, &c.config.ports, &c.dir.join("passt.log"))?,
+                network::start_passt(
+                    &socket,
+                    &c.config.ports,
+                    network::reaches_host(&c.config.extra_hosts),
+                    &c.dir.join("passt.log"),
+                )?,
                 socket,
             ))
         }
@@ -255,10 +260,11 @@ fn run_main_process(
         Ok(s) => s,
         Err(e) => return Ok(vm_failure(c, rx, &format!("the VM did not come up: {e}"))),
     };
-    // Hostname and mounts go over the control connection: no user string on the
-    // guest's kernel command line.
+    // Hostname, extra hosts and mounts go over the control connection: no user
+    // string on the guest's kernel command line.
     let mounts = super::mounts::mount_args(&c.config.mounts);
-    match session.configure(&c.config.hostname, mounts) {
+    let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
+    match session.configure(&c.config.hostname, hosts, mounts) {
         Ok(Ok(())) => {}
         Ok(Err(AgentMessage::Error { message, .. })) => {
             return Ok(Outcome {

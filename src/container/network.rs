@@ -5,9 +5,18 @@
 //! ICMP, DNS forwarded to the host's resolver, and published ports (`-p`) as
 //! listening sockets on the host. No root, no tap device, no bridge.
 //!
-//! Inside the guest: eth0 is 10.0.2.15/24, the gateway 10.0.2.2 (which passt maps to
-//! the host's loopback, so a server on the host's 127.0.0.1 answers there), DNS
-//! 10.0.2.3 (forwarded by passt). `--network none` leaves loopback only.
+//! Inside the guest: eth0 is 10.0.2.15/24, the gateway 10.0.2.2, DNS 10.0.2.3
+//! (forwarded by passt). `--network none` leaves loopback only.
+//!
+//! The host's private services stay private: by default passt runs with
+//! `--no-map-gw` (the gateway is not the host's loopback), and the VMM's egress
+//! filter drops every frame to 127.0.0.0/8, 169.254.0.0/16 (cloud metadata),
+//! 0.0.0.0/8 and the gateway, except the container's answers on its published TCP
+//! ports (passt shows a client on the host's loopback as the gateway). The filter
+//! runs in the VMM, on frames the guest cannot route around. `--add-host
+//! NAME:host-gateway` is the opt-in, as in Docker: passt then maps the gateway to
+//! the host's loopback, the filter lets it through, and NAME resolves to it in the
+//! guest's `/etc/hosts`. `--add-host NAME:IP` only adds the `/etc/hosts` line.
 
 use std::fmt;
 use std::fs::File;
@@ -22,6 +31,7 @@ use serde::{Deserialize, Serialize};
 pub const GUEST_ADDRESS: &str = "10.0.2.15";
 pub const GUEST_PREFIX: u8 = 24;
 pub const GATEWAY: &str = "10.0.2.2";
+pub const GATEWAY_ADDRESS: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
 pub const DNS: &str = "10.0.2.3";
 /// The guest's MTU: frames then fit the RX buffers of a virtio-net driver without
 /// mergeable buffers.
@@ -37,6 +47,10 @@ pub enum NetworkError {
     Publish { spec: String, reason: String },
     #[error("conflicting options: port publishing and the container type network mode")]
     PublishWithoutNetwork,
+    #[error("invalid argument {spec:?} for --add-host: {reason}")]
+    AddHost { spec: String, reason: &'static str },
+    #[error("conflicting options: --add-host {spec} and --network none (there is no host gateway)")]
+    HostGatewayWithoutNetwork { spec: String },
     #[error("passt not found: install the Debian package passt (or run with --network none)")]
     PasstMissing,
     #[error("passt (the user-mode network of this container) failed: {0}")]
@@ -171,6 +185,80 @@ impl fmt::Display for PortMapping {
     }
 }
 
+/// Docker's word for the address that reaches the host.
+pub const HOST_GATEWAY: &str = "host-gateway";
+
+/// Where an `--add-host` name points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostTarget {
+    /// `host-gateway`: the gateway, mapped to the host's loopback.
+    Gateway,
+    /// A literal address: only the `/etc/hosts` line.
+    Address(Ipv4Addr),
+}
+
+/// One `--add-host NAME:host-gateway` or `--add-host NAME:IP`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExtraHost {
+    pub name: String,
+    pub target: HostTarget,
+}
+
+impl ExtraHost {
+    /// Parses an `--add-host` value (IPv4 only, as the network is).
+    pub fn parse(spec: &str) -> Result<ExtraHost, NetworkError> {
+        let bad = |reason| NetworkError::AddHost {
+            spec: spec.to_owned(),
+            reason,
+        };
+        let (name, target) = spec
+            .split_once(':')
+            .ok_or_else(|| bad("expected NAME:IP or NAME:host-gateway"))?;
+        if !guest_agent::protocol::valid_host_name(name) {
+            return Err(bad("the name must be 1 to 253 letters, digits, '-', '.' or '_'"));
+        }
+        let target = match target {
+            HOST_GATEWAY => HostTarget::Gateway,
+            ip => HostTarget::Address(
+                ip.parse()
+                    .map_err(|_| bad("the address must be IPv4 or host-gateway"))?,
+            ),
+        };
+        Ok(ExtraHost {
+            name: name.to_owned(),
+            target,
+        })
+    }
+
+    /// The `/etc/hosts` line the agent writes.
+    pub fn entry(&self) -> guest_agent::protocol::HostEntry {
+        let address = match self.target {
+            HostTarget::Gateway => GATEWAY_ADDRESS,
+            HostTarget::Address(ip) => ip,
+        };
+        guest_agent::protocol::HostEntry {
+            name: self.name.clone(),
+            address,
+        }
+    }
+}
+
+impl fmt::Display for ExtraHost {
+    /// As Docker records it: `NAME:host-gateway`, `NAME:IP`.
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        match self.target {
+            HostTarget::Gateway => write!(f, "{}:{HOST_GATEWAY}", self.name),
+            HostTarget::Address(ip) => write!(f, "{}:{ip}", self.name),
+        }
+    }
+}
+
+/// Whether any entry asks for the host: the container may then reach it.
+pub fn reaches_host(extra_hosts: &[ExtraHost]) -> bool {
+    extra_hosts.iter().any(|h| h.target == HostTarget::Gateway)
+}
+
 fn free_port(ip: Option<Ipv4Addr>, protocol: Protocol) -> std::io::Result<u16> {
     let addr = (ip.unwrap_or(Ipv4Addr::UNSPECIFIED), 0);
     Ok(match protocol {
@@ -180,9 +268,14 @@ fn free_port(ip: Option<Ipv4Addr>, protocol: Protocol) -> std::io::Result<u16> {
 }
 
 /// Checks a container's network flags together.
-pub fn check(mode: NetworkMode, ports: &[PortMapping]) -> Result<(), NetworkError> {
+pub fn check(mode: NetworkMode, ports: &[PortMapping], extra_hosts: &[ExtraHost]) -> Result<(), NetworkError> {
     if mode == NetworkMode::None && !ports.is_empty() {
         return Err(NetworkError::PublishWithoutNetwork);
+    }
+    if let Some(h) = extra_hosts.iter().find(|h| h.target == HostTarget::Gateway) {
+        if mode == NetworkMode::None {
+            return Err(NetworkError::HostGatewayWithoutNetwork { spec: h.to_string() });
+        }
     }
     if mode == NetworkMode::User {
         find_passt()?;
@@ -223,8 +316,23 @@ fn find_passt() -> Result<PathBuf, NetworkError> {
     super::programs::find_in_path("passt", &["/usr/bin/passt"]).ok_or(NetworkError::PasstMissing)
 }
 
-/// The passt command for one container: its socket, addresses and published ports.
-pub fn passt_command(passt: &Path, socket: &Path, ports: &[PortMapping]) -> Command {
+/// The VMM's egress policy for a container: the gateway, its published TCP ports
+/// (the container answers clients through them), and whether it may reach the host.
+pub fn vmm_egress_args(ports: &[PortMapping], reach_host: bool) -> Vec<String> {
+    let mut args = vec!["--net-gateway".to_owned(), GATEWAY.to_owned()];
+    for p in ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
+        args.push("--net-published-tcp".into());
+        args.push(p.container_port.to_string());
+    }
+    if reach_host {
+        args.push("--net-allow-gateway".into());
+    }
+    args
+}
+
+/// The passt command for one container: its socket, addresses and published ports;
+/// the gateway is mapped to the host's loopback only with `reach_host`.
+pub fn passt_command(passt: &Path, socket: &Path, ports: &[PortMapping], reach_host: bool) -> Command {
     let mut cmd = Command::new(passt);
     // passt runs as whoever runs hull: left to itself, passt started by root drops to
     // `nobody`, which cannot reach the socket in root's private runtime directory.
@@ -237,6 +345,9 @@ pub fn passt_command(passt: &Path, socket: &Path, ports: &[PortMapping]) -> Comm
         .arg(socket)
         .args(["--address", GUEST_ADDRESS, "--netmask", &GUEST_PREFIX.to_string()])
         .args(["--gateway", GATEWAY, "--mtu", &MTU.to_string(), "--dns-forward", DNS]);
+    if !reach_host {
+        cmd.arg("--no-map-gw");
+    }
     for p in ports {
         let flag = match p.protocol {
             Protocol::Tcp => "--tcp-ports",
@@ -248,11 +359,11 @@ pub fn passt_command(passt: &Path, socket: &Path, ports: &[PortMapping]) -> Comm
 }
 
 /// Starts passt and waits for its socket; its messages go to `log`.
-pub fn start_passt(socket: &Path, ports: &[PortMapping], log: &Path) -> Result<Child, NetworkError> {
+pub fn start_passt(socket: &Path, ports: &[PortMapping], reach_host: bool, log: &Path) -> Result<Child, NetworkError> {
     let passt = find_passt()?;
     let _ = std::fs::remove_file(socket);
     let log_file = File::create(log).map_err(|e| NetworkError::Passt(format!("{}: {e}", log.display())))?;
-    let mut child = passt_command(&passt, socket, ports)
+    let mut child = passt_command(&passt, socket, ports, reach_host)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log_file)
@@ -314,9 +425,87 @@ mod tests {
         assert!(NetworkMode::parse("host").is_err());
         let p = PortMapping::parse("8080:80").unwrap();
         assert!(matches!(
-            check(NetworkMode::None, &[p]),
+            check(NetworkMode::None, &[p], &[]),
             Err(NetworkError::PublishWithoutNetwork)
         ));
+        let gateway = ExtraHost::parse("host.docker.internal:host-gateway").unwrap();
+        let err = check(NetworkMode::None, &[], &[gateway]).unwrap_err();
+        assert!(err.to_string().contains("host.docker.internal:host-gateway"), "{err}");
+        // A literal address is only an /etc/hosts line: fine without a network.
+        let literal = ExtraHost::parse("db:192.168.1.9").unwrap();
+        assert!(check(NetworkMode::None, &[], &[literal]).is_ok());
+    }
+
+    #[test]
+    fn add_host_values_parse_like_docker() {
+        let h = ExtraHost::parse("host.docker.internal:host-gateway").unwrap();
+        assert_eq!(h.target, HostTarget::Gateway);
+        assert_eq!(h.to_string(), "host.docker.internal:host-gateway");
+        assert_eq!(h.entry().address, GATEWAY_ADDRESS);
+        let h = ExtraHost::parse("db_1:192.168.1.9").unwrap();
+        assert_eq!(h.target, HostTarget::Address(Ipv4Addr::new(192, 168, 1, 9)));
+        assert_eq!(h.to_string(), "db_1:192.168.1.9");
+        assert_eq!(h.entry().name, "db_1");
+        assert!(reaches_host(&[
+            ExtraHost::parse("a:1.2.3.4").unwrap(),
+            ExtraHost::parse("b:host-gateway").unwrap()
+        ]));
+        assert!(!reaches_host(&[ExtraHost::parse("a:1.2.3.4").unwrap()]));
+        for bad in [
+            "foo",
+            ":1.2.3.4",
+            "a:notanip",
+            "a b:1.2.3.4",
+            "a\0b:1.2.3.4",
+            "-a:1.2.3.4",
+            "a:",
+            "a:::1",
+            "a:1.2.3",
+            "a:HOST-GATEWAY",
+            &format!("{}:1.2.3.4", "n".repeat(254)),
+        ] {
+            let err = ExtraHost::parse(bad).unwrap_err();
+            assert!(err.to_string().starts_with("invalid argument"), "{bad:?}: {err}");
+            assert!(!err.to_string().contains('\n'), "{bad:?}: one line");
+        }
+    }
+
+    fn args(cmd: &Command) -> Vec<String> {
+        cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn passt_maps_the_gateway_to_the_host_only_on_request() {
+        let p = PortMapping::parse("127.0.0.1:8080:80").unwrap();
+        let closed = args(&passt_command(
+            Path::new("/usr/bin/passt"),
+            Path::new("/s"),
+            &[p],
+            false,
+        ));
+        assert!(closed.iter().any(|a| a == "--no-map-gw"), "{closed:?}");
+        assert!(closed.windows(2).any(|w| w == ["--dns-forward", DNS]), "{closed:?}");
+        assert!(
+            closed.windows(2).any(|w| w == ["--tcp-ports", "127.0.0.1/8080:80"]),
+            "{closed:?}"
+        );
+        let open = args(&passt_command(Path::new("/usr/bin/passt"), Path::new("/s"), &[p], true));
+        assert!(!open.iter().any(|a| a == "--no-map-gw"), "{open:?}");
+        assert_eq!(closed.len(), open.len() + 1);
+    }
+
+    #[test]
+    fn the_vmm_learns_the_gateway_and_the_published_tcp_ports() {
+        let tcp = PortMapping::parse("127.0.0.1:8080:80").unwrap();
+        let udp = PortMapping::parse("127.0.0.1:5353:53/udp").unwrap();
+        assert_eq!(
+            vmm_egress_args(&[tcp, udp], false),
+            ["--net-gateway", GATEWAY, "--net-published-tcp", "80"]
+        );
+        assert_eq!(
+            vmm_egress_args(&[], true),
+            ["--net-gateway", GATEWAY, "--net-allow-gateway"]
+        );
     }
 
     #[test]
@@ -338,7 +527,7 @@ mod tests {
         let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = busy.local_addr().unwrap().port();
         let p = PortMapping::parse(&format!("127.0.0.1:{port}:80")).unwrap();
-        let err = start_passt(&dir.path().join("s"), &[p], &dir.path().join("log")).unwrap_err();
+        let err = start_passt(&dir.path().join("s"), &[p], false, &dir.path().join("log")).unwrap_err();
         assert!(err.to_string().contains(&port.to_string()), "{err}");
     }
 }

@@ -70,6 +70,10 @@ pub fn vmm_command(
     if let Some(socket) = net {
         cmd.arg("--net-socket")
             .arg(socket)
+            .args(network::vmm_egress_args(
+                &c.ports,
+                network::reaches_host(&c.extra_hosts),
+            ))
             .arg("--append")
             .arg(network::kernel_args());
     }
@@ -127,6 +131,7 @@ mod tests {
                 log_max_bytes: 1 << 20,
                 network: Default::default(),
                 ports: vec![],
+                extra_hosts: vec![],
                 mounts,
             },
             state: ContainerState::created(),
@@ -135,6 +140,39 @@ mod tests {
 
     fn args(cmd: &Command) -> Vec<String> {
         cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
+    }
+
+    #[test]
+    fn the_network_device_gets_the_containers_egress_policy() {
+        use super::super::network::{ExtraHost, PortMapping};
+        let assets = Assets {
+            vmm: "/bin/vmm".into(),
+            kernel: "/k".into(),
+            agent: "/a".into(),
+        };
+        let mut c = container(vec![]);
+        c.config.ports = vec![PortMapping::parse("127.0.0.1:8080:80").unwrap()];
+        let net = Some(Path::new("/run/c1/passt.sock"));
+        let a = args(&vmm_command(&assets, Path::new("/i"), &c, Path::new("/con"), net, None));
+        assert!(a.windows(2).any(|w| w == ["--net-gateway", "10.0.2.2"]), "{a:?}");
+        assert!(a.windows(2).any(|w| w == ["--net-published-tcp", "80"]), "{a:?}");
+        assert!(!a.iter().any(|x| x == "--net-allow-gateway"), "{a:?}");
+        c.config.extra_hosts = vec![ExtraHost::parse("host.docker.internal:host-gateway").unwrap()];
+        let a = args(&vmm_command(&assets, Path::new("/i"), &c, Path::new("/con"), net, None));
+        assert!(a.iter().any(|x| x == "--net-allow-gateway"), "{a:?}");
+        // A literal address is only an /etc/hosts line; no network, no policy.
+        c.config.extra_hosts = vec![ExtraHost::parse("db:192.168.1.9").unwrap()];
+        let a = args(&vmm_command(&assets, Path::new("/i"), &c, Path::new("/con"), net, None));
+        assert!(!a.iter().any(|x| x == "--net-allow-gateway"), "{a:?}");
+        let a = args(&vmm_command(
+            &assets,
+            Path::new("/i"),
+            &c,
+            Path::new("/con"),
+            None,
+            None,
+        ));
+        assert!(!a.iter().any(|x| x.starts_with("--net")), "{a:?}");
     }
 
     #[test]

@@ -312,7 +312,7 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
         devices.push(Box::new(Vsock::new(vsock.cid, &vsock.uds)?));
     }
     if let Some(net) = &config.net {
-        devices.push(Box::new(Net::connect(&net.socket, net.mac)?));
+        devices.push(Box::new(Net::connect(&net.socket, net.mac, net.egress.clone())?));
     }
     for fs in &config.filesystems {
         devices.push(Box::new(Fs::connect(&fs.tag, &fs.socket)?));

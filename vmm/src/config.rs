@@ -3,13 +3,17 @@
 //! ```text
 //! vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR] [--memory MIB] [--vcpus N]
 //!     [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID] [--net-socket PATH] [--mac MAC]
+//!     [--net-gateway IP] [--net-allow-gateway] [--net-published-tcp PORT]...
 //!     [--fs TAG=SOCKET]... [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
 //!     [--no-seccomp] [--no-landlock]
 //! ```
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 use thiserror::Error;
+
+use crate::devices::virtio::net::filter::EgressPolicy;
 
 /// Kernel command line used when none is given.
 pub const DEFAULT_CMDLINE: &str =
@@ -46,6 +50,8 @@ pub struct NetConfig {
     pub socket: PathBuf,
     /// The guest's MAC address.
     pub mac: [u8; 6],
+    /// What the guest may send (see `devices::virtio::net::filter`).
+    pub egress: EgressPolicy,
 }
 
 /// A virtio-fs device served by a vhost-user backend (virtiofsd).
@@ -135,7 +141,8 @@ pub enum ConfigError {
 /// One-screen usage text.
 pub const USAGE: &str = "usage: vmm --kernel PATH [--initramfs PATH] [--cmdline STR] [--append STR]
            [--memory MIB] [--vcpus N] [--disk PATH[,ro]]... [--vsock-uds PATH] [--vsock-cid CID]
-           [--net-socket PATH] [--mac MAC] [--fs TAG=SOCKET]... [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
+           [--net-socket PATH] [--mac MAC] [--net-gateway IP] [--net-allow-gateway]
+           [--net-published-tcp PORT]... [--fs TAG=SOCKET]... [--console stdout|none|PATH] [--console-limit BYTES] [--timings]
            [--no-seccomp] [--no-landlock]";
 
 fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, ConfigError> {
@@ -143,6 +150,17 @@ fn parse_num<T: std::str::FromStr>(option: &str, value: &str) -> Result<T, Confi
         option: option.into(),
         value: value.into(),
     })
+}
+
+/// A TCP or UDP port, 1 to 65535.
+fn parse_port(option: &str, value: &str) -> Result<u16, ConfigError> {
+    match parse_num::<u16>(option, value)? {
+        0 => Err(ConfigError::Invalid {
+            option: option.into(),
+            value: value.into(),
+        }),
+        port => Ok(port),
+    }
 }
 
 fn parse_disk(value: &str) -> Result<DiskConfig, ConfigError> {
@@ -200,6 +218,7 @@ impl VmConfig {
         };
         let (mut uds, mut cid) = (None, MIN_GUEST_CID);
         let (mut net_socket, mut mac) = (None, DEFAULT_MAC);
+        let mut egress = EgressPolicy::default();
         let mut args = args.into_iter();
         while let Some(option) = args.next() {
             let mut value = || args.next().ok_or_else(|| ConfigError::MissingValue(option.clone()));
@@ -224,6 +243,9 @@ impl VmConfig {
                         value: v,
                     })?;
                 }
+                "--net-gateway" => egress.gateway = parse_num::<Ipv4Addr>(&option, &value()?)?,
+                "--net-allow-gateway" => egress.allow_gateway = true,
+                "--net-published-tcp" => egress.published_tcp.push(parse_port(&option, &value()?)?),
                 "--fs" => cfg.filesystems.push(parse_fs(&value()?)?),
                 "--console" => cfg.console = parse_console(&value()?),
                 "--console-limit" => cfg.console_limit = parse_num(&option, &value()?)?,
@@ -241,7 +263,7 @@ impl VmConfig {
             });
         }
         cfg.vsock = uds.map(|uds| VsockConfig { uds, cid });
-        cfg.net = net_socket.map(|socket| NetConfig { socket, mac });
+        cfg.net = net_socket.map(|socket| NetConfig { socket, mac, egress });
         if let Some(dup) = cfg
             .filesystems
             .iter()
@@ -381,7 +403,8 @@ mod tests {
             cfg.net,
             Some(NetConfig {
                 socket: "/run/passt.sock".into(),
-                mac: [2, 0, 0, 0, 0, 7]
+                mac: [2, 0, 0, 0, 0, 7],
+                egress: EgressPolicy::default(),
             })
         );
         assert_eq!(
@@ -399,6 +422,48 @@ mod tests {
                 Err(ConfigError::Invalid { .. })
             ));
         }
+    }
+
+    #[test]
+    fn the_egress_policy_denies_the_gateway_unless_told() {
+        let net = parse("--kernel /k --net-socket /s").unwrap().net.unwrap();
+        assert_eq!(net.egress.gateway, Ipv4Addr::new(10, 0, 2, 2));
+        assert!(!net.egress.allow_gateway && net.egress.published_tcp.is_empty());
+        let net = parse(
+            "--kernel /k --net-socket /s --net-gateway 192.168.9.1 --net-allow-gateway \
+             --net-published-tcp 80 --net-published-tcp 8080",
+        )
+        .unwrap()
+        .net
+        .unwrap();
+        assert_eq!(
+            net.egress,
+            EgressPolicy {
+                gateway: Ipv4Addr::new(192, 168, 9, 1),
+                allow_gateway: true,
+                published_tcp: vec![80, 8080],
+            }
+        );
+        for bad in [
+            "--net-gateway 10.0.2",
+            "--net-gateway ::1",
+            "--net-gateway host",
+            "--net-published-tcp 0",
+            "--net-published-tcp 65536",
+            "--net-published-tcp http",
+        ] {
+            assert!(
+                matches!(
+                    parse(&format!("--kernel /k --net-socket /s {bad}")),
+                    Err(ConfigError::Invalid { .. })
+                ),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            parse("--kernel /k --net-gateway"),
+            Err(ConfigError::MissingValue("--net-gateway".into()))
+        );
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Component, Path};
 
 use guest_agent::mounts::{self, MountArg};
+use guest_agent::protocol::{valid_host_name, HostEntry};
 
 use super::sys::{self, bind, cstring, mknod, mount};
 
@@ -229,28 +230,40 @@ fn write_runtime_files(config: &BootConfig) -> io::Result<()> {
     let root = open_root()?;
     let resolv: String = config.dns.iter().map(|ns| format!("nameserver {ns}\n")).collect();
     replace_file(&root, "etc/resolv.conf", resolv.as_bytes())?;
-    write_hostname_files(&root, DEFAULT_HOSTNAME)
+    write_hostname_files(&root, DEFAULT_HOSTNAME, &[])
 }
 
-fn write_hostname_files(root: &OwnedFd, hostname: &str) -> io::Result<()> {
-    let hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+/// `/etc/hosts`: localhost, the container's own name, then the `--add-host` lines.
+fn hosts_file(hostname: &str, extra: &[HostEntry]) -> String {
+    let mut hosts = format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t{hostname}\n");
+    for entry in extra {
+        hosts.push_str(&format!("{}\t{}\n", entry.address, entry.name));
+    }
+    hosts
+}
+
+fn write_hostname_files(root: &OwnedFd, hostname: &str, extra: &[HostEntry]) -> io::Result<()> {
     replace_file(root, "etc/hostname", format!("{hostname}\n").as_bytes())?;
-    replace_file(root, "etc/hosts", hosts.as_bytes())?;
+    replace_file(root, "etc/hosts", hosts_file(hostname, extra).as_bytes())?;
     sys::sethostname(hostname)
 }
 
-/// Gives the container the hostname the host sent (checked here again): the UTS
-/// name, `/etc/hostname` and `/etc/hosts`, written inside the root before any volume
-/// is mounted.
-pub fn set_hostname(hostname: &str) -> io::Result<()> {
+fn invalid(what: &str, value: &str) -> io::Error {
+    let shown: String = value.chars().take(64).collect();
+    io::Error::new(io::ErrorKind::InvalidInput, format!("invalid {what} {shown:?}"))
+}
+
+/// Gives the container the hostname and extra `/etc/hosts` lines the host sent
+/// (checked here again): the UTS name, `/etc/hostname` and `/etc/hosts`, written
+/// inside the root before any volume is mounted.
+pub fn set_hostname(hostname: &str, extra: &[HostEntry]) -> io::Result<()> {
     if !valid_hostname(hostname) {
-        let shown: String = hostname.chars().take(64).collect();
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidInput,
-            format!("invalid hostname {shown:?}"),
-        ));
+        return Err(invalid("hostname", hostname));
     }
-    write_hostname_files(&open_root()?, hostname).map_err(ctx("runtime files in /etc"))
+    if let Some(bad) = extra.iter().find(|e| !valid_host_name(&e.name)) {
+        return Err(invalid("extra host name", &bad.name));
+    }
+    write_hostname_files(&open_root()?, hostname, extra).map_err(ctx("runtime files in /etc"))
 }
 
 /// A descriptor of the container root, for lookups that stay inside it.
@@ -379,9 +392,37 @@ mod tests {
     #[test]
     fn a_bad_hostname_from_the_host_is_refused_before_any_file_is_written() {
         for bad in ["", "a/b", "a b", "x\ny", &"h".repeat(64), "../etc"] {
-            let err = set_hostname(bad).unwrap_err();
+            let err = set_hostname(bad, &[]).unwrap_err();
             assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {err}");
         }
+        for bad in ["", "a b", "a\0b", "x\ny", "-x", "a\tb", &"h".repeat(254)] {
+            let entry = HostEntry {
+                name: bad.into(),
+                address: std::net::Ipv4Addr::new(10, 0, 2, 2),
+            };
+            let err = set_hostname("box", &[entry]).unwrap_err();
+            assert_eq!(err.kind(), io::ErrorKind::InvalidInput, "{bad:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn extra_hosts_follow_the_containers_own_names() {
+        let extra = [
+            HostEntry {
+                name: "host.docker.internal".into(),
+                address: std::net::Ipv4Addr::new(10, 0, 2, 2),
+            },
+            HostEntry {
+                name: "db".into(),
+                address: std::net::Ipv4Addr::new(192, 168, 1, 9),
+            },
+        ];
+        let hosts = hosts_file("box", &extra);
+        assert!(hosts.starts_with("127.0.0.1\tlocalhost\n"), "{hosts}");
+        assert!(
+            hosts.ends_with("127.0.1.1\tbox\n10.0.2.2\thost.docker.internal\n192.168.1.9\tdb\n"),
+            "{hosts}"
+        );
     }
 
     #[test]

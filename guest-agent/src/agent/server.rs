@@ -188,7 +188,11 @@ impl Agent {
                     error(Some(id), e.kind, e.message)
                 }
             }
-            HostMessage::Configure { hostname, mounts } => match self.configure(&hostname, mounts) {
+            HostMessage::Configure {
+                hostname,
+                mounts,
+                hosts,
+            } => match self.configure(&hostname, mounts, &hosts) {
                 Ok(()) => control.send(&AgentMessage::Configured),
                 Err(e) => error(None, e.kind, e.message),
             },
@@ -197,7 +201,12 @@ impl Agent {
     }
 
     /// Applies the container's hostname and mounts, once, before any process runs.
-    fn configure(&self, hostname: &str, mounts: Vec<guest_agent::mounts::MountArg>) -> Result<(), SpawnError> {
+    fn configure(
+        &self,
+        hostname: &str,
+        mounts: Vec<guest_agent::mounts::MountArg>,
+        hosts: &[guest_agent::protocol::HostEntry],
+    ) -> Result<(), SpawnError> {
         let fail = |kind, message| Err(SpawnError { kind, message });
         if let Some(e) = &self.setup_error {
             return fail(ErrorKind::Internal, format!("container root: {e}"));
@@ -212,7 +221,7 @@ impl Agent {
             }
             state.configured = true;
         }
-        let applied = root::set_hostname(hostname).and_then(|()| root::mount_volumes(mounts));
+        let applied = root::set_hostname(hostname, hosts).and_then(|()| root::mount_volumes(mounts));
         applied.or_else(|e| fail(ErrorKind::Internal, format!("container root: {e}")))
     }
 

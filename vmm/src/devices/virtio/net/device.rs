@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use thiserror::Error;
 
+use super::filter::{EgressFilter, EgressPolicy};
 use super::worker::NetWorker;
 use super::{VIRTIO_NET_F_MAC, VIRTIO_NET_F_STATUS};
 use crate::devices::virtio::device::check_queue_count;
@@ -36,29 +37,32 @@ pub enum NetError {
 /// The network device.
 pub struct Net {
     backend: Option<UnixStream>,
+    egress: EgressPolicy,
     config: [u8; 8],
     queue_sizes: [u16; 2],
 }
 
 impl Net {
-    /// A device with address `mac`, its frames going through the stream socket `path`.
-    pub fn connect(path: &Path, mac: [u8; 6]) -> Result<Net, NetError> {
+    /// A device with address `mac`, its frames going through the stream socket `path`
+    /// when `egress` lets them.
+    pub fn connect(path: &Path, mac: [u8; 6], egress: EgressPolicy) -> Result<Net, NetError> {
         let err = |source| NetError::Connect {
             path: path.into(),
             source,
         };
         let backend = UnixStream::connect(path).map_err(err)?;
         backend.set_nonblocking(true).map_err(err)?;
-        Ok(Self::with_backend(backend, mac))
+        Ok(Self::with_backend(backend, mac, egress))
     }
 
     /// A device over an already connected backend stream (non-blocking).
-    pub fn with_backend(backend: UnixStream, mac: [u8; 6]) -> Net {
+    pub fn with_backend(backend: UnixStream, mac: [u8; 6], egress: EgressPolicy) -> Net {
         let mut config = [0u8; 8];
         config[..6].copy_from_slice(&mac);
         config[6..].copy_from_slice(&LINK_UP.to_le_bytes());
         Net {
             backend: Some(backend),
+            egress,
             config,
             queue_sizes: [MAX_QUEUE_SIZE; 2],
         }
@@ -85,6 +89,10 @@ impl VirtioDevice for Net {
     fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError> {
         check_queue_count(&ctx, 2)?;
         let backend = self.backend.take().ok_or(ActivateError::AlreadyActive)?;
-        Ok(Box::new(NetWorker::new(ctx, backend)))
+        Ok(Box::new(NetWorker::new(
+            ctx,
+            backend,
+            EgressFilter::new(self.egress.clone()),
+        )))
     }
 }

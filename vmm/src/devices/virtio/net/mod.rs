@@ -8,8 +8,13 @@
 //! Two queues: RX (frames to the guest) and TX (frames from the guest). Features:
 //! VERSION_1, MAC and STATUS; no offloads and no mergeable RX buffers, so every
 //! frame fits one RX chain and its 12-byte header is all zero but `num_buffers`.
+//!
+//! Every TX frame passes the egress filter ([`filter`]) before it reaches the
+//! backend: the guest reaches neither the host's loopback nor link-local addresses,
+//! and the gateway only when the container opted in.
 
 pub mod device;
+pub mod filter;
 pub mod frames;
 pub mod worker;
 

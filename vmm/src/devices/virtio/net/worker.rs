@@ -10,6 +10,7 @@ use virtio_queue::{Queue, QueueOwnedT};
 use vmm_sys_util::epoll::EventSet;
 use vmm_sys_util::eventfd::EventFd;
 
+use super::filter::EgressFilter;
 use super::frames::{FrameError, FrameReader, FrameWriter};
 use super::{MAX_FRAME_LEN, NET_HDR_LEN};
 use crate::devices::virtio::chain::{complete, pop_request, read_buffer, write_buffer, Buffer, ChainError};
@@ -60,13 +61,15 @@ pub fn read_tx_frame(mem: &GuestMemory, buffers: &[Buffer], frame: &mut [u8]) ->
     Ok(len)
 }
 
-/// Moves guest frames to `out` while it has room; returns chains completed. A bad
-/// chain is returned to the guest unsent (and warned about, rate-limited).
+/// Moves guest frames that `egress` lets through to `out` while it has room; returns
+/// chains completed. A bad chain or a denied frame is returned to the guest unsent
+/// (and warned about, rate-limited).
 pub fn process_tx(
     mem: &GuestMemory,
     queue: &mut Queue,
     out: &mut FrameWriter,
     scratch: &mut [u8],
+    egress: &mut EgressFilter,
 ) -> Result<usize, virtio_queue::Error> {
     let mut completed = 0;
     while completed < BUDGET && out.has_room(MAX_FRAME_LEN) {
@@ -74,7 +77,8 @@ pub fn process_tx(
         let head = match popped {
             Ok(req) => {
                 match read_tx_frame(mem, &req.buffers, scratch) {
-                    Ok(len) => out.push(&scratch[..len]),
+                    Ok(len) if egress.pass(&scratch[..len]) => out.push(&scratch[..len]),
+                    Ok(_) => {}
                     Err(e) => crate::warn_limited!("virtio-net: tx frame dropped: {e}"),
                 }
                 req.head
@@ -170,13 +174,15 @@ pub struct NetWorker {
     inbound: FrameReader,
     outbound: FrameWriter,
     scratch: Vec<u8>,
+    egress: EgressFilter,
     watching: Option<EventSet>,
     broken: bool,
 }
 
 impl NetWorker {
-    /// A worker over the two queues of `ctx` and the backend stream.
-    pub fn new(ctx: ActivateContext, backend: UnixStream) -> Self {
+    /// A worker over the two queues of `ctx` and the backend stream, sending only
+    /// what `egress` lets through.
+    pub fn new(ctx: ActivateContext, backend: UnixStream, egress: EgressFilter) -> Self {
         NetWorker {
             mem: ctx.mem,
             queues: ctx.queues,
@@ -186,6 +192,7 @@ impl NetWorker {
             inbound: FrameReader::default(),
             outbound: FrameWriter::default(),
             scratch: vec![0; MAX_FRAME_LEN],
+            egress,
             watching: None,
             broken: false,
         }
@@ -205,7 +212,13 @@ impl NetWorker {
                 self.outbound.flush(backend)?;
             }
             progress += fill_rx(&self.mem, &mut self.queues[RX], &mut self.inbound)?;
-            progress += process_tx(&self.mem, &mut self.queues[TX], &mut self.outbound, &mut self.scratch)?;
+            progress += process_tx(
+                &self.mem,
+                &mut self.queues[TX],
+                &mut self.outbound,
+                &mut self.scratch,
+                &mut self.egress,
+            )?;
             if self.backend.is_none() {
                 // No backend: what the guest sends goes nowhere.
                 self.outbound = FrameWriter::default();

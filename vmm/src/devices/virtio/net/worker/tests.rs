@@ -3,6 +3,24 @@ use vm_memory::{Bytes, GuestAddress};
 
 use super::*;
 use crate::devices::virtio::chain::test_utils::*;
+use crate::devices::virtio::net::filter::EgressPolicy;
+
+/// An Ethernet frame carrying the start of an IPv4 packet to `dst`, then `tail`.
+fn ipv4_frame(dst: [u8; 4], tail: &[u8]) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0x68, 0x75, 0x6c, 0x6c, 0x01, 0x08, 0x00];
+    let mut ip = [0u8; 20];
+    ip[0] = 0x45;
+    ip[9] = 17;
+    ip[12..16].copy_from_slice(&[10, 0, 2, 15]);
+    ip[16..].copy_from_slice(&dst);
+    f.extend_from_slice(&ip);
+    f.extend_from_slice(tail);
+    f
+}
+
+fn egress() -> EgressFilter {
+    EgressFilter::new(EgressPolicy::default())
+}
 
 fn frame_bytes(frame: &[u8]) -> Vec<u8> {
     let mut v = (frame.len() as u32).to_be_bytes().to_vec();
@@ -14,16 +32,50 @@ fn frame_bytes(frame: &[u8]) -> Vec<u8> {
 fn a_tx_chain_becomes_one_length_prefixed_frame() {
     let mem = test_mem();
     mem.write_slice(&[0xAA; NET_HDR_LEN], GuestAddress(0x10_0000)).unwrap();
-    mem.write_slice(b"ethernet", GuestAddress(0x20_0000)).unwrap();
+    let frame = ipv4_frame([1, 1, 1, 1], b"payload");
+    mem.write_slice(&frame, GuestAddress(0x20_0000)).unwrap();
     let mut q = queue_with(
         &mem,
         16,
-        &[desc(0x10_0000, NET_HDR_LEN as u32, F_NEXT, 1), desc(0x20_0000, 8, 0, 0)],
+        &[
+            desc(0x10_0000, NET_HDR_LEN as u32, F_NEXT, 1),
+            desc(0x20_0000, frame.len() as u32, 0, 0),
+        ],
     );
     let (mut out, mut scratch) = (FrameWriter::default(), vec![0u8; MAX_FRAME_LEN]);
-    assert_eq!(process_tx(&mem, &mut q, &mut out, &mut scratch).unwrap(), 1);
-    assert_eq!(out.queued(), frame_bytes(b"ethernet"));
+    assert_eq!(
+        process_tx(&mem, &mut q, &mut out, &mut scratch, &mut egress()).unwrap(),
+        1
+    );
+    assert_eq!(out.queued(), frame_bytes(&frame));
     assert_eq!(used_elem(&mem, &q, 0), (0, 0));
+}
+
+#[test]
+fn denied_frames_are_completed_unsent_and_counted() {
+    let mem = test_mem();
+    let frames = [
+        ipv4_frame([127, 0, 0, 1], b"redis"),
+        ipv4_frame([169, 254, 169, 254], b"metadata"),
+        ipv4_frame([10, 0, 2, 2], b"gateway"),
+        ipv4_frame([1, 1, 1, 1], b"world"),
+    ];
+    let mut raw = Vec::new();
+    for (i, frame) in frames.iter().enumerate() {
+        let addr = 0x10_0000 + 0x1_0000 * i as u64;
+        mem.write_slice(&[0u8; NET_HDR_LEN], GuestAddress(addr)).unwrap();
+        mem.write_slice(frame, GuestAddress(addr + NET_HDR_LEN as u64)).unwrap();
+        raw.push(desc(addr, (NET_HDR_LEN + frame.len()) as u32, 0, 0));
+    }
+    let mut q = queue_with(&mem, 16, &raw);
+    let (mut out, mut scratch, mut filter) = (FrameWriter::default(), vec![0u8; MAX_FRAME_LEN], egress());
+    assert_eq!(
+        process_tx(&mem, &mut q, &mut out, &mut scratch, &mut filter).unwrap(),
+        4
+    );
+    assert_eq!(out.queued(), frame_bytes(&frames[3]), "only the frame to the world");
+    assert_eq!(used_idx(&mem, &q), 4);
+    assert_eq!(filter.dropped(), 3);
 }
 
 #[test]
@@ -43,7 +95,7 @@ fn bad_tx_chains_are_returned_unsent() {
         let mut q = queue_with(&mem, 16, &chain);
         let (mut out, mut scratch) = (FrameWriter::default(), vec![0u8; MAX_FRAME_LEN]);
         assert_eq!(
-            process_tx(&mem, &mut q, &mut out, &mut scratch).unwrap(),
+            process_tx(&mem, &mut q, &mut out, &mut scratch, &mut egress()).unwrap(),
             1,
             "{chain:?}"
         );
@@ -118,10 +170,11 @@ fn an_oversized_backend_frame_is_a_backend_error() {
 proptest! {
     #[test]
     fn tx_frames_survive_any_split_into_descriptors(
-        frame in proptest::collection::vec(any::<u8>(), 0..3000),
+        tail in proptest::collection::vec(any::<u8>(), 0..3000),
         cuts in proptest::collection::vec(1u32..700, 1..8),
     ) {
         let mem = test_mem();
+        let frame = ipv4_frame([1, 1, 1, 1], &tail);
         let mut wire = vec![0u8; NET_HDR_LEN];
         wire.extend_from_slice(&frame);
         let mut descs = Vec::new();
@@ -149,7 +202,7 @@ proptest! {
             .collect();
         let mut q = queue_with(&mem, 16, &raw);
         let (mut out, mut scratch) = (FrameWriter::default(), vec![0u8; MAX_FRAME_LEN]);
-        prop_assert_eq!(process_tx(&mem, &mut q, &mut out, &mut scratch).unwrap(), 1);
+        prop_assert_eq!(process_tx(&mem, &mut q, &mut out, &mut scratch, &mut egress()).unwrap(), 1);
         prop_assert_eq!(out.queued(), frame_bytes(&frame));
     }
 }
