@@ -49,8 +49,18 @@ pub fn configure(config: Option<&NetConfig>) -> io::Result<()> {
     let mut req = ifreq("eth0")?;
     req.ifr_ifru.ifru_mtu = c.mtu as libc::c_int;
     ioctl(&sock, libc::SIOCSIFMTU, &mut req).map_err(ctx("eth0 mtu"))?;
+    announce_on_link_up("eth0").map_err(ctx("eth0 arp_notify"))?;
     set_flags(&sock, "eth0", (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short).map_err(ctx("eth0 up"))?;
     add_default_route(&sock, "eth0", c.gateway).map_err(ctx("default route"))
+}
+
+/// Makes the kernel send a gratuitous ARP when `dev` comes up. passt learns the
+/// guest's MAC address from the first frame the guest sends, and until then sends
+/// to the broadcast address, which the guest's TCP drops. A container that only
+/// serves (`-p`) would otherwise never be reached: the VMM drops the IPv6 router
+/// solicitations that used to be its first frames.
+fn announce_on_link_up(dev: &str) -> io::Result<()> {
+    std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/arp_notify"), "1")
 }
 
 fn ctx(what: &'static str) -> impl Fn(io::Error) -> io::Error {
