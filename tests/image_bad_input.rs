@@ -13,7 +13,7 @@ use serde_json::json;
 
 use common::fake::{descriptor, FakeRegistry, Spec, MT_INDEX, MT_MANIFEST};
 use common::fixtures::{hex, sha256, Image, Kind, TAG};
-use common::hull::{check_failure, Hull};
+use common::hull::{check_failure, output_with_file_size_limit, Hull};
 use common::process::wait_for;
 use common::registry::{Auth, Registry};
 use common::store;
@@ -414,6 +414,40 @@ fn full_disk_during_a_pull_fails_cleanly_and_a_retry_succeeds() {
     hull.ok(&["pull", &reference]);
     store::assert_consistent(&hull.root);
     assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
+}
+
+/// SECURITY.md, host faults: the disk fills while an image is flattened into its root
+/// disk. One line naming the disk, no disk under its final name, no temporary file,
+/// no container; the same create succeeds once there is room.
+#[test]
+fn full_disk_during_a_flatten_fails_cleanly_and_a_retry_succeeds() {
+    let hull = Hull::new();
+    let image = Image::build(&hull.work(), Kind::Busybox);
+    let registry = Registry::start(Auth::Anonymous);
+    registry.push(&image.layout, TAG, "busybox:latest");
+    let reference = registry.reference("busybox:latest");
+    hull.ok(&["pull", "-q", &reference]);
+
+    let args = ["create", reference.as_str(), "true"];
+    let limit = 64 * 1024;
+    let err = check_failure(
+        &args,
+        output_with_file_size_limit(hull.create_command(&args[1..]), limit),
+    );
+    assert!(err.contains(".erofs"), "the error names the root disk: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(
+        store::rootfs_files(&hull.root),
+        Vec::<String>::new(),
+        "a partial disk was left"
+    );
+    assert_eq!(store::container_dirs(&hull.root), Vec::<String>::new());
+    store::assert_consistent(&hull.root);
+
+    hull.create_container(&args[1..]);
+    let disks = store::rootfs_files(&hull.root);
+    assert!(disks.len() == 1 && disks[0].ends_with(".erofs"), "{disks:?}");
+    assert_eq!(store::container_dirs(&hull.root).len(), 1);
 }
 
 #[test]

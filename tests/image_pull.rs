@@ -473,3 +473,54 @@ fn pull_concurrent_pulls_of_different_tags_all_end_up_tagged() {
     assert_eq!(names, references, "index.json lost an update");
     store::assert_consistent(&hull.root);
 }
+
+/// SECURITY.md, host faults: ten concurrent runs of an image not yet pulled make one
+/// download, one flatten and ten independent containers. `create` is `run` up to the
+/// boot, so this needs no guest.
+#[test]
+fn ten_concurrent_creates_of_an_unpulled_image_download_and_flatten_it_once() {
+    let (hull, mut registry, image, reference) = serve(Kind::Busybox, Auth::Anonymous, "busybox");
+    let children: Vec<_> = (0..10)
+        .map(|i| {
+            hull.create_command(&["--name", &format!("c{i}"), &reference, "true"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn hull create")
+        })
+        .collect();
+    let mut ids = Vec::new();
+    for child in children {
+        let out = child.wait_with_output().expect("wait for hull create");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "a concurrent create failed: {stderr}");
+        ids.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 10, "ten distinct containers: {ids:?}");
+    assert_eq!(store::container_dirs(&hull.root), ids);
+    for blob in Image::blobs_of(&image.manifests[0]) {
+        assert_eq!(
+            registry.blob_downloads(&blob),
+            1,
+            "blob {blob} downloaded more than once"
+        );
+    }
+    let disks = store::rootfs_files(&hull.root);
+    assert!(
+        disks.len() == 1 && disks[0].ends_with(".erofs"),
+        "one root disk, no leftovers: {disks:?}"
+    );
+    let disk = hull.root.join("rootfs").join(&disks[0]);
+    for id in &ids {
+        let config = std::fs::read_to_string(hull.root.join("containers").join(id).join("config.json")).unwrap();
+        let config: serde_json::Value = serde_json::from_str(&config).unwrap();
+        assert_eq!(
+            config["rootfs"].as_str(),
+            disk.to_str(),
+            "container {id} shares the one disk"
+        );
+    }
+    store::assert_consistent(&hull.root);
+}

@@ -216,7 +216,7 @@ fn build_tmp(layers: &[LayerInput], tmp: &Path, path: &Path, limits: &Limits) ->
         .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
         .open(tmp)
         .map_err(io_error("creating", tmp))?;
-    let flattened = flatten_layers(layers, &file, limits)?;
+    let flattened = flatten_layers(layers, &file, limits).map_err(|e| e.writing_to(path))?;
     file.sync_all().map_err(io_error("syncing", tmp))?;
     fs::rename(tmp, path).map_err(io_error("renaming", tmp))?;
     let parent = path.parent().unwrap_or(Path::new("."));

@@ -49,6 +49,35 @@ pub enum FlattenError {
     },
     #[error("rootfs cache directory {path} is not a directory owned by this user")]
     UnsafeCacheDir { path: PathBuf },
+    /// A write to the root disk failed (a full disk, a file size limit): the error
+    /// names the disk as well as the layer and entry being written.
+    #[error("writing root disk {disk}")]
+    DiskWrite {
+        disk: PathBuf,
+        #[source]
+        source: Box<FlattenError>,
+    },
+}
+
+impl FlattenError {
+    /// Names `disk` in an error that came from writing to it; others stay as they are.
+    pub fn writing_to(self, disk: &std::path::Path) -> FlattenError {
+        let wrote = matches!(
+            self,
+            FlattenError::Write(_)
+                | FlattenError::Entry {
+                    reason: EntryError::Write(_),
+                    ..
+                }
+        );
+        if !wrote {
+            return self;
+        }
+        FlattenError::DiskWrite {
+            disk: disk.to_owned(),
+            source: Box::new(self),
+        }
+    }
 }
 
 /// Why one tar member was refused.

@@ -87,25 +87,9 @@ impl Hull {
         check_failure(args, self.run(args))
     }
 
-    /// Runs hull with `RLIMIT_FSIZE` set to `max_file_bytes` and SIGXFSZ ignored, so a
-    /// write past the limit fails with EFBIG as on a full disk.
+    /// Runs hull as [`output_with_file_size_limit`] does.
     pub fn run_with_file_size_limit(&self, args: &[&str], max_file_bytes: u64) -> Output {
-        let mut cmd = self.command(args);
-        // SAFETY: setrlimit and signal are async-signal-safe; only they run before exec.
-        unsafe {
-            cmd.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: max_file_bytes,
-                    rlim_max: max_file_bytes,
-                };
-                if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
-                Ok(())
-            });
-        }
-        cmd.output().expect("run hull")
+        output_with_file_size_limit(self.command(args), max_file_bytes)
     }
 
     /// Writes `$DOCKER_CONFIG/config.json` with credentials for `registry` as `auth`.
@@ -133,6 +117,19 @@ impl Hull {
     /// are placeholders (create only checks that they exist); `/dev/kvm` must be
     /// usable, as for every create. Returns the container's id.
     pub fn create_container(&self, args: &[&str]) -> String {
+        let out = self.create_command(args).output().expect("run hull create");
+        assert!(
+            out.status.success(),
+            "hull create {args:?} failed ({}):\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 stdout").trim().to_string()
+    }
+
+    /// The command `hull create --network none ARGS...`, with placeholders for the
+    /// VM's files (create only checks that they exist).
+    pub fn create_command(&self, args: &[&str]) -> Command {
         let assets = self.work().join("vm-assets");
         fs::create_dir_all(&assets).expect("create assets dir");
         for name in ["vmm", "hull-agent", "vmlinux"] {
@@ -143,14 +140,7 @@ impl Hull {
             .env("HULL_AGENT", assets.join("hull-agent"))
             .env("HULL_KERNEL", assets.join("vmlinux"))
             .env("XDG_RUNTIME_DIR", self.dir.path());
-        let out = cmd.output().expect("run hull create");
-        assert!(
-            out.status.success(),
-            "hull create {args:?} failed ({}):\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).expect("utf-8 stdout").trim().to_string()
+        cmd
     }
 
     /// `hull image inspect REF`, the first object of the array.
@@ -162,6 +152,26 @@ impl Hull {
         assert_eq!(array.len(), 1, "one object per reference: {out}");
         array[0].clone()
     }
+}
+
+/// Runs `cmd` with `RLIMIT_FSIZE` set to `max_file_bytes` and SIGXFSZ ignored, so a
+/// write past the limit fails with EFBIG as on a full disk.
+pub fn output_with_file_size_limit(mut cmd: Command, max_file_bytes: u64) -> Output {
+    // SAFETY: setrlimit and signal are async-signal-safe; only they run before exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            let limit = libc::rlimit {
+                rlim_cur: max_file_bytes,
+                rlim_max: max_file_bytes,
+            };
+            if libc::setrlimit(libc::RLIMIT_FSIZE, &limit) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    cmd.output().expect("run hull")
 }
 
 /// Asserts Docker-style failure: exit 125, exactly one non-empty stderr line starting

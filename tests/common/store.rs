@@ -29,6 +29,34 @@ pub fn temp_files(root: &Path) -> Vec<String> {
     tree(&root.join("tmp"))
 }
 
+/// Names in the directory `dir` of the store, sorted; none when it does not exist.
+fn names_in(root: &Path, dir: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(root.join(dir)) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.expect("read store dir").file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The files under `rootfs/`: flattened root disks and any leftovers (the build
+/// locks left out).
+pub fn rootfs_files(root: &Path) -> Vec<String> {
+    let mut names = names_in(root, "rootfs");
+    names.retain(|n| !n.ends_with(".lock"));
+    names
+}
+
+/// The directories under `containers/`: one per recorded container (the store's
+/// dot-files left out).
+pub fn container_dirs(root: &Path) -> Vec<String> {
+    let mut names = names_in(root, "containers");
+    names.retain(|n| !n.starts_with('.'));
+    names
+}
+
 pub fn has_blob(root: &Path, digest: &str) -> bool {
     let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
     root.join("blobs/sha256").join(hex).is_file()
