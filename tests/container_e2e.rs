@@ -240,6 +240,46 @@ fn killed_vmm_shows_as_exited_and_store_stays_consistent() {
     assert!(!ok(&["ps", "-a"]).contains("victim"));
 }
 
+/// Whether process `pid` is gone (a zombie counts as gone).
+fn process_gone(pid: u64) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| {
+            stat.rsplit(')')
+                .next()
+                .is_some_and(|rest| rest.trim_start().starts_with(['Z', 'X']))
+        })
+        .unwrap_or(true)
+}
+
+/// SECURITY.md, host faults: `kill -9` of the monitor leaves no orphan VM, and the
+/// next command records the end and removes the stale runtime directory.
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn killed_monitor_takes_its_vm_along_and_the_next_command_cleans_up() {
+    ok(&["run", "-d", "--name", "orphan", IMAGE, "sleep", "1000"]);
+    let id = inspect("orphan")["Id"].as_str().unwrap().to_owned();
+    let vmm = inspect("orphan")["State"]["Pid"].as_u64().unwrap();
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(containers_dir().join(&id).join("state.json")).unwrap()).unwrap();
+    let monitor = state["monitor"]["pid"].as_u64().unwrap();
+    let run_dir = PathBuf::from(state["run_dir"].as_str().unwrap());
+    assert!(vmm > 0 && !process_gone(vmm) && run_dir.is_dir(), "{state}");
+    assert!(Command::new("kill")
+        .args(["-9", &monitor.to_string()])
+        .status()
+        .unwrap()
+        .success());
+    wait_until("the VMM to follow its monitor", Duration::from_secs(30), || {
+        process_gone(vmm)
+    });
+    assert!(ok(&["ps", "-a"]).contains("Exited (137)"));
+    let state = inspect("orphan");
+    assert_eq!(state["State"]["Status"], "exited");
+    assert!(state["State"]["Error"].as_str().unwrap().contains("monitor"), "{state}");
+    assert!(!run_dir.exists(), "stale runtime directory {} kept", run_dir.display());
+    ok(&["rm", "orphan"]);
+}
+
 #[test]
 #[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
 fn runtime_files_replace_planted_symlinks() {

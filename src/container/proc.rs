@@ -36,6 +36,29 @@ impl ProcessId {
     }
 }
 
+/// Makes the command's child die with the process that spawns it: SIGKILL when that
+/// process ends, however it ends (`kill -9` included), so a container's VMM never
+/// outlives its monitor as an orphan VM. The signal follows the spawning *thread*,
+/// so spawn from a thread that lives as long as the child should (the monitor's
+/// main thread).
+pub fn die_with_parent(cmd: &mut std::process::Command) {
+    let parent = std::process::id();
+    // SAFETY: prctl and getppid are async-signal-safe and touch no memory of the
+    // parent; nothing else runs between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The parent may have died before the prctl: then no signal would come.
+            if libc::getppid() as u32 != parent {
+                return Err(std::io::Error::other("its parent exited while it started"));
+            }
+            Ok(())
+        });
+    }
+}
+
 fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may hold spaces.
