@@ -117,6 +117,20 @@ impl Run {
     }
 }
 
+/// The soft and hard values of the limit `name` of process `pid` (`/proc/PID/limits`).
+fn limit(pid: u32, name: &str) -> Vec<String> {
+    let limits = fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} in {limits}"));
+    line[name.len()..]
+        .split_whitespace()
+        .take(2)
+        .map(str::to_owned)
+        .collect()
+}
+
 fn wait_with_deadline(mut child: Child, limit: Duration) -> Output {
     let deadline = Instant::now() + limit;
     while child.try_wait().unwrap().is_none() {
@@ -205,7 +219,7 @@ fn vmm_stops_on_sigterm_and_reports_the_signal() {
     }
     let run = Run::new();
     let kernel = run.write("kernel", &elf(&payload(false)));
-    let mut child = run.command(&kernel).spawn().unwrap();
+    let mut child = run.command(&kernel).args(["--console-limit", "65536"]).spawn().unwrap();
     let mut stderr = child.stderr.take().unwrap();
     let mut seen = Vec::new();
     let mut byte = [0u8; 1];
@@ -213,6 +227,11 @@ fn vmm_stops_on_sigterm_and_reports_the_signal() {
         assert_eq!(stderr.read(&mut byte).unwrap(), 1, "vmm exited before the boot mark");
         seen.push(byte[0]);
     }
+    // SECURITY.md: the running VMM holds its resource limits (soft and hard): 512
+    // descriptors, and files no larger than its largest writable disk (4 KiB here) or
+    // its console cap, plus one byte.
+    assert_eq!(limit(child.id(), "Max open files"), ["512", "512"]);
+    assert_eq!(limit(child.id(), "Max file size"), ["65537", "65537"]);
     // SAFETY: kill(2) on our own child's pid.
     unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
     let out = wait_with_deadline(child, Duration::from_secs(30));
