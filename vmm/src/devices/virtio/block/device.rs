@@ -1,6 +1,8 @@
 //! virtio-blk transport side: features, the configuration space (capacity) and
 //! activation.
 
+use vmm_sys_util::timerfd::TimerFd;
+
 use super::disk::Disk;
 use super::worker::BlockWorker;
 use crate::devices::virtio::device::check_queue_count;
@@ -20,6 +22,9 @@ const CONFIG_LEN: usize = 60;
 /// A virtio block device.
 pub struct Block {
     disk: Option<Disk>,
+    /// Made with the device, before the VMM confines itself: the worker's timer for
+    /// writes that wait for room on the host.
+    retry: Option<TimerFd>,
     config: [u8; CONFIG_LEN],
     features: u64,
     queue_sizes: [u16; 1],
@@ -35,8 +40,19 @@ impl Block {
         if disk.read_only() {
             features |= VIRTIO_BLK_F_RO;
         }
+        let retry = match TimerFd::new() {
+            Ok(timer) => Some(timer),
+            Err(e) => {
+                crate::warn_limited!(
+                    "virtio-blk: {}: no retry timer ({e}); a full host disk is retried on the guest's next request",
+                    disk.label()
+                );
+                None
+            }
+        };
         Block {
             disk: Some(disk),
+            retry,
             config,
             features,
             queue_sizes: [MAX_QUEUE_SIZE],
@@ -67,7 +83,14 @@ impl VirtioDevice for Block {
         check_queue_count(&ctx, 1)?;
         let disk = self.disk.take().ok_or(ActivateError::AlreadyActive)?;
         let (queue, evt) = (ctx.queues.remove(0), ctx.queue_evts.remove(0));
-        Ok(Box::new(BlockWorker::new(disk, ctx.mem, queue, evt, ctx.interrupt)))
+        Ok(Box::new(BlockWorker::new(
+            disk,
+            ctx.mem,
+            queue,
+            evt,
+            ctx.interrupt,
+            self.retry.take(),
+        )))
     }
 }
 

@@ -40,6 +40,8 @@ pub struct Disk {
     size: u64,
     read_only: bool,
     id: [u8; 20],
+    /// What warnings call the disk: its path, or its id when it came as a file.
+    label: String,
 }
 
 impl Disk {
@@ -67,7 +69,9 @@ impl Disk {
                 size,
             });
         }
-        Ok(Disk::from_file(file, size, read_only, id))
+        let mut disk = Disk::from_file(file, size, read_only, id);
+        disk.label = path.display().to_string();
+        Ok(disk)
     }
 
     /// Wraps an open file of `size` bytes.
@@ -81,7 +85,13 @@ impl Disk {
             size,
             read_only,
             id: serial,
+            label: id.to_owned(),
         }
+    }
+
+    /// The disk's path (or id), for messages.
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// Size in bytes.

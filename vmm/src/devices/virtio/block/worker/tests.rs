@@ -50,7 +50,7 @@ fn block_read_copies_disk_sectors_into_guest_buffers() {
     let (d, _f) = disk(true, 8192);
     header(&mem, VIRTIO_BLK_T_IN, 2);
     let mut q = request(&mem, 1024, F_WRITE);
-    assert_eq!(process_queue(&mem, &d, &mut q).unwrap(), 1);
+    assert_eq!(process_queue(&mem, &d, &mut q).unwrap().completed, 1);
     assert_eq!(status(&mem), VIRTIO_BLK_S_OK);
     assert_eq!(used_elem(&mem, &q, 0), (0, 1025));
     let mut got = [0u8; 4];
@@ -168,7 +168,7 @@ fn block_zero_length_or_readable_status_completes_with_nothing_written() {
                 desc(STATUS, len, flags, 0),
             ],
         );
-        assert_eq!(process_queue(&mem, &d, &mut q).unwrap(), 1);
+        assert_eq!(process_queue(&mem, &d, &mut q).unwrap().completed, 1);
         assert_eq!(used_elem(&mem, &q, 0), (0, 0));
         assert_eq!(status(&mem), 0xff);
     }
@@ -212,7 +212,7 @@ fn block_hostile_chains_complete_with_zero_length() {
         let (d, _f) = disk(false, 4096);
         header(&mem, VIRTIO_BLK_T_IN, 0);
         let mut q = queue_with(&mem, 16, descs);
-        assert_eq!(process_queue(&mem, &d, &mut q).unwrap(), 1, "case {i}");
+        assert_eq!(process_queue(&mem, &d, &mut q).unwrap().completed, 1, "case {i}");
         assert_eq!(used_elem(&mem, &q, 0), (0, 0), "case {i}");
         assert_eq!(status(&mem), 0xff, "case {i}");
     }
@@ -259,4 +259,40 @@ proptest! {
         let _ = process_queue(&mem, &d, &mut q);
         prop_assert_eq!(file_bytes(&f), before);
     }
+}
+
+/// A disk over `/dev/full`: every write fails with ENOSPC, as on a full host disk.
+fn full_disk() -> Disk {
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    Disk::from_file(file, 8192, false, "full")
+}
+
+#[test]
+fn block_write_to_a_full_host_disk_waits_on_the_ring_instead_of_failing() {
+    let mem = test_mem();
+    let d = full_disk();
+    header(&mem, VIRTIO_BLK_T_OUT, 0);
+    let mut q = request(&mem, 512, 0);
+    for pass in 0..2 {
+        let served = process_queue(&mem, &d, &mut q).unwrap();
+        assert_eq!(
+            served,
+            Served {
+                completed: 0,
+                waiting_for_space: true
+            },
+            "pass {pass}"
+        );
+        assert_eq!(status(&mem), 0xff, "no status written: the guest sees no error");
+        assert_eq!(q.next_used(), 0, "nothing completed");
+    }
+    // Other failures are still errors: a write outside the disk fails at once.
+    header(&mem, VIRTIO_BLK_T_OUT, 64);
+    let mut q = request(&mem, 512, 0);
+    assert_eq!(process_queue(&mem, &d, &mut q).unwrap().completed, 1);
+    assert_eq!(status(&mem), VIRTIO_BLK_S_IOERR);
 }
