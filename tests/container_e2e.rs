@@ -221,11 +221,7 @@ fn killed_vmm_shows_as_exited_and_store_stays_consistent() {
     ok(&["run", "-d", "--name", "victim", IMAGE, "sleep", "1000"]);
     let pid = inspect("victim")["State"]["Pid"].as_u64().unwrap();
     assert!(pid > 0);
-    assert!(Command::new("kill")
-        .args(["-9", &pid.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill_9(pid);
     wait_until("the monitor to record the end", Duration::from_secs(30), || {
         inspect("victim")["State"]["Status"] == "exited"
     });
@@ -238,6 +234,14 @@ fn killed_vmm_shows_as_exited_and_store_stays_consistent() {
     assert!(ok(&["ps", "-a"]).contains("Exited (137)"));
     ok(&["rm", "victim"]);
     assert!(!ok(&["ps", "-a"]).contains("victim"));
+}
+
+fn kill_9(pid: u64) {
+    assert!(Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .unwrap()
+        .success());
 }
 
 /// Whether process `pid` is gone (a zombie counts as gone).
@@ -264,11 +268,7 @@ fn killed_monitor_takes_its_vm_along_and_the_next_command_cleans_up() {
     let monitor = state["monitor"]["pid"].as_u64().unwrap();
     let run_dir = PathBuf::from(state["run_dir"].as_str().unwrap());
     assert!(vmm > 0 && !process_gone(vmm) && run_dir.is_dir(), "{state}");
-    assert!(Command::new("kill")
-        .args(["-9", &monitor.to_string()])
-        .status()
-        .unwrap()
-        .success());
+    kill_9(monitor);
     wait_until("the VMM to follow its monitor", Duration::from_secs(30), || {
         process_gone(vmm)
     });

@@ -416,17 +416,23 @@ fn full_disk_during_a_pull_fails_cleanly_and_a_retry_succeeds() {
     assert_eq!(hull.inspect(&reference)["Id"], m.config.as_str());
 }
 
-/// SECURITY.md, host faults: the disk fills while an image is flattened into its root
-/// disk. One line naming the disk, no disk under its final name, no temporary file,
-/// no container; the same create succeeds once there is room.
-#[test]
-fn full_disk_during_a_flatten_fails_cleanly_and_a_retry_succeeds() {
+/// A store that pulled the busybox image from a registry (kept running) at `reference`.
+fn pulled_busybox() -> (Hull, Registry, String) {
     let hull = Hull::new();
     let image = Image::build(&hull.work(), Kind::Busybox);
     let registry = Registry::start(Auth::Anonymous);
     registry.push(&image.layout, TAG, "busybox:latest");
     let reference = registry.reference("busybox:latest");
     hull.ok(&["pull", "-q", &reference]);
+    (hull, registry, reference)
+}
+
+/// SECURITY.md, host faults: the disk fills while an image is flattened into its root
+/// disk. One line naming the disk, no disk under its final name, no temporary file,
+/// no container; the same create succeeds once there is room.
+#[test]
+fn full_disk_during_a_flatten_fails_cleanly_and_a_retry_succeeds() {
+    let (hull, _registry, reference) = pulled_busybox();
 
     let args = ["create", reference.as_str(), "true"];
     let limit = 64 * 1024;
@@ -548,12 +554,7 @@ fn invalid_references_are_refused_without_side_effects() {
 
 #[test]
 fn tag_to_an_invalid_reference_fails_and_changes_nothing() {
-    let hull = Hull::new();
-    let image = Image::build(&hull.work(), Kind::Busybox);
-    let registry = Registry::start(Auth::Anonymous);
-    registry.push(&image.layout, TAG, "busybox:latest");
-    let reference = registry.reference("busybox:latest");
-    hull.ok(&["pull", "-q", &reference]);
+    let (hull, _registry, reference) = pulled_busybox();
     let before = std::fs::read(hull.root.join("index.json")).unwrap();
     for target in ["Bad/Name:1", "x/../y:1", "ok:bad tag"] {
         let args = ["tag", reference.as_str(), target];
