@@ -64,7 +64,7 @@ impl FlattenError {
     pub fn writing_to(self, disk: &std::path::Path) -> FlattenError {
         let wrote = matches!(
             self,
-            FlattenError::Write(_)
+            FlattenError::Write(WriteError::Io(_))
                 | FlattenError::Entry {
                     reason: EntryError::Write(_),
                     ..
@@ -143,4 +143,39 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         cause = e.source();
     }
     line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_failed_writes_name_the_root_disk() {
+        let disk = std::path::Path::new("/store/rootfs/abc.erofs");
+        let full = || io::Error::from_raw_os_error(libc::ENOSPC);
+        let entry = FlattenError::Entry {
+            digest: "sha256:d".into(),
+            entry: 5,
+            reason: EntryError::Write(full()),
+        };
+        assert_eq!(
+            error_chain(&entry.writing_to(disk)),
+            format!(
+                "writing root disk /store/rootfs/abc.erofs: layer sha256:d: entry 5: writing file data failed: {}",
+                full()
+            )
+        );
+        let metadata = FlattenError::Write(WriteError::Io(full())).writing_to(disk);
+        assert!(matches!(metadata, FlattenError::DiskWrite { .. }));
+        // A bad layer or an image too large says so without the disk.
+        let too_large = FlattenError::Write(WriteError::TooLarge { limit: 9 }).writing_to(disk);
+        assert!(matches!(too_large, FlattenError::Write(_)));
+        let refused = FlattenError::Entry {
+            digest: "sha256:d".into(),
+            entry: 1,
+            reason: EntryError::TooManyEntries { limit: 2 },
+        }
+        .writing_to(disk);
+        assert!(!error_chain(&refused).contains("root disk"));
+    }
 }
