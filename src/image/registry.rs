@@ -319,7 +319,7 @@ impl Puller {
             .map_err(|e| match e {
                 oci_client::errors::OciDistributionError::AuthenticationFailure(reason) => PullError::Unauthorized {
                     reference: reference.to_string(),
-                    reason: reason.lines().next().unwrap_or("").chars().take(200).collect(),
+                    reason: reason_line(&reason),
                 },
                 source => PullError::Registry {
                     reference: reference.to_string(),
@@ -574,5 +574,27 @@ impl Puller {
                 source,
             })?;
         Ok(())
+    }
+}
+
+/// The registry's reason for refusing, as printed: its first line, without control
+/// characters (no escape sequences reach the terminal), at most 200 characters.
+fn reason_line(reason: &str) -> String {
+    let first = reason.lines().next().unwrap_or("");
+    first.chars().filter(|c| !c.is_control()).take(200).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reason_line;
+
+    #[test]
+    fn a_registry_reason_is_one_printable_line() {
+        assert_eq!(
+            reason_line("denied: \u{1b}]0;owned\u{7}bad \u{9b}2Jtoken\r\nsecond line"),
+            "denied: ]0;ownedbad 2Jtoken"
+        );
+        assert_eq!(reason_line(&"x".repeat(500)).len(), 200);
+        assert_eq!(reason_line(""), "");
     }
 }
