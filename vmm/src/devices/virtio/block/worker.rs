@@ -221,7 +221,8 @@ pub fn execute(mem: &GuestMemory, disk: &Disk, header: Header, data: &[Buffer]) 
         VIRTIO_BLK_T_IN | VIRTIO_BLK_T_OUT => transfer(mem, disk, header, data),
         VIRTIO_BLK_T_FLUSH => match disk.flush() {
             Ok(()) => Outcome::status(VIRTIO_BLK_S_OK),
-            Err(e) if is_no_space(&e) => Outcome::no_space(),
+            // Not retried, even for ENOSPC: after a failed fsync the kernel may have
+            // dropped the dirty pages, so a second fsync could succeed with data lost.
             Err(e) => {
                 crate::warn_limited!("virtio-blk: {}: flush failed: {e}", disk.label());
                 Outcome::status(VIRTIO_BLK_S_IOERR)
