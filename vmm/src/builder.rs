@@ -22,6 +22,7 @@ use crate::bus::{Bus, BusError};
 use crate::config::{Console, VmConfig};
 use crate::confine::{self, ThreadKind};
 use crate::devices::legacy::{self, BootMark, BoundedLog, Serial, I8042};
+use crate::devices::virtio::balloon::{Balloon, BalloonStats};
 use crate::devices::virtio::block::{Block, Disk, DiskError};
 use crate::devices::virtio::fs::{Fs, FsError};
 use crate::devices::virtio::net::device::NetError;
@@ -130,13 +131,7 @@ pub struct Buses {
 /// Boots the guest described by `config` and runs it until it stops.
 pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildError> {
     let kvm = Vm::open_kvm()?;
-    // A vhost-user backend maps guest memory itself, from a memory file.
-    let backing = if config.filesystems.is_empty() {
-        Backing::Private
-    } else {
-        Backing::Shared
-    };
-    let mem = create_guest_memory(config.mem_bytes(), backing)?;
+    let mem = create_guest_memory(config.mem_bytes(), backing(config))?;
     timings.phase("memory");
     let vm = Vm::new(&kvm)?;
     vm.register_memory(&mem)?;
@@ -162,10 +157,21 @@ pub fn boot(config: &VmConfig, timings: Arc<Timings>) -> Result<VmExit, BuildErr
     timings.phase("vcpus");
     let stop = wait_for_exit(&exit_rx);
     report_console_dropped(config.console_limit);
+    report_balloon();
     if let Some(stats) = stats {
         eprintln!("{}", stats.line(8));
     }
     Ok(stop)
+}
+
+/// How guest memory is backed: a vhost-user backend maps guest memory itself, from a
+/// memory file.
+fn backing(config: &VmConfig) -> Backing {
+    if config.filesystems.is_empty() {
+        Backing::Private
+    } else {
+        Backing::Shared
+    }
 }
 
 /// Descriptors the VMM may hold: fixed ones plus vsock connections.
@@ -279,6 +285,16 @@ fn report_console_dropped(limit: u64) {
     }
 }
 
+/// The balloon's counters, summed up when the VM stops.
+static BALLOON_STATS: std::sync::OnceLock<Arc<BalloonStats>> = std::sync::OnceLock::new();
+
+/// Says how much memory the guest gave back, if it gave any.
+fn report_balloon() {
+    if let Some(line) = BALLOON_STATS.get().and_then(|s| s.summary()) {
+        eprintln!("{line}");
+    }
+}
+
 fn irq_line(vm: &Vm, gsi: u32) -> Result<IrqLine, BuildError> {
     let line = IrqLine::new(gsi).map_err(host("irq eventfd"))?;
     vm.register_irqfd(line.evt(), gsi)?;
@@ -318,6 +334,11 @@ fn virtio_devices(config: &VmConfig) -> Result<Vec<Box<dyn VirtioDevice>>, Build
         devices.push(Box::new(Fs::connect(&fs.tag, &fs.socket)?));
     }
     devices.push(Box::new(Rng::new()));
+    // Last, so every other device keeps its window and IRQ; a guest without a balloon
+    // driver just leaves it alone.
+    let balloon = Balloon::new(backing(config));
+    let _ = BALLOON_STATS.set(balloon.stats());
+    devices.push(Box::new(balloon));
     Ok(devices)
 }
 

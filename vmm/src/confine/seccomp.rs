@@ -4,7 +4,9 @@
 //! Arguments are checked where they carry the danger: `ioctl` only with the request
 //! numbers a thread kind uses (`KVM_RUN` on vCPU threads, `FIONBIO` on the device
 //! thread), `socket` only for the non-blocking Unix stream sockets the vsock muxer
-//! opens, and no `mmap` or `mprotect` that asks for executable memory.
+//! opens, no `mmap` or `mprotect` that asks for executable memory, and `madvise` only
+//! with the advice the allocators give (plus `MADV_REMOVE` on the device thread, for
+//! virtio-balloon).
 
 use std::collections::BTreeMap;
 
@@ -26,12 +28,12 @@ pub enum ThreadKind {
 }
 
 /// Syscalls every thread needs: memory, locks, time, signals, logging, exit.
-/// `mmap` and `mprotect` are allowed only without `PROT_EXEC` ([`MEMORY`]).
+/// `mmap` and `mprotect` are allowed only without `PROT_EXEC` ([`MEMORY`]), `madvise`
+/// only with the advice of [`allowed_advice`].
 const COMMON: &[i64] = &[
     libc::SYS_brk,
     libc::SYS_munmap,
     libc::SYS_mremap,
-    libc::SYS_madvise,
     libc::SYS_futex,
     libc::SYS_sched_yield,
     libc::SYS_clock_gettime,
@@ -55,6 +57,14 @@ const COMMON: &[i64] = &[
 
 /// Mappings and protection changes, never executable: argument 2 is `prot`.
 const MEMORY: &[i64] = &[libc::SYS_mmap, libc::SYS_mprotect];
+
+/// `madvise` advice (argument 2) every thread may give: how musl's and glibc's
+/// allocators hand freed memory back.
+const ADVICE: &[i32] = &[libc::MADV_DONTNEED, libc::MADV_FREE];
+/// The device thread may also remove pages: virtio-balloon releases guest pages of
+/// the shared memory file (guest memory with virtio-fs) with `MADV_REMOVE`; private
+/// guest memory it releases with `MADV_DONTNEED`.
+const EVENT_LOOP_ADVICE: &[i32] = &[libc::MADV_REMOVE];
 
 /// `_IO(KVMIO, 0x80)`: the only request a vCPU thread makes once it runs.
 pub const KVM_RUN: u64 = 0xae80;
@@ -105,6 +115,15 @@ pub fn allowed_syscalls(kind: ThreadKind) -> Vec<i64> {
     COMMON.iter().chain(extra).copied().collect()
 }
 
+/// The `madvise` advice `kind` may give.
+pub fn allowed_advice(kind: ThreadKind) -> Vec<i32> {
+    let extra = match kind {
+        ThreadKind::EventLoop => EVENT_LOOP_ADVICE,
+        ThreadKind::Vcpu | ThreadKind::Main => &[][..],
+    };
+    ADVICE.iter().chain(extra).copied().collect()
+}
+
 /// The ioctl requests `kind` may make.
 pub fn allowed_ioctls(kind: ThreadKind) -> &'static [u64] {
     match kind {
@@ -123,6 +142,14 @@ fn ioctl_rules(requests: &[u64]) -> Result<Vec<SeccompRule>, seccompiler::Backen
     requests
         .iter()
         .map(|&request| SeccompRule::new(vec![condition(1, SeccompCmpOp::Eq, request)?]))
+        .collect()
+}
+
+/// One rule per allowed `madvise` advice (argument 2).
+fn madvise_rules(advice: &[i32]) -> Result<Vec<SeccompRule>, seccompiler::BackendError> {
+    advice
+        .iter()
+        .map(|&advice| SeccompRule::new(vec![condition(2, SeccompCmpOp::Eq, advice as u64)?]))
         .collect()
 }
 
@@ -145,6 +172,7 @@ fn rules(kind: ThreadKind) -> Result<BTreeMap<i64, Vec<SeccompRule>>, seccompile
     for &nr in MEMORY {
         rules.insert(nr, no_exec_rule()?);
     }
+    rules.insert(libc::SYS_madvise, madvise_rules(&allowed_advice(kind))?);
     let ioctls = allowed_ioctls(kind);
     if !ioctls.is_empty() {
         rules.insert(libc::SYS_ioctl, ioctl_rules(ioctls)?);
@@ -301,6 +329,50 @@ mod tests {
             assert!(killed_by_filter(kind, protect_exec), "{kind:?} mprotect exec");
             assert!(!killed_by_filter(kind, map_data), "{kind:?} mmap data");
         }
+    }
+
+    #[test]
+    fn madvise_is_checked_by_advice() {
+        // SAFETY: madvise of an empty range at address 0 changes nothing; the filter
+        // decides before the kernel looks at the range.
+        let dontneed = || {
+            unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_DONTNEED) };
+        };
+        let free = || {
+            unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_FREE) };
+        };
+        let remove = || {
+            unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_REMOVE) };
+        };
+        let hugepage = || {
+            unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_HUGEPAGE) };
+        };
+        let dontfork = || {
+            unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_DONTFORK) };
+        };
+        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
+            assert!(!killed_by_filter(kind, dontneed), "{kind:?} MADV_DONTNEED");
+            assert!(!killed_by_filter(kind, free), "{kind:?} MADV_FREE");
+            assert_eq!(
+                killed_by_filter(kind, remove),
+                kind != ThreadKind::EventLoop,
+                "{kind:?} MADV_REMOVE"
+            );
+            assert!(killed_by_filter(kind, hugepage), "{kind:?} MADV_HUGEPAGE");
+            assert!(killed_by_filter(kind, dontfork), "{kind:?} MADV_DONTFORK");
+        }
+    }
+
+    #[test]
+    fn madvise_is_allowed_only_with_the_listed_advice() {
+        for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
+            assert!(!allowed_syscalls(kind).contains(&libc::SYS_madvise), "{kind:?}");
+        }
+        assert_eq!(
+            allowed_advice(ThreadKind::EventLoop),
+            [libc::MADV_DONTNEED, libc::MADV_FREE, libc::MADV_REMOVE]
+        );
+        assert_eq!(allowed_advice(ThreadKind::Vcpu), [libc::MADV_DONTNEED, libc::MADV_FREE]);
     }
 
     #[test]

@@ -120,8 +120,23 @@ pub trait VirtioDevice: Send {
     fn features(&self) -> u64;
     /// Maximum size of each queue; the length is the number of queues.
     fn queue_max_sizes(&self) -> &[u16];
-    /// The device configuration space (read-only for all hull devices).
+    /// The device configuration space as the driver reads it.
     fn config_space(&self) -> &[u8];
+    /// The driver wrote `data` at `offset` into the configuration space. Only fields
+    /// the spec makes driver-writable may change; by default every write is ignored.
+    fn write_config(&mut self, offset: u64, data: &[u8]) {
+        crate::warn_limited!(
+            "virtio: config space write of {} bytes at {offset:#x} ignored",
+            data.len()
+        );
+    }
+    /// How many queues the driver uses with `driver_features`: the first ones, in
+    /// order. All of them, unless a queue exists only with a feature (virtio-balloon's
+    /// reporting queue).
+    fn queue_count(&self, driver_features: u64) -> usize {
+        let _ = driver_features;
+        self.queue_max_sizes().len()
+    }
     /// Starts the device: returns the worker that owns the queues from now on.
     fn activate(&mut self, ctx: ActivateContext) -> Result<Box<dyn EventSubscriber>, ActivateError>;
 }

@@ -1,7 +1,9 @@
 //! The virtio-mmio transport (version 2, virtio 1.x): the register file the guest
 //! driver programs. It owns the queues until `DRIVER_OK`, then hands them to the
-//! device's worker. Every register write the spec forbids in the current state is
-//! ignored with a rate-limited warning.
+//! device's worker: those the accepted features use ([`VirtioDevice::queue_count`],
+//! the first ones; Linux numbers the queues it sets up consecutively, skipping those
+//! of declined features). Every register write the spec forbids in the current state
+//! is ignored with a rate-limited warning.
 
 use std::sync::Arc;
 
@@ -129,6 +131,11 @@ impl MmioTransport {
         self.queues.get_mut(self.queue_select as usize)
     }
 
+    /// The queues the driver uses with the features it accepted: the first ones.
+    fn queues_in_use(&self) -> usize {
+        self.device.queue_count(self.driver_features).min(self.queues.len())
+    }
+
     fn read_register(&mut self, offset: u64) -> u32 {
         match offset {
             reg::MAGIC_VALUE => MAGIC,
@@ -216,7 +223,8 @@ impl MmioTransport {
     }
 
     fn notify(&mut self, queue: u32) {
-        match self.queue_evts.get(queue as usize) {
+        let in_use = self.queues_in_use();
+        match self.queue_evts[..in_use].get(queue as usize) {
             Some(evt) if self.worker.is_some() => {
                 if let Err(e) = evt.write(1) {
                     crate::warn_limited!("virtio-mmio: cannot signal queue {queue}: {e}");
@@ -266,7 +274,11 @@ impl MmioTransport {
     }
 
     fn activate(&mut self) -> bool {
-        if let Some(i) = self.queues.iter().position(|q| !q.ready() || !q.is_valid(&self.mem)) {
+        let in_use = self.queues_in_use();
+        if let Some(i) = self.queues[..in_use]
+            .iter()
+            .position(|q| !q.ready() || !q.is_valid(&self.mem))
+        {
             crate::warn_limited!("virtio-mmio: queue {i} not ready or invalid at DRIVER_OK; device failed");
             self.interrupt.mark_broken();
             return false;
@@ -284,10 +296,13 @@ impl MmioTransport {
         }
     }
 
+    /// Hands the queues in use (not those of features the driver declined) to the
+    /// device.
     fn try_activate(&mut self) -> Result<u32, Box<dyn std::error::Error>> {
-        let mut queue_evts = Vec::with_capacity(self.queue_evts.len());
-        let mut queues = Vec::with_capacity(self.queues.len());
-        for (evt, queue) in self.queue_evts.iter().zip(&self.queues) {
+        let in_use = self.queues_in_use();
+        let mut queue_evts = Vec::with_capacity(in_use);
+        let mut queues = Vec::with_capacity(in_use);
+        for (evt, queue) in self.queue_evts.iter().zip(&self.queues).take(in_use) {
             queue_evts.push(evt.try_clone()?);
             queues.push(Queue::try_from(queue.state()).map_err(|e| format!("queue state: {e:?}"))?);
         }
@@ -342,7 +357,7 @@ impl BusDevice for MmioTransport {
 
     fn write(&mut self, offset: u64, data: &[u8]) {
         if offset >= reg::CONFIG {
-            crate::warn_limited!("virtio-mmio: config space write at {offset:#x} ignored");
+            self.device.write_config(offset - reg::CONFIG, data);
         } else if let Ok(bytes) = <[u8; 4]>::try_from(data) {
             self.write_register(offset, u32::from_le_bytes(bytes));
         } else {

@@ -5,6 +5,7 @@
 //! memory, testable without KVM). [`mmio::MmioTransport`] is the register file the
 //! guest driver talks to.
 
+pub mod balloon;
 pub mod block;
 pub mod chain;
 pub mod device;
@@ -25,6 +26,8 @@ pub const TYPE_BLOCK: u32 = 2;
 pub const TYPE_NET: u32 = 1;
 /// Entropy device type.
 pub const TYPE_RNG: u32 = 4;
+/// Memory balloon device type.
+pub const TYPE_BALLOON: u32 = 5;
 /// File system device type.
 pub const TYPE_FS: u32 = 26;
 /// Socket device type.
