@@ -8,7 +8,10 @@
 //! world-writable modes, with the stream's size bounded.
 //!
 //! The overlayfs writable layer is packed as an OCI layer: a whiteout (a 0/0 character
-//! device) becomes a `.wh.<name>` entry, an opaque directory gets `.wh..wh..opq`.
+//! device) becomes a `.wh.<name>` entry, an opaque directory gets `.wh..wh..opq`. A
+//! directory renamed from the image (overlayfs `redirect_dir`: an upper directory whose
+//! `redirect` mark names its origin) has no OCI form, so it is packed whole from the
+//! merged tree, as an opaque directory; its old name is a whiteout already.
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -62,16 +65,60 @@ fn is_runtime_path(rel: &Path) -> bool {
     RUNTIME_PATHS.iter().any(|p| rel == Path::new(p))
 }
 
-/// Writes tar entries for a tree, one file system only, hard links kept.
-struct Packer<W: Write> {
-    builder: tar::Builder<W>,
-    links: HashMap<(u64, u64), PathBuf>,
-    /// Convert overlayfs whiteouts and opaque directories to OCI form.
-    layer: bool,
+/// An overlayfs mount as the agent sees it: the writable layer's upper directory, the
+/// image's tree below it, the merged tree, and the xattr namespace overlayfs keeps its
+/// marks in (`trusted.overlay.`, or `user.overlay.` with the `userxattr` option).
+#[derive(Debug, Clone, Copy)]
+pub struct Overlay<'a> {
+    pub upper: &'a Path,
+    pub lower: &'a Path,
+    pub merged: &'a Path,
+    pub xattrs: &'a str,
 }
 
-impl<W: Write> Packer<W> {
-    fn new(out: W, layer: bool) -> Self {
+impl Overlay<'_> {
+    /// The xattr namespace of an overlay mounted without `userxattr`.
+    pub const TRUSTED: &'static str = "trusted.overlay.";
+
+    /// Whether the upper directory `dir` is opaque (hides the image's directory).
+    fn is_opaque(&self, dir: &Path) -> bool {
+        let mut value = [0u8; 4];
+        matches!(get_xattr(dir, &format!("{}opaque", self.xattrs), &mut value), Some(1) if value[0] == b'y')
+    }
+
+    /// Whether the upper directory `dir` was renamed from elsewhere (`redirect_dir`).
+    fn is_redirect(&self, dir: &Path) -> bool {
+        let mut value = [0u8; 1];
+        // A redirect holds a path; ERANGE (a value longer than the buffer) is one too.
+        get_xattr(dir, &format!("{}redirect", self.xattrs), &mut value).is_some()
+    }
+}
+
+/// The size of xattr `name` of `path` (not followed if a symlink) read into `value`,
+/// or `None` when it is absent or unreadable; a value too long for `value` counts as
+/// present.
+fn get_xattr(path: &Path, name: &str, value: &mut [u8]) -> Option<usize> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let name = std::ffi::CString::new(name).ok()?;
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let n = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
+    match n {
+        n if n >= 0 => Some(n as usize),
+        _ if io::Error::last_os_error().raw_os_error() == Some(libc::ERANGE) => Some(value.len()),
+        _ => None,
+    }
+}
+
+/// Writes tar entries for a tree, one file system only, hard links kept.
+struct Packer<'a, W: Write> {
+    builder: tar::Builder<W>,
+    links: HashMap<(u64, u64), PathBuf>,
+    /// Convert overlayfs whiteouts, opaque and renamed directories to OCI form.
+    layer: Option<Overlay<'a>>,
+}
+
+impl<'a, W: Write> Packer<'a, W> {
+    fn new(out: W, layer: Option<Overlay<'a>>) -> Self {
         let mut builder = tar::Builder::new(out);
         builder.mode(HeaderMode::Complete);
         Packer {
@@ -83,32 +130,77 @@ impl<W: Write> Packer<W> {
 
     /// Packs `src` under archive name `name` (its children only when `name` is
     /// empty). Directories on other file systems (mount points) are packed empty.
-    fn tree(&mut self, src: &Path, name: &Path, skip: impl Fn(&Path) -> bool) -> Result<()> {
+    /// `rel` is `src`'s path in the container, for `skip` and renamed directories.
+    fn tree(&mut self, src: &Path, name: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<()> {
         let meta = fs::symlink_metadata(src).map_err(io_at(src))?;
-        let dev = meta.dev();
         if !name.as_os_str().is_empty() {
             self.entry(src, name, &meta)?;
         }
-        if !meta.is_dir() {
-            return Ok(());
+        if meta.is_dir() {
+            self.children(src, name, rel, meta.dev(), skip)?;
         }
-        let mut stack = vec![(src.to_owned(), name.to_owned(), PathBuf::new())];
+        Ok(())
+    }
+
+    /// Packs everything below the directory `src` on file system `dev`, in name
+    /// order, parents first.
+    fn children(&mut self, src: &Path, name: &Path, rel: &Path, dev: u64, skip: &dyn Fn(&Path) -> bool) -> Result<()> {
+        let mut stack = vec![(src.to_owned(), name.to_owned(), rel.to_owned())];
         while let Some((dir, dir_name, rel)) = stack.pop() {
-            let children = sorted_names(&dir)?;
-            // Reversed onto the stack: packed in name order, parents first.
             let mut subdirs = Vec::new();
-            for child in children {
+            for child in sorted_names(&dir)? {
                 let (path, child_name, child_rel) = (dir.join(&child), dir_name.join(&child), rel.join(&child));
                 if skip(&child_rel) {
                     continue;
                 }
                 let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+                if meta.is_dir() && self.renamed(&path, &child_name, &child_rel, skip)? {
+                    continue;
+                }
                 self.entry(&path, &child_name, &meta)?;
                 if meta.is_dir() && meta.dev() == dev {
                     subdirs.push((path, child_name, child_rel));
                 }
             }
+            // Reversed onto the stack: packed in name order.
             stack.extend(subdirs.into_iter().rev());
+        }
+        Ok(())
+    }
+
+    /// Packs an upper directory renamed from the image (`redirect_dir`) whole, from
+    /// the merged tree, marked opaque. Returns false for any other directory.
+    fn renamed(&mut self, path: &Path, name: &Path, rel: &Path, skip: &dyn Fn(&Path) -> bool) -> Result<bool> {
+        let Some(overlay) = self.layer.filter(|o| o.is_redirect(path)) else {
+            return Ok(false);
+        };
+        let merged = overlay.merged.join(rel);
+        let meta = fs::symlink_metadata(&merged).map_err(io_at(&merged))?;
+        self.directory(&merged, name, &meta, true)?;
+        // The merged tree has no overlayfs marks: below it everything is a plain file.
+        self.layer = None;
+        let packed = self.children(&merged, name, rel, meta.dev(), skip);
+        self.layer = Some(overlay);
+        packed.map(|()| true)
+    }
+
+    /// A directory entry, followed by the OCI opaque marker when `opaque`.
+    fn directory(&mut self, path: &Path, name: &Path, meta: &Metadata, opaque: bool) -> Result<()> {
+        let mut header = Header::new_gnu();
+        header.set_metadata_in_mode(meta, HeaderMode::Complete);
+        header.set_size(0);
+        header.set_entry_type(EntryType::Directory);
+        self.builder
+            .append_data(&mut header, name, io::empty())
+            .map_err(io_at(path))?;
+        if opaque {
+            let mut wh = Header::new_gnu();
+            wh.set_metadata_in_mode(meta, HeaderMode::Complete);
+            wh.set_entry_type(EntryType::Regular);
+            wh.set_size(0);
+            self.builder
+                .append_data(&mut wh, name.join(".wh..wh..opq"), io::empty())
+                .map_err(io_at(path))?;
         }
         Ok(())
     }
@@ -119,22 +211,12 @@ impl<W: Write> Packer<W> {
         header.set_metadata_in_mode(meta, HeaderMode::Complete);
         header.set_size(0);
         let err = io_at(path);
-        if self.layer && kind.is_char_device() && meta.rdev() == 0 {
+        if self.layer.is_some() && kind.is_char_device() && meta.rdev() == 0 {
             return self.whiteout(path, name, meta);
         }
         if kind.is_dir() {
-            header.set_entry_type(EntryType::Directory);
-            self.builder.append_data(&mut header, name, io::empty()).map_err(err)?;
-            if self.layer && is_opaque(path) {
-                let mut wh = Header::new_gnu();
-                wh.set_metadata_in_mode(meta, HeaderMode::Complete);
-                wh.set_entry_type(EntryType::Regular);
-                wh.set_size(0);
-                let wh_name = name.join(".wh..wh..opq");
-                self.builder
-                    .append_data(&mut wh, wh_name, io::empty())
-                    .map_err(io_at(path))?;
-            }
+            let opaque = self.layer.is_some_and(|o| o.is_opaque(path));
+            self.directory(path, name, meta, opaque)?;
         } else if kind.is_symlink() {
             let target = fs::read_link(path).map_err(io_at(path))?;
             header.set_entry_type(EntryType::Symlink);
@@ -224,29 +306,18 @@ impl<R: Read> Read for Exact<R> {
     }
 }
 
-fn is_opaque(dir: &Path) -> bool {
-    let Ok(path) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return false;
-    };
-    let mut value = [0u8; 4];
-    let name = c"trusted.overlay.opaque";
-    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
-    let n = unsafe { libc::lgetxattr(path.as_ptr(), name.as_ptr(), value.as_mut_ptr().cast(), value.len()) };
-    n == 1 && value[0] == b'y'
-}
-
 /// Packs `src` as a tar stream whose entries start with `name`, or, with `name`
 /// empty, holds `src`'s children (`docker cp SRC/. DEST`). Returns the writer.
 pub fn pack_path<W: Write>(out: W, src: &Path, name: &str) -> Result<W> {
-    let mut packer = Packer::new(out, false);
-    packer.tree(src, Path::new(name), |_| false)?;
+    let mut packer = Packer::new(out, None);
+    packer.tree(src, Path::new(name), Path::new(""), &|_| false)?;
     packer.finish()
 }
 
-/// Packs the overlayfs upper directory `upper` as an OCI layer tar.
-pub fn pack_layer<W: Write>(out: W, upper: &Path) -> Result<W> {
-    let mut packer = Packer::new(out, true);
-    packer.tree(upper, Path::new(""), is_runtime_path)?;
+/// Packs the overlay's writable layer as an OCI layer tar.
+pub fn pack_layer<W: Write>(out: W, overlay: &Overlay) -> Result<W> {
+    let mut packer = Packer::new(out, Some(*overlay));
+    packer.tree(overlay.upper, Path::new(""), Path::new(""), &is_runtime_path)?;
     packer.finish()
 }
 
@@ -259,31 +330,39 @@ pub struct Change {
     pub path: String,
 }
 
-/// The changes of the writable layer `upper` over the image's tree `lower`, sorted
-/// by path as Docker prints them. A directory of the image counts as changed when
-/// something below it changed or its owner or mode did.
-pub fn changes(upper: &Path, lower: &Path) -> Result<Vec<Change>> {
+/// The changes of the overlay's writable layer over the image's tree, sorted by path
+/// as Docker prints them. A directory of the image counts as changed when something
+/// below it changed or its owner or mode did. Everything in a directory renamed from
+/// the image (`redirect_dir`) is listed as added, as Docker lists a renamed directory.
+pub fn changes(overlay: &Overlay) -> Result<Vec<Change>> {
     let mut out = Vec::new();
-    changes_in(upper, lower, Path::new(""), &mut out)?;
+    changes_in(overlay, Path::new(""), &mut out)?;
     out.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
 /// Appends the changes below `rel`; returns whether there were any.
-fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<bool> {
-    let names = sorted_names(&upper.join(rel))?;
+fn changes_in(overlay: &Overlay, rel: &Path, out: &mut Vec<Change>) -> Result<bool> {
+    let names = sorted_names(&overlay.upper.join(rel))?;
     let mut any = false;
     for name in names {
         let child = rel.join(&name);
         if is_runtime_path(&child) {
             continue;
         }
-        let path = upper.join(&child);
+        let path = overlay.upper.join(&child);
         let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
         let shown = format!("/{}", child.display());
-        let was = fs::symlink_metadata(lower.join(&child)).ok();
+        let was = fs::symlink_metadata(overlay.lower.join(&child)).ok();
         if meta.file_type().is_char_device() && meta.rdev() == 0 {
             out.push(Change { kind: 'D', path: shown });
+            any = true;
+            continue;
+        }
+        let kind = if was.is_some() { 'C' } else { 'A' };
+        if meta.is_dir() && overlay.is_redirect(&path) {
+            out.push(Change { kind, path: shown });
+            all_added(overlay.merged, &child, out)?;
             any = true;
             continue;
         }
@@ -291,14 +370,14 @@ fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> 
             None => {
                 out.push(Change { kind: 'A', path: shown });
                 if meta.is_dir() {
-                    changes_in(upper, lower, &child, out)?;
+                    changes_in(overlay, &child, out)?;
                 }
             }
             Some(was) if meta.is_dir() && was.is_dir() => {
                 let at = out.len();
-                let below = changes_in(upper, lower, &child, out)?;
+                let below = changes_in(overlay, &child, out)?;
                 let own = (meta.mode(), meta.uid(), meta.gid()) != (was.mode(), was.uid(), was.gid());
-                if !below && !own && !is_opaque(&path) {
+                if !below && !own && !overlay.is_opaque(&path) {
                     continue;
                 }
                 out.insert(at, Change { kind: 'C', path: shown });
@@ -306,13 +385,32 @@ fn changes_in(upper: &Path, lower: &Path, rel: &Path, out: &mut Vec<Change>) -> 
             Some(_) => {
                 out.push(Change { kind: 'C', path: shown });
                 if meta.is_dir() {
-                    changes_in(upper, lower, &child, out)?;
+                    changes_in(overlay, &child, out)?;
                 }
             }
         }
         any = true;
     }
     Ok(any)
+}
+
+/// Lists everything below `rel` in the merged tree as added (one file system only).
+fn all_added(merged: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
+    let dir = merged.join(rel);
+    let dev = fs::symlink_metadata(&dir).map_err(io_at(&dir))?.dev();
+    for name in sorted_names(&dir)? {
+        let child = rel.join(&name);
+        let path = merged.join(&child);
+        let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
+        out.push(Change {
+            kind: 'A',
+            path: format!("/{}", child.display()),
+        });
+        if meta.is_dir() && meta.dev() == dev {
+            all_added(merged, &child, out)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -51,14 +51,15 @@ pub fn run(op: &CopyOp, input: Option<File>, output: File) -> Result<(), String>
             archive::unpack(std::io::BufReader::new(input), options, place).map_err(|e| e.to_string())?;
         }
         CopyOp::Diff => {
-            let changes =
-                archive::changes(&Path::new(RW).join("upper"), Path::new(LOWER)).map_err(|e| e.to_string())?;
+            let upper = Path::new(RW).join("upper");
+            let changes = archive::changes(&overlay(&upper)).map_err(|e| e.to_string())?;
             for c in changes {
                 writeln!(out, "{} {}", c.kind, c.path).map_err(|e| e.to_string())?;
             }
         }
         CopyOp::Layer => {
-            archive::pack_layer(&mut out, &Path::new(RW).join("upper")).map_err(|e| e.to_string())?;
+            let upper = Path::new(RW).join("upper");
+            archive::pack_layer(&mut out, &overlay(&upper)).map_err(|e| e.to_string())?;
         }
         CopyOp::Export => {
             enter_root()?;
@@ -66,6 +67,16 @@ pub fn run(op: &CopyOp, input: Option<File>, output: File) -> Result<(), String>
         }
     }
     out.flush().map_err(|e| format!("sending to the host: {e}"))
+}
+
+/// The container's overlay, with `upper` its upper directory.
+fn overlay(upper: &Path) -> archive::Overlay<'_> {
+    archive::Overlay {
+        upper,
+        lower: Path::new(LOWER),
+        merged: Path::new(ROOT),
+        xattrs: archive::Overlay::TRUSTED,
+    }
 }
 
 fn enter_root() -> Result<(), String> {

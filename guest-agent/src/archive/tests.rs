@@ -271,7 +271,14 @@ fn changes_list_adds_changes_and_deletes_like_docker_diff() {
     fs::create_dir(u.join("etc")).unwrap();
     fs::write(u.join("etc/hosts"), b"127.0.0.1 localhost").unwrap();
     fs::create_dir(u.join("proc")).unwrap();
-    assert_eq!(changes(u, l).unwrap(), []);
+    let m = tmp();
+    let overlay = Overlay {
+        upper: u,
+        lower: l,
+        merged: m.path(),
+        xattrs: Overlay::TRUSTED,
+    };
+    assert_eq!(changes(&overlay).unwrap(), []);
     // A change, an addition in a new directory, a deletion (whiteouts need root, so
     // the deletion is checked by the end-to-end tests; here a changed file).
     fs::write(u.join("etc/passwd"), b"root\nuser").unwrap();
@@ -279,7 +286,7 @@ fn changes_list_adds_changes_and_deletes_like_docker_diff() {
     fs::write(u.join("opt/app/run"), b"").unwrap();
     fs::create_dir_all(u.join("usr/bin")).unwrap();
     fs::write(u.join("usr/bin/new"), b"").unwrap();
-    let shown: Vec<String> = changes(u, l)
+    let shown: Vec<String> = changes(&overlay)
         .unwrap()
         .into_iter()
         .map(|c| format!("{} {}", c.kind, c.path))
@@ -505,4 +512,89 @@ proptest! {
         let outside: Vec<_> = fs::read_dir(root.path()).unwrap().collect();
         prop_assert_eq!(outside.len(), 1);
     }
+}
+
+fn set_xattr(path: &Path, name: &str, value: &[u8]) {
+    let p = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+    let n = std::ffi::CString::new(name).unwrap();
+    // SAFETY: valid NUL-terminated strings and a buffer of the length passed.
+    let rc = unsafe { libc::lsetxattr(p.as_ptr(), n.as_ptr(), value.as_ptr().cast(), value.len(), 0) };
+    assert_eq!(
+        rc,
+        0,
+        "setxattr {name} on {}: {}",
+        path.display(),
+        io::Error::last_os_error()
+    );
+}
+
+fn entry_names(tar: &[u8]) -> Vec<String> {
+    let mut archive = tar::Archive::new(tar);
+    archive
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+/// overlayfs's marks in the `user.overlay.` namespace (its `userxattr` mode), which
+/// an unprivileged test can set; the agent reads the `trusted.` ones the same way.
+#[test]
+fn a_directory_renamed_from_the_image_is_packed_whole_and_opaque() {
+    let (upper, lower, merged) = (tmp(), tmp(), tmp());
+    let overlay = Overlay {
+        upper: upper.path(),
+        lower: lower.path(),
+        merged: merged.path(),
+        xattrs: "user.overlay.",
+    };
+    // The image has /a with a file and a subdirectory; the container ran `mv /a /b`,
+    // then added /b/new, and made /c opaque (`rm -rf /c; mkdir /c`).
+    for root in [lower.path(), merged.path()] {
+        fs::create_dir_all(root.join("c")).unwrap();
+    }
+    fs::create_dir_all(lower.path().join("a/sub")).unwrap();
+    fs::write(lower.path().join("a/x"), b"x").unwrap();
+    fs::write(lower.path().join("a/sub/y"), b"y").unwrap();
+    fs::create_dir_all(merged.path().join("b/sub")).unwrap();
+    fs::write(merged.path().join("b/x"), b"x").unwrap();
+    fs::write(merged.path().join("b/sub/y"), b"y").unwrap();
+    fs::write(merged.path().join("b/new"), b"new").unwrap();
+    fs::create_dir_all(upper.path().join("b")).unwrap();
+    fs::write(upper.path().join("b/new"), b"new").unwrap();
+    set_xattr(&upper.path().join("b"), "user.overlay.redirect", b"/a");
+    fs::create_dir(upper.path().join("c")).unwrap();
+    set_xattr(&upper.path().join("c"), "user.overlay.opaque", b"y");
+
+    let tar = pack_layer(Vec::new(), &overlay).unwrap();
+    assert_eq!(
+        entry_names(&tar),
+        [
+            "b",
+            "b/.wh..wh..opq",
+            "b/new",
+            "b/sub",
+            "b/x",
+            "b/sub/y",
+            "c",
+            "c/.wh..wh..opq"
+        ]
+    );
+    let mut archive = tar::Archive::new(&tar[..]);
+    let mut x = archive
+        .entries()
+        .unwrap()
+        .find(|e| e.as_ref().unwrap().path().unwrap() == Path::new("b/x"))
+        .unwrap()
+        .unwrap();
+    let mut data = String::new();
+    x.read_to_string(&mut data).unwrap();
+    assert_eq!(data, "x", "a file from the image is packed with its data");
+
+    let shown: Vec<String> = changes(&overlay)
+        .unwrap()
+        .into_iter()
+        .map(|c| format!("{} {}", c.kind, c.path))
+        .collect();
+    assert_eq!(shown, ["A /b", "A /b/new", "A /b/sub", "A /b/sub/y", "A /b/x", "C /c"]);
 }
