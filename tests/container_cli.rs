@@ -96,6 +96,27 @@ fn conflicting_and_bad_flags_are_refused() {
         &env.hull(&["run", "--cpus", "0", "busybox:cli", "true"]),
         "range of CPUs",
     );
+    // Limits out of range, before anything is created.
+    assert_refused(
+        &env.hull(&["run", "--shm-size", "0", "busybox:cli", "true"]),
+        "--shm-size",
+    );
+    assert_refused(
+        &env.hull(&["run", "--pids-limit", "-5", "busybox:cli", "true"]),
+        "--pids-limit",
+    );
+    assert_refused(
+        &env.hull(&["run", "-m", "65g", "busybox:cli", "true"]),
+        "more than a VM can have",
+    );
+    assert_refused(
+        &env.hull(&["run", "--memory-swap", "1g", "busybox:cli", "true"]),
+        "Memory limit when using Memoryswap",
+    );
+    assert_refused(
+        &env.hull(&["run", "--cpuset-cpus", "0-999", "busybox:cli", "true"]),
+        "Requested CPUs are not available",
+    );
     assert_refused(
         &env.hull(&["run", "-w", "relative", "busybox:cli", "true"]),
         "absolute path",

@@ -68,6 +68,8 @@ pub enum HostMessage {
         mounts: Vec<crate::mounts::MountArg>,
         #[serde(default)]
         hosts: Vec<HostEntry>,
+        #[serde(default)]
+        resources: Resources,
     },
     /// Power the VM off once every process has been reaped.
     Shutdown,
@@ -78,6 +80,47 @@ pub enum HostMessage {
 pub struct HostEntry {
     pub name: String,
     pub address: Ipv4Addr,
+}
+
+/// What the container's processes may use inside the guest, applied as Docker applies
+/// it: limits on the container's cgroup, the size of its `/dev/shm`. `None` is
+/// Docker's default (no limit; 64 MiB of `/dev/shm`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resources {
+    /// `memory.max` in bytes (`--memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<u64>,
+    /// `memory.swap.max` in bytes (`--memory-swap` less `--memory`); `u64::MAX` for
+    /// no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub swap: Option<u64>,
+    /// `pids.max` (`--pids-limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<u64>,
+    /// `cpu.max`'s quota in microseconds per [`CPU_PERIOD_US`] (`--cpus 1.5` is 150000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_quota: Option<u64>,
+    /// `cpuset.cpus` (`--cpuset-cpus`, e.g. `0-1,3`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpuset: Option<String>,
+    /// Bytes of `/dev/shm` (`--shm-size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shm: Option<u64>,
+}
+
+/// The period of `cpu.max`, as Docker's `--cpus` uses it.
+pub const CPU_PERIOD_US: u64 = 100_000;
+
+/// Whether `list` is a CPU list as `cpuset.cpus` takes it (`0-3,6`), with every CPU
+/// below `cpus`.
+pub fn valid_cpu_list(list: &str, cpus: u32) -> bool {
+    let cpu = |s: &str| s.parse::<u32>().ok().filter(|c| *c < cpus);
+    !list.is_empty()
+        && list.len() <= 256
+        && list.split(',').all(|part| match part.split_once('-') {
+            Some((a, b)) => matches!((cpu(a), cpu(b)), (Some(a), Some(b)) if a <= b),
+            None => cpu(part).is_some(),
+        })
 }
 
 /// Longest name an `/etc/hosts` entry may have (a DNS name's limit).
@@ -130,6 +173,10 @@ pub enum AgentMessage {
     Exited {
         id: u32,
         status: ExitStatus,
+        /// For the main process: the guest's OOM killer killed a process of the
+        /// container (Docker's `OOMKilled`).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        oom_killed: bool,
     },
     Error {
         id: Option<u32>,
@@ -314,11 +361,40 @@ mod tests {
         round_trip(AgentMessage::Exited {
             id: 7,
             status: ExitStatus::Signal(9),
+            oom_killed: true,
         });
+        round_trip(HostMessage::Configure {
+            hostname: "web".into(),
+            mounts: vec![],
+            hosts: vec![],
+            resources: Resources {
+                memory: Some(256 << 20),
+                swap: Some(u64::MAX),
+                pids: Some(100),
+                cpu_quota: Some(150_000),
+                cpuset: Some("0-1".into()),
+                shm: Some(1 << 30),
+            },
+        });
+        // A host or agent of the version before resources and OOM reports.
+        let old: AgentMessage = decode(br#"{"type":"exited","id":1,"status":{"code":0}}"#).unwrap();
+        assert!(matches!(old, AgentMessage::Exited { oom_killed: false, .. }));
+        let old: HostMessage = decode(br#"{"type":"configure","hostname":"h","mounts":[]}"#).unwrap();
+        assert!(matches!(old, HostMessage::Configure { resources, .. } if resources == Resources::default()));
         round_trip(Attach {
             id: 7,
             stream: Stream::Stderr,
         });
+    }
+
+    #[test]
+    fn cpu_lists_are_checked_against_the_vcpus() {
+        for ok in ["0", "0-3", "0,2", "1-1,3", "0-1,2-3"] {
+            assert!(valid_cpu_list(ok, 4), "{ok}");
+        }
+        for bad in ["", "4", "0-4", "3-1", "-1", "0,", "a", "0 1", "0--1", &"0,".repeat(200)] {
+            assert!(!valid_cpu_list(bad, 4), "{bad}");
+        }
     }
 
     #[test]

@@ -2,7 +2,9 @@
 
 use std::io::Write;
 
+use guest_agent::protocol::{Resources, CPU_PERIOD_US};
 use hull::container::mounts::Mount;
+use hull::container::resources::DEFAULT_SHM_BYTES;
 use hull::container::{Container, ContainerError, Status};
 use serde_json::json;
 
@@ -40,8 +42,18 @@ pub fn run(args: InspectArgs, images_too: bool) -> anyhow::Result<u8> {
     Ok(if failed { super::EXIT_HULL_FAILURE } else { 0 })
 }
 
+/// Docker's `MemorySwap`: memory and swap together, -1 for no limit, 0 when unset.
+fn memory_swap(limits: &Resources) -> i64 {
+    match (limits.memory, limits.swap) {
+        (Some(_), Some(u64::MAX)) => -1,
+        (Some(memory), Some(swap)) => i64::try_from(memory.saturating_add(swap)).unwrap_or(i64::MAX),
+        _ => 0,
+    }
+}
+
 fn describe(c: &Container) -> serde_json::Value {
     let s = &c.state;
+    let limits = &c.config.limits;
     let p = &c.config.process;
     let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
         t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
@@ -62,6 +74,7 @@ fn describe(c: &Container) -> serde_json::Value {
             "Status": status,
             "Running": s.is_running(),
             "Pid": s.vmm.map(|v| v.pid).unwrap_or(0),
+            "OOMKilled": s.oom_killed,
             "ExitCode": s.exit_code.unwrap_or(0),
             "Error": s.error,
             "StartedAt": time(s.started_at),
@@ -75,8 +88,14 @@ fn describe(c: &Container) -> serde_json::Value {
         "LogPath": c.log_path(),
         "HostConfig": {
             "AutoRemove": c.config.auto_remove,
-            "Memory": u64::from(c.config.memory_mib) << 20,
-            "NanoCpus": u64::from(c.config.vcpus) * 1_000_000_000,
+            "Memory": limits.memory.unwrap_or(0),
+            "MemorySwap": memory_swap(limits),
+            "NanoCpus": c.config.nano_cpus,
+            "CpuPeriod": if limits.cpu_quota.is_some() { CPU_PERIOD_US } else { 0 },
+            "CpuQuota": limits.cpu_quota.unwrap_or(0),
+            "CpusetCpus": limits.cpuset.as_deref().unwrap_or(""),
+            "PidsLimit": limits.pids,
+            "ShmSize": limits.shm.unwrap_or(DEFAULT_SHM_BYTES),
             "NetworkMode": c.config.network.name(),
             "PortBindings": port_map(&c.config.ports),
             "ExtraHosts": extra_hosts(&c.config.extra_hosts),
@@ -95,6 +114,11 @@ fn describe(c: &Container) -> serde_json::Value {
             "StopSignal": c.config.stop_signal,
         },
         "Hull": {
+            // What the VM got (the limits above apply inside it).
+            "VM": {
+                "CPUs": c.config.vcpus,
+                "Memory": u64::from(c.config.memory_mib) << 20,
+            },
             "RootDisk": c.config.rootfs,
             "WritableLayer": if c.config.tmpfs_upper { json!("tmpfs") } else { json!(c.upper_path()) },
             "Console": c.console_path(),

@@ -10,7 +10,7 @@ use hull::container::mounts::{self, Mount};
 use hull::container::network::{self, ExtraHost, NetworkMode, PortMapping};
 use hull::container::spec::{self, parse_size, Overrides};
 use hull::container::volumes::VolumeStore;
-use hull::container::{names, vm, Container, ContainerConfig, ContainerStore};
+use hull::container::{names, resources, vm, Container, ContainerConfig, ContainerStore};
 use hull::image::reference::Reference;
 use hull::image::store::{Image, ImageStore, StoreError};
 
@@ -48,12 +48,26 @@ pub struct CreateArgs {
     /// Container host name
     #[arg(short = 'h', long)]
     pub hostname: Option<String>,
-    /// Memory of the micro-VM (e.g. 512m, 1g); default 512m
+    /// Memory limit (e.g. 512m, 1g); the VM gets this plus room for its kernel.
+    /// Default: no limit, in a VM of 1 GiB that is backed only where it is used
     #[arg(short, long)]
     pub memory: Option<String>,
-    /// Number of CPUs (rounded up to whole vCPUs); default 1
+    /// Memory plus swap limit, -1 for no limit (needs --memory; the guest has no swap)
+    #[arg(long, allow_negative_numbers = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs: as many vCPUs, rounded up, with a quota for a fraction.
+    /// Default: as many as the host has
     #[arg(long)]
     pub cpus: Option<f64>,
+    /// CPUs in which to allow execution (0-3, 0,1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Tune container pids limit (set -1 for unlimited)
+    #[arg(long, allow_negative_numbers = true)]
+    pub pids_limit: Option<i64>,
+    /// Size of /dev/shm (default 64m)
+    #[arg(long)]
+    pub shm_size: Option<String>,
     /// Run an init inside the container that forwards signals and reaps processes
     /// (hull's guest agent always does this)
     #[arg(long)]
@@ -99,31 +113,6 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
-const DEFAULT_MEMORY_MIB: u32 = 512;
-const MIN_MEMORY_MIB: u32 = 64;
-
-/// `512m`, `1g`, `1048576` (bytes), as `docker run -m` takes it.
-pub fn parse_memory(s: &str) -> anyhow::Result<u32> {
-    let bytes = parse_size(s).with_context(|| format!("invalid memory size {s:?}: use a number with b, k, m or g"))?;
-    let mib = bytes >> 20;
-    if mib < u64::from(MIN_MEMORY_MIB) {
-        bail!("Minimum memory limit allowed is {MIN_MEMORY_MIB}MB");
-    }
-    u32::try_from(mib)
-        .ok()
-        .filter(|m| *m <= 1 << 20)
-        .with_context(|| format!("memory size {s:?} is too large"))
-}
-
-fn parse_cpus(cpus: Option<f64>) -> anyhow::Result<u8> {
-    let Some(c) = cpus else { return Ok(1) };
-    let host = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
-    if c.is_nan() || c <= 0.0 || c.ceil() as usize > host.max(1) || c > 64.0 {
-        bail!("range of CPUs is from 0.01 to {host}.00, as there are only {host} CPUs available");
-    }
-    Ok(c.ceil() as u8)
-}
-
 /// Finds the image, pulling it when it is a reference not in the store (as `docker
 /// run` does).
 fn image_for(store: &ImageStore, query: &str) -> anyhow::Result<Image> {
@@ -148,13 +137,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
     if args.tty && args.interactive && !std::io::stdin().is_terminal() {
         bail!("the input device is not a TTY");
     }
-    let memory_mib = args
-        .memory
-        .as_deref()
-        .map(parse_memory)
-        .transpose()?
-        .unwrap_or(DEFAULT_MEMORY_MIB);
-    let vcpus = parse_cpus(args.cpus)?;
+    let resources = resources::plan(&resource_flags(args), resources::host_cpus())?;
     let mut env_entries = Vec::new();
     for file in &args.env_file {
         let text = std::fs::read_to_string(file).with_context(|| format!("open {}", file.display()))?;
@@ -209,8 +192,10 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         rootfs: rootfs.path,
         process,
         hostname,
-        memory_mib,
-        vcpus,
+        memory_mib: resources.vm_memory_mib,
+        vcpus: resources.vcpus,
+        nano_cpus: resources.nano_cpus,
+        limits: resources.limits,
         auto_remove: args.rm,
         tmpfs_upper: args.rm,
         stop_signal: spec::stop_signal(&image.config),
@@ -279,6 +264,17 @@ fn parse_log_opts(opts: &[String]) -> anyhow::Result<u64> {
     Ok(max)
 }
 
+fn resource_flags(args: &CreateArgs) -> resources::ResourceFlags {
+    resources::ResourceFlags {
+        memory: args.memory.clone(),
+        memory_swap: args.memory_swap.clone(),
+        cpus: args.cpus,
+        cpuset_cpus: args.cpuset_cpus.clone(),
+        pids_limit: args.pids_limit,
+        shm_size: args.shm_size.clone(),
+    }
+}
+
 fn valid_hostname(h: &str) -> bool {
     !h.is_empty() && h.len() <= 63 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
@@ -294,18 +290,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn memory_sizes_parse_like_docker() {
-        assert_eq!(parse_memory("512m").unwrap(), 512);
-        assert_eq!(parse_memory("1g").unwrap(), 1024);
-        assert_eq!(parse_memory("1G").unwrap(), 1024);
-        assert_eq!(parse_memory("268435456").unwrap(), 256);
-        assert_eq!(parse_memory("128mb").unwrap(), 128);
-        assert!(parse_memory("4m").is_err());
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("1t").is_err());
-    }
-
-    #[test]
     fn log_options_parse() {
         assert_eq!(parse_log_opts(&[]).unwrap(), 8 << 20);
         assert_eq!(parse_log_opts(&["max-size=1m".into()]).unwrap(), 1 << 20);
@@ -313,15 +297,5 @@ mod tests {
         assert!(parse_log_opts(&["max-size=1".into()]).is_err());
         assert!(parse_log_opts(&["max-size=2t".into()]).is_err());
         assert!(parse_log_opts(&["max-file=3".into()]).is_err());
-    }
-
-    #[test]
-    fn cpus_are_bounded() {
-        assert_eq!(parse_cpus(None).unwrap(), 1);
-        assert_eq!(parse_cpus(Some(0.5)).unwrap(), 1);
-        assert!(parse_cpus(Some(0.0)).is_err());
-        assert!(parse_cpus(Some(-1.0)).is_err());
-        assert!(parse_cpus(Some(f64::NAN)).is_err());
-        assert!(parse_cpus(Some(10_000.0)).is_err());
     }
 }

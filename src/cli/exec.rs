@@ -128,7 +128,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     }
     loop {
         match session.recv()? {
-            AgentMessage::Exited { id: got, status } if got == id => {
+            AgentMessage::Exited { id: got, status, .. } if got == id => {
                 for d in drained {
                     let _ = d.recv_timeout(Duration::from_secs(2));
                 }

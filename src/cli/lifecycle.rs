@@ -30,6 +30,7 @@ pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<()> {
         if !running {
             s.status = Status::Created;
             s.exit_code = None;
+            s.oom_killed = false;
             s.error.clear();
         }
     })?;

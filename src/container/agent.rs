@@ -197,7 +197,8 @@ impl Session {
         self.stream.try_clone()
     }
 
-    /// Gives the agent the container's hostname, extra `/etc/hosts` lines and mounts
+    /// Gives the agent the container's hostname, extra `/etc/hosts` lines, mounts and
+    /// limits
     /// (see [`HostMessage::Configure`]); `Ok(Err(reason))` when it refused or a mount
     /// failed.
     pub fn configure(
@@ -205,11 +206,13 @@ impl Session {
         hostname: &str,
         hosts: Vec<guest_agent::protocol::HostEntry>,
         mounts: Vec<guest_agent::mounts::MountArg>,
+        resources: guest_agent::protocol::Resources,
     ) -> Result<Result<(), AgentMessage>, AgentError> {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
             hosts,
+            resources,
         })?;
         match self.recv()? {
             AgentMessage::Configured => Ok(Ok(())),
@@ -275,7 +278,7 @@ impl Session {
     pub fn finish(&mut self, id: u32) -> Result<Result<(), String>, AgentError> {
         loop {
             match self.recv()? {
-                AgentMessage::Exited { id: got, status } if got == id => {
+                AgentMessage::Exited { id: got, status, .. } if got == id => {
                     return Ok(match status.shell_code() {
                         0 => Ok(()),
                         code => Err(format!("the agent ended the operation with status {code}")),

@@ -19,6 +19,7 @@ pub mod names;
 pub mod network;
 pub mod proc;
 pub mod programs;
+pub mod resources;
 pub mod spec;
 pub mod usage;
 pub mod virtiofs;
@@ -87,8 +88,17 @@ pub struct ContainerConfig {
     pub rootfs: PathBuf,
     pub process: ProcessSpec,
     pub hostname: String,
+    /// The VM's memory and vCPUs (with `--memory`, room for the guest's kernel
+    /// beyond the container's limit).
     pub memory_mib: u32,
     pub vcpus: u8,
+    /// What the container's processes may use inside the guest (`--memory`,
+    /// `--pids-limit`, `--shm-size`, ...). Absent in records made before limits.
+    #[serde(default)]
+    pub limits: guest_agent::protocol::Resources,
+    /// `--cpus` in billionths of a CPU (Docker's `NanoCpus`); 0 when not given.
+    #[serde(default)]
+    pub nano_cpus: u64,
     /// `--rm`: the monitor removes the container when it ends.
     pub auto_remove: bool,
     /// The writable layer lives in guest RAM (only for `--rm`).
@@ -133,6 +143,9 @@ pub struct ContainerState {
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub exit_code: Option<i32>,
+    /// The guest's OOM killer killed a process of the container in the last run.
+    #[serde(default)]
+    pub oom_killed: bool,
     /// Why the last run failed or ended abnormally; empty otherwise.
     #[serde(default)]
     pub error: String,
@@ -156,6 +169,7 @@ impl ContainerState {
             started_at: None,
             finished_at: None,
             exit_code: None,
+            oom_killed: false,
             error: String::new(),
             run_dir: None,
             log_dropped_bytes: 0,

@@ -73,6 +73,8 @@ pub fn boot_timeout() -> Duration {
 struct Outcome {
     code: i32,
     error: String,
+    /// The guest's OOM killer killed a process of the container.
+    oom_killed: bool,
 }
 
 /// Output a run could not keep: the log's rotation, the VMM's console cap.
@@ -120,6 +122,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         s.monitor = me;
         s.vmm = None;
         s.exit_code = None;
+        s.oom_killed = false;
         s.error.clear();
     })?;
     let client = Client::default();
@@ -132,6 +135,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         Err(e) => Outcome {
             code: 125,
             error: e.to_string(),
+            oom_killed: false,
         },
     };
     if !outcome.error.is_empty() {
@@ -142,6 +146,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         s.run_dir = None;
         s.status = Status::Exited;
         s.exit_code = Some(outcome.code);
+        s.oom_killed = outcome.oom_killed;
         s.error = outcome.error.clone();
         s.finished_at = Some(Utc::now());
         s.monitor = None;
@@ -266,12 +271,13 @@ fn run_main_process(
     // string on the guest's kernel command line.
     let mounts = super::mounts::mount_args(&c.config.mounts);
     let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
-    match session.configure(&c.config.hostname, hosts, mounts) {
+    match session.configure(&c.config.hostname, hosts, mounts, c.config.limits.clone()) {
         Ok(Ok(())) => {}
         Ok(Err(AgentMessage::Error { message, .. })) => {
             return Ok(Outcome {
                 code: 125,
                 error: message,
+                oom_killed: false,
             })
         }
         Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
@@ -285,6 +291,7 @@ fn run_main_process(
             return Ok(Outcome {
                 code: start_error_code(kind),
                 error: message,
+                oom_killed: false,
             })
         }
         Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
@@ -345,10 +352,11 @@ fn console_dropped(vmm_log: &str) -> u64 {
 fn wait_for_exit(c: &Container, rx: &Receiver<Event>) -> Outcome {
     loop {
         match rx.recv() {
-            Ok(Event::Agent(AgentMessage::Exited { id, status })) if id == MAIN_PROCESS => {
+            Ok(Event::Agent(AgentMessage::Exited { id, status, oom_killed })) if id == MAIN_PROCESS => {
                 return Outcome {
                     code: status.shell_code(),
                     error: String::new(),
+                    oom_killed,
                 }
             }
             Ok(Event::Agent(_)) => {}
@@ -358,6 +366,7 @@ fn wait_for_exit(c: &Container, rx: &Receiver<Event>) -> Outcome {
                 return Outcome {
                     code: 125,
                     error: "monitor channel closed".into(),
+                    oom_killed: false,
                 }
             }
         }
@@ -378,6 +387,7 @@ fn vm_failure(c: &Container, rx: &Receiver<Event>, what: &str) -> Outcome {
     Outcome {
         code: 125,
         error: what.to_owned(),
+        oom_killed: false,
     }
 }
 
@@ -403,6 +413,7 @@ fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
     Outcome {
         code,
         error: format!("{how}{detail}"),
+        oom_killed: false,
     }
 }
 

@@ -18,7 +18,7 @@ use super::names;
 use super::spec::parse_size;
 
 /// Most bind mounts and volumes one container may have: each is a virtio-fs device,
-/// and the VM has 19 device slots of which the disks, vsock, rng and network take 5.
+/// and the VM has 19 device slots of which the disks, vsock, rng, balloon and network take 6.
 pub const MAX_SHARED_DIRS: usize = 12;
 
 #[derive(Debug, thiserror::Error)]

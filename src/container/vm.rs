@@ -124,6 +124,8 @@ mod tests {
                 hostname: "box".into(),
                 memory_mib: 256,
                 vcpus: 1,
+                limits: Default::default(),
+                nano_cpus: 0,
                 auto_remove: true,
                 tmpfs_upper: true,
                 stop_signal: 15,

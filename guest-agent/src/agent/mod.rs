@@ -1,5 +1,6 @@
 //! The agent proper; see `main.rs`.
 
+mod cgroup;
 mod files;
 #[cfg(feature = "hostile")]
 mod hostile;

@@ -106,11 +106,14 @@ struct ChildSetup {
     gid: libc::gid_t,
     groups: Vec<libc::gid_t>,
     tty: bool,
+    /// The container cgroup's `cgroup.procs`, joined first.
+    cgroup: File,
 }
 
 impl ChildSetup {
     fn new(cwd: &str, identity: &Identity, tty: bool) -> io::Result<ChildSetup> {
         Ok(ChildSetup {
+            cgroup: super::cgroup::procs()?,
             root: cstring(root::ROOT)?,
             cwd: cstring(cwd)?,
             uid: identity.uid,
@@ -130,6 +133,7 @@ impl ChildSetup {
         };
         // SAFETY: plain system calls on NUL-terminated strings and a slice owned by
         // `self`, all async-signal-safe.
+        super::cgroup::join(&self.cgroup)?;
         unsafe {
             check(libc::setsid())?;
             if self.tty {

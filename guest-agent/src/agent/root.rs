@@ -108,10 +108,33 @@ pub fn prepare(config: &BootConfig) -> io::Result<()> {
     }
     fs::create_dir_all(format!("{RW}/upper"))?;
     fs::create_dir_all(format!("{RW}/work"))?;
-    let options = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
-    mount("overlay", Path::new(ROOT), "overlay", 0, Some(&options)).map_err(ctx("mount overlay"))?;
+    mount_overlay().map_err(ctx("mount overlay"))?;
     mount_container_filesystems().map_err(ctx("container filesystems"))?;
     write_runtime_files(config).map_err(ctx("runtime files in /etc"))
+}
+
+/// What overlay2 users expect of the container root, beyond the defaults:
+/// - `xino=on`: one inode number space, so `readdir`'s `d_ino` and `stat`'s `st_ino`
+///   agree and no two files share an inode number (the layers' numbers get the
+///   layer's index in their high bits);
+/// - `redirect_dir=on`: `rename(2)` of a directory from the image works instead of
+///   failing with `EXDEV` (`commit` packs such a directory whole: see `archive`);
+/// - `index=on`: a file of the image with several hard links stays one inode when it
+///   is copied up, so its links keep sharing data.
+const OVERLAY_FEATURES: &str = "xino=on,redirect_dir=on,index=on";
+
+fn mount_overlay() -> io::Result<()> {
+    let options = format!("lowerdir={LOWER},upperdir={RW}/upper,workdir={RW}/work");
+    let full = format!("{options},{OVERLAY_FEATURES}");
+    match mount("overlay", Path::new(ROOT), "overlay", 0, Some(&full)) {
+        // A writable layer made under other options (an index that names another
+        // base disk) refuses them: keep the container usable with the defaults.
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL | libc::ESTALE)) => {
+            eprintln!("hull-agent: overlay with {OVERLAY_FEATURES} refused ({e}); mounting without them");
+            mount("overlay", Path::new(ROOT), "overlay", 0, Some(&options))
+        }
+        other => other,
+    }
 }
 
 /// Mounts every volume and tmpfs at its place in the container root (after
@@ -171,8 +194,10 @@ fn mount_container_filesystems() -> io::Result<()> {
     }
     mount("proc", &root.join("proc"), "proc", nosuid, None)?;
     mount("sysfs", &root.join("sys"), "sysfs", nosuid | libc::MS_RDONLY, None)?;
-    // sysfs is read-only; its cgroup directory exists already.
-    mount("cgroup2", &root.join("sys/fs/cgroup"), "cgroup2", nosuid, None)?;
+    // The container sees its own cgroup as the root of the hierarchy (sysfs is
+    // read-only; its cgroup directory exists already).
+    super::cgroup::prepare().map_err(ctx("container cgroup"))?;
+    bind(Path::new(super::cgroup::CONTAINER), &root.join("sys/fs/cgroup"))?;
     let dev = root.join("dev");
     mount(
         "tmpfs",
@@ -208,6 +233,13 @@ fn mount_container_filesystems() -> io::Result<()> {
     bind(Path::new("/dev/pts"), &dev.join("pts"))?;
     mount("shm", &dev.join("shm"), "tmpfs", nosuid, Some("mode=1777,size=65536k"))?;
     Ok(())
+}
+
+/// Gives the container's `/dev/shm` its size (`--shm-size`).
+pub fn resize_shm(bytes: u64) -> io::Result<()> {
+    let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
+    let options = format!("mode=1777,size={bytes}");
+    mount("shm", &Path::new(ROOT).join("dev/shm"), "tmpfs", flags, Some(&options)).map_err(ctx("resize /dev/shm"))
 }
 
 /// Makes `path` (a direct child of the root) a real directory: an image that ships

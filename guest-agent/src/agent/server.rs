@@ -24,6 +24,9 @@ use super::root;
 use super::sys;
 use super::vsock::Listener;
 
+/// The id the host gives a container's main process (its `MAIN_PROCESS`).
+const MAIN_PROCESS: u32 = 1;
+
 /// How long `Start` waits for the process's stdio connections to arrive.
 const ATTACH_WAIT: Duration = Duration::from_secs(10);
 /// How long an `Exited` waits for the process's output to drain.
@@ -192,7 +195,8 @@ impl Agent {
                 hostname,
                 mounts,
                 hosts,
-            } => match self.configure(&hostname, mounts, &hosts) {
+                resources,
+            } => match self.configure(&hostname, mounts, &hosts, &resources) {
                 Ok(()) => control.send(&AgentMessage::Configured),
                 Err(e) => error(None, e.kind, e.message),
             },
@@ -206,6 +210,7 @@ impl Agent {
         hostname: &str,
         mounts: Vec<guest_agent::mounts::MountArg>,
         hosts: &[guest_agent::protocol::HostEntry],
+        resources: &guest_agent::protocol::Resources,
     ) -> Result<(), SpawnError> {
         let fail = |kind, message| Err(SpawnError { kind, message });
         if let Some(e) = &self.setup_error {
@@ -221,7 +226,10 @@ impl Agent {
             }
             state.configured = true;
         }
-        let applied = root::set_hostname(hostname, hosts).and_then(|()| root::mount_volumes(mounts));
+        let applied = root::set_hostname(hostname, hosts)
+            .and_then(|()| super::cgroup::apply(resources, sys::online_cpus()))
+            .and_then(|()| resources.shm.map_or(Ok(()), root::resize_shm))
+            .and_then(|()| root::mount_volumes(mounts));
         applied.or_else(|e| fail(ErrorKind::Internal, format!("container root: {e}")))
     }
 
@@ -253,6 +261,7 @@ impl Agent {
                 Ok(()) => AgentMessage::Exited {
                     id,
                     status: ExitStatus::Code(0),
+                    oom_killed: false,
                 },
                 Err(message) => AgentMessage::Error {
                     id: Some(id),
@@ -401,12 +410,13 @@ impl Agent {
         };
         #[cfg(feature = "hostile")]
         let status = super::hostile::exit_status(status, id == MAIN_PROCESS);
+        let oom_killed = id == MAIN_PROCESS && super::cgroup::oom_kills() > 0;
         thread::spawn(move || {
             let deadline = Instant::now() + DRAIN_GRACE;
             for done in &proc.drained {
                 let _ = done.recv_timeout(deadline.saturating_duration_since(Instant::now()));
             }
-            proc.control.send(&AgentMessage::Exited { id, status });
+            proc.control.send(&AgentMessage::Exited { id, status, oom_killed });
         });
     }
 
@@ -434,10 +444,6 @@ fn run_copy(op: &CopyOp, input: Option<File>, mut output: File) -> Result<(), St
         None => files::run(op, input, output),
     }
 }
-
-/// The id the host gives a container's main process (its `MAIN_PROCESS`).
-#[cfg(feature = "hostile")]
-const MAIN_PROCESS: u32 = 1;
 
 /// Copies a process's output to its connection; signals when it reached the end.
 fn pump_out(source: Option<File>, mut conn: File) -> Receiver<()> {

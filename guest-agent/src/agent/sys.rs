@@ -157,3 +157,10 @@ pub fn enter_root(dir: &Path) -> io::Result<()> {
     check(unsafe { libc::chroot(dir.as_ptr()) })?;
     std::env::set_current_dir("/")
 }
+
+/// How many CPUs the guest has online.
+pub fn online_cpus() -> u32 {
+    // SAFETY: sysconf takes no pointers.
+    let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+    u32::try_from(n).unwrap_or(1).max(1)
+}

@@ -21,6 +21,7 @@ fn main() {
         let exit = AgentMessage::Exited {
             id: 1,
             status: ExitStatus::Code(0),
+            oom_killed: false,
         };
         let sent = write_frame(&mut conn, &hello)
             .and_then(|()| write_frame(&mut conn, &exit))
