@@ -10,7 +10,9 @@
 # virtio-rng, prints HULL-GUEST-* markers and reboots; QEMU (-no-reboot) must then exit
 # by itself (the emulated i8042 turns the guest's reset into an exit, as hull's VMM
 # does).  HULL_BOOT_VERBOSE=1 shows the kernel's boot log.  Without /dev/kvm the test prints SKIPPED, appends to $HULL_SKIP_LOG, and
-# fails when CI=true.  Set HULL_BOOT_RUNS=N to boot N times (timings of each are printed).
+# fails when CI=true.  Set HULL_BOOT_RUNS=N to boot N times (timings of each are printed),
+# HULL_BOOT_APPEND to add to the kernel command line, HULL_BOOT_LOG=FILE to keep the
+# last boot's console (host time, line).
 set -euo pipefail
 
 name=guest_kernel_boots_under_qemu_microvm_with_kvm
@@ -48,7 +50,7 @@ boot_once() {
         -M microvm,acpi=off -enable-kvm -cpu host -smp 1 -m 256 \
         -nodefaults -no-user-config -display none -serial stdio -no-reboot -device i8042 \
         -kernel "$vmlinux" -initrd "$initramfs" \
-        -append "console=ttyS0 reboot=k panic=-1 no_timer_check rdinit=/init$quiet" \
+        -append "console=ttyS0 reboot=k panic=-1 no_timer_check rdinit=/init$quiet${HULL_BOOT_APPEND:+ $HULL_BOOT_APPEND}" \
         -drive id=base,file="$disk",format=raw,if=none,readonly=on \
         -device virtio-blk-device,drive=base \
         -netdev user,id=net0 -device virtio-net-device,netdev=net0 \
@@ -83,4 +85,5 @@ boot_once() {
 }
 
 for i in $(seq 1 "$runs"); do boot_once "$i"; done
+if [ -n "${HULL_BOOT_LOG:-}" ]; then cp "$log" "$HULL_BOOT_LOG"; fi
 echo "PASSED $name ($(grep -F ' HULL-GUEST-UP' "$log" | head -n1 | sed 's/.*kernel=//'))"
