@@ -1,5 +1,5 @@
 //! The virtio-mmio register file in front of each device (block, vsock, net, fs,
-//! rng), with a real event loop running the workers it activates: arbitrary register
+//! rng, balloon), with a real event loop running the workers it activates: arbitrary register
 //! reads and writes, whole bring-ups (status, features, queues on the fuzzed guest
 //! memory, DRIVER_OK) and notifications, in any order. Must never panic or hang;
 //! DRIVER_OK implies an active device; the magic value never changes; the read-only
@@ -18,9 +18,11 @@ use std::thread::JoinHandle;
 use libfuzzer_sys::fuzz_target;
 use vm_memory::{Bytes, GuestAddress};
 use vmm::bus::BusDevice;
+use vmm::devices::virtio::balloon::Balloon;
 use vmm::devices::virtio::block::{Block, Disk};
 use vmm::devices::virtio::fs::Fs;
 use vmm::devices::virtio::mmio::{reg, status};
+use vmm::devices::virtio::net::filter::EgressPolicy;
 use vmm::devices::virtio::net::Net;
 use vmm::devices::virtio::rng::Rng;
 use vmm::devices::virtio::vsock::muxer::port_path;
@@ -79,8 +81,9 @@ struct Keep {
 }
 
 fn device(kind: u8, dir: &Path, keep: &mut Keep) -> Box<dyn VirtioDevice> {
-    match kind % 5 {
+    match kind % 6 {
         0 => Box::new(Rng::new()),
+        5 => Box::new(Balloon::new(Backing::Private)),
         1 => {
             let mut file = tempfile::NamedTempFile::new_in(dir).unwrap();
             file.write_all(&DISK).unwrap();
@@ -97,7 +100,7 @@ fn device(kind: u8, dir: &Path, keep: &mut Keep) -> Box<dyn VirtioDevice> {
             let (ours, peer) = UnixStream::pair().unwrap();
             ours.set_nonblocking(true).unwrap();
             keep._peer = Some(peer);
-            Box::new(Net::with_backend(ours, [2, 0, 0, 0, 0, 1]))
+            Box::new(Net::with_backend(ours, [2, 0, 0, 0, 0, 1], EgressPolicy::default()))
         }
         _ => {
             let socket = dir.join("fs.sock");
@@ -157,7 +160,7 @@ fuzz_target!(|data: &[u8]| {
     let dir = tempfile::tempdir().unwrap();
     let mut keep = Keep::default();
     let device = device(kind, dir.path(), &mut keep);
-    let mem = if kind % 5 == 4 {
+    let mem = if kind % 6 == 4 {
         // The backend maps guest memory, so virtio-fs needs it shareable.
         let mem = create_guest_memory(32 << 20, Backing::Shared).unwrap();
         mem.write_slice(&data[..data.len().min(common::MEM_SIZE)], GuestAddress(0))
