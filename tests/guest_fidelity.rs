@@ -44,7 +44,7 @@ fn system_calls_and_overlay_features_that_programs_use_work() {
     let out = hull(&["exec", "fid", "/probe", "/work", "/d", "/e"]);
     let report = text(&out.stdout);
     assert_eq!(code(&out), 0, "{report}{}", text(&out.stderr));
-    assert_eq!(report.lines().filter(|l| l.ends_with(" ok")).count(), 19, "{report}");
+    assert_eq!(report.lines().filter(|l| l.ends_with(" ok")).count(), 20, "{report}");
 
     // The kernel's config is readable, the root is overlay2-like.
     let config = ok(&[

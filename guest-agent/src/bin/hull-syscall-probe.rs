@@ -217,6 +217,16 @@ fn inode_numbers(dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// A system call the kernel does not have gets ENOSYS, and nothing else happens.
+fn unknown_syscall() -> io::Result<()> {
+    // SAFETY: a number no kernel assigns; the call does nothing.
+    match check(unsafe { libc::syscall(4095) }) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        Err(e) => Err(e),
+        Ok(n) => Err(io::Error::other(format!("returned {n}"))),
+    }
+}
+
 fn rename_dir(from: &Path, to: &Path) -> io::Result<()> {
     let (f, t) = (cpath(from), cpath(to));
     // SAFETY: NUL-terminated paths.
@@ -249,6 +259,7 @@ fn main() {
         ("inode_numbers", inode_numbers(dir)),
         ("inode_numbers_etc", inode_numbers(Path::new("/etc"))),
         ("inode_numbers_bin", inode_numbers(Path::new("/bin"))),
+        ("unknown_syscall_enosys", unknown_syscall()),
     ];
     if let (Some(from), Some(to)) = (args.get(2), args.get(3)) {
         results.push(("rename_dir", rename_dir(Path::new(from), Path::new(to))));
