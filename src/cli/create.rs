@@ -197,7 +197,9 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         nano_cpus: resources.nano_cpus,
         limits: resources.limits,
         auto_remove: args.rm,
-        tmpfs_upper: args.rm,
+        // `--rm` too gets a writable disk: the 6.1 guest kernel's tmpfs has no `user.*`
+        // xattrs, which programs (and CPython's tests) use on the container root.
+        tmpfs_upper: false,
         stop_signal: spec::stop_signal(&image.config),
         stop_timeout: 10,
         log_max_bytes: parse_log_opts(&args.log_opt)?,

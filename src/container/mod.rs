@@ -101,7 +101,8 @@ pub struct ContainerConfig {
     pub nano_cpus: u64,
     /// `--rm`: the monitor removes the container when it ends.
     pub auto_remove: bool,
-    /// The writable layer lives in guest RAM (only for `--rm`).
+    /// The writable layer lives in guest RAM (records of `--rm` containers made
+    /// before they got a writable disk too).
     pub tmpfs_upper: bool,
     pub stop_signal: i32,
     pub stop_timeout: u32,
