@@ -19,9 +19,9 @@ trap cleanup EXIT
 mem_of() {
     local rss=0 pss=0 pid r p
     for pid in "$@"; do
-        [ -r "/proc/$pid/smaps_rollup" ] || continue
-        r=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup")
-        p=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup")
+        # passt makes itself undumpable: its smaps cannot be read.
+        r=$(awk '/^Rss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
+        p=$(awk '/^Pss:/ { print $2 }' "/proc/$pid/smaps_rollup" 2>/dev/null) || continue
         rss=$((rss + r)) pss=$((pss + p))
     done
     echo "$rss $pss"
@@ -61,7 +61,17 @@ for n in $HULL_DENSITY_COUNTS; do
     done
     read -r rss pss <<< "$(mem_of "${all[@]}")"
     read -r vrss vpss <<< "$(mem_of "${vmms[@]}")"
-    echo "RESULT n=$n per_container_rss_kib=$((rss / n)) per_container_pss_kib=$((pss / n)) vmm_rss_kib=$((vrss / n)) vmm_pss_kib=$((vpss / n))"
+    # The VMM's own memory: its RSS outside the guest RAM mapping.
+    own=0
+    for v in "${vmms[@]}"; do
+        o=$(awk -v want=$((mem_mib * 1024)) '
+            /^[0-9a-f]+-[0-9a-f]+ / { cur = 0 }
+            /^Size:/ { cur = ($2 == want) }
+            /^Rss:/ { total += $2; if (cur) guest += $2 }
+            END { print total - guest }' "/proc/$v/smaps")
+        own=$((own + o))
+    done
+    echo "RESULT n=$n per_container_rss_kib=$((rss / n)) per_container_pss_kib=$((pss / n)) vmm_rss_kib=$((vrss / n)) vmm_pss_kib=$((vpss / n)) vmm_own_rss_kib=$((own / n))"
     "$hull" rm -f $("$hull" ps -aq) >/dev/null
 done
 

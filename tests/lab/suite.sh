@@ -76,7 +76,20 @@ exe=$(cargo test --release --no-run --message-format=json -p vmm --test guest_bo
 [ -n "$exe" ] || die "cargo printed no executable for the vmm's guest_boot test"
 bins+=("$exe")
 export HULL_GUEST_KERNEL=$art/vmlinux HULL_GUEST_PROBE=$art/guest-probe
-stage "test binaries (${#bins[@]})"
+# The distribution suite runs in an L1 of its own (its CPython run takes minutes).
+distro_exe=$(cargo test --no-run --message-format=json -p hull --test distro_suites \
+    | grep '"kind":\["test"\]' | grep '"name":"distro_suites"' \
+    | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
+[ -n "$distro_exe" ] || die "cargo printed no executable for the distro_suites test"
+stage "test binaries (${#bins[@]} + distro_suites)"
+debian=$("$here/debian-image.sh") || die "cannot make the Debian test image"
+mkdir -p "$art/debian"
+for f in image.tar reference.txt modules.txt; do
+    ln -f "$debian/$f" "$art/debian/$f" 2>/dev/null || cp "$debian/$f" "$art/debian/$f"
+done
+chmod -R a+rX "$art/debian"
+export HULL_DEBIAN_IMAGE=$art/debian
+stage "Debian test image (debootstrap, reference run in a chroot)"
 
 rc=0
 "$here/selftest.sh" "$@" || rc=1
@@ -92,4 +105,7 @@ if [ "$suites_rc" -eq 124 ]; then
 fi
 [ "$suites_rc" -eq 0 ] || rc=1
 stage "VM suites in the lab"
+echo "=== lab suite: distro_suites (CPython's tests in Debian, against a chroot)"
+"$here/run.sh" --timeout 1500 "$@" -- "$distro_exe" --include-ignored --test-threads=1 || rc=1
+stage "distribution suite in the lab"
 exit "$rc"
