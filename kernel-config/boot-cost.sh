@@ -50,5 +50,10 @@ for k in baseline current; do
     echo "$k: $(stat -c %s "$work/$k") bytes; /init reached after QEMU start: median $init s; guest uptime at /init: median $up s ($runs runs)"
 done
 echo "initcalls of the current kernel taking >= 1 ms (usecs, name):"
-sed -n 's/.*initcall \([^ ]*\) returned .* after \([0-9]*\) usecs.*/\2 \1/p' "$work/initcalls.log" \
-    | awk '$1 >= 1000' | sort -rn | head -n 30
+# The guest has no kallsyms: initcalls are printed as addresses, named here from the
+# vmlinux's symbol table.
+nm "$current" | awk '{ print tolower($1), $3 }' > "$work/symbols.txt"
+sed -n 's/.*initcall \(0x\)\{0,1\}\([^ ]*\) returned .* after \([0-9]*\) usecs.*/\3 \2/p' "$work/initcalls.log" \
+    | awk '$1 >= 1000' | sort -rn | head -n 30 \
+    | awk 'NR == FNR { name[$1] = $2; next } { print $1, (tolower($2) in name) ? name[tolower($2)] : $2 }' \
+        "$work/symbols.txt" -

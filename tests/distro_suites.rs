@@ -1,14 +1,18 @@
-//! Real programs' own test suites in a real distribution image: CPython's regression
-//! tests (Debian's `libpython3.11-testsuite`) in a Debian bookworm image made with
-//! `debootstrap`, run in a hull container and compared, test by test, with the same
-//! run in a plain chroot of the same tree on the host.
+//! Real programs in a real distribution image, a Debian bookworm made with
+//! `debootstrap`: CPython's regression tests (Debian's `libpython3.11-testsuite`), run
+//! in a hull container and compared, test by test, with the same run in a plain chroot
+//! of the same tree on the host; PostgreSQL initialising, taking writes, stopped with
+//! `hull stop` and coming back with its data; a web server with `-p` and `-v`.
 //!
 //! `tests/lab/debian-image.sh` makes the image and the reference run; its directory
 //! comes in `HULL_DEBIAN_IMAGE`. A lab test (`#[ignore]`d on the host), run by
 //! `tests/lab/suite.sh` in an L1 of its own.
 
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::path::PathBuf;
+use std::time::Duration;
 
 mod common;
 
@@ -67,7 +71,7 @@ fn regressions(reference: &BTreeMap<String, String>, hull: &BTreeMap<String, Str
 #[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
 fn cpython_regression_tests_pass_in_hull_as_in_a_chroot() {
     let _ = LAB;
-    let dir = PathBuf::from(std::env::var_os("HULL_DEBIAN_IMAGE").expect("tests/lab/suite.sh sets HULL_DEBIAN_IMAGE"));
+    let dir = image_dir();
     let modules = std::fs::read_to_string(dir.join("modules.txt")).unwrap();
     let reference = outcomes(&std::fs::read_to_string(dir.join("reference.txt")).unwrap());
     assert!(
@@ -75,8 +79,7 @@ fn cpython_regression_tests_pass_in_hull_as_in_a_chroot() {
         "the reference ran too little"
     );
 
-    ok(&["import", dir.join("image.tar").to_str().unwrap(), "debian:python"]);
-    let mut args = vec!["run", "--rm", "debian:python", "python3", "-m", "test", "-v"];
+    let mut args = vec!["run", "--rm", debian(), "python3", "-m", "test", "-v"];
     args.extend(modules.split_whitespace());
     let out = hull(&args);
     let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -101,7 +104,129 @@ fn cpython_regression_tests_pass_in_hull_as_in_a_chroot() {
         "passed in the chroot, not in hull:\n{}\n{summary}",
         regressed.join("\n")
     );
-    ok(&["rmi", "debian:python"]);
+}
+
+/// The image, imported once per test binary.
+fn debian() -> &'static str {
+    static IMPORTED: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    IMPORTED.get_or_init(|| {
+        let dir = image_dir();
+        ok(&["import", dir.join("image.tar").to_str().unwrap(), "debian:distro"]);
+    });
+    "debian:distro"
+}
+
+fn image_dir() -> PathBuf {
+    PathBuf::from(std::env::var_os("HULL_DEBIAN_IMAGE").expect("tests/lab/suite.sh sets HULL_DEBIAN_IMAGE"))
+}
+
+/// PostgreSQL's data directory and the server, started as the `postgres` user: the
+/// cluster is made on the first start only.
+const POSTGRES: &str = "D=/var/lib/postgresql/data; B=/usr/lib/postgresql/15/bin; \
+    [ -f $D/PG_VERSION ] || $B/initdb -D $D -A trust >/dev/null; \
+    exec $B/postgres -D $D -c listen_addresses='' -k /tmp";
+
+fn psql(sql: &str) -> String {
+    ok(&[
+        "exec",
+        "-u",
+        "postgres",
+        "distro-pg",
+        "psql",
+        "-h",
+        "/tmp",
+        "-tA",
+        "-c",
+        sql,
+    ])
+    .trim()
+    .to_owned()
+}
+
+fn wait_for_postgres() {
+    wait_until("postgres accepts connections", Duration::from_secs(600), || {
+        code(&hull(&[
+            "exec",
+            "-u",
+            "postgres",
+            "distro-pg",
+            "/usr/lib/postgresql/15/bin/pg_isready",
+            "-h",
+            "/tmp",
+        ])) == 0
+    });
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn postgres_initialises_takes_writes_and_keeps_them_across_stop_and_start() {
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "distro-pg",
+        "-u",
+        "postgres",
+        debian(),
+        "sh",
+        "-c",
+        POSTGRES,
+    ]);
+    wait_for_postgres();
+    psql("CREATE TABLE t (n integer)");
+    psql("INSERT INTO t SELECT generate_series(1, 10000)");
+    assert_eq!(psql("SELECT sum(n) FROM t"), "50005000");
+    // SIGTERM is PostgreSQL's smart shutdown: it checkpoints and exits 0.
+    ok(&["stop", "-t", "60", "distro-pg"]);
+    assert_eq!(inspect("distro-pg")["State"]["ExitCode"], 0);
+    ok(&["start", "distro-pg"]);
+    wait_for_postgres();
+    assert_eq!(psql("SELECT count(*), sum(n) FROM t"), "10000|50005000");
+    ok(&["rm", "-f", "distro-pg"]);
+}
+
+fn http_get(addr: &str) -> Option<String> {
+    let mut s = TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    s.write_all(b"GET /index.html HTTP/1.0\r\n\r\n").ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    Some(reply)
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn a_web_server_serves_a_host_directory_through_a_published_port() {
+    let site = tempfile::tempdir().unwrap();
+    std::fs::write(site.path().join("index.html"), "served from the host\n").unwrap();
+    let volume = format!("{}:/srv:ro", site.path().display());
+    ok(&[
+        "run",
+        "-d",
+        "--name",
+        "distro-web",
+        // The suite's default is HULL_NETWORK=none.
+        "--network",
+        "bridge",
+        "-p",
+        "127.0.0.1:18091:8000",
+        "-v",
+        &volume,
+        debian(),
+        "python3",
+        "-m",
+        "http.server",
+        "-d",
+        "/srv",
+        "8000",
+    ]);
+    let mut reply = None;
+    wait_until("the web server answers", Duration::from_secs(300), || {
+        reply = http_get("127.0.0.1:18091");
+        reply.as_deref().is_some_and(|r| r.contains("served from the host"))
+    });
+    assert!(reply.unwrap().starts_with("HTTP/1.0 200"));
+    ok(&["rm", "-f", "distro-web"]);
 }
 
 #[test]

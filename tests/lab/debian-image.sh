@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The Debian image of the distribution suite (tests/distro_suites.rs): Debian bookworm
-# made with debootstrap, with python3 and CPython's own regression tests
-# (libpython3.11-testsuite), as a plain tar for `hull import`; and the reference run
+# made with debootstrap, with python3, CPython's own regression tests
+# (libpython3.11-testsuite) and PostgreSQL, as a plain tar for `hull import`; and the reference run
 # of the suite's CPython modules in a plain chroot of the same tree on this host (its
 # own mount and PID namespaces with /proc, /dev/shm and /tmp). Cached: prints the
 # directory holding image.tar, reference.txt and modules.txt.
@@ -15,11 +15,11 @@ die() { echo "debian-image: error: $*" >&2; exit 1; }
 
 suite=bookworm
 mirror=${HULL_DEBIAN_MIRROR:-http://deb.debian.org/debian}
-packages=python3,libpython3.11-testsuite
+packages=python3,libpython3.11-testsuite,postgresql
 # CPython's modules that exercise the kernel and the file system most, without the
 # network or minutes of run time (13.9 s together on the development machine).
 modules="test_mmap test_fcntl test_os test_posix test_pty test_resource test_tempfile test_select test_epoll test_stat"
-recipe=1
+recipe=2
 key=$(echo "$suite $packages $modules $recipe" | sha256sum | cut -c1-16)
 out=$cache/debian-$suite-$key
 if [ -f "$out/.complete" ]; then echo "$out"; exit 0; fi
