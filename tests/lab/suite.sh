@@ -82,7 +82,10 @@ distro_exe=$(cargo test --no-run --message-format=json -p hull --test distro_sui
     | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -n1)
 [ -n "$distro_exe" ] || die "cargo printed no executable for the distro_suites test"
 stage "test binaries (${#bins[@]} + distro_suites)"
-debian=$("$here/debian-image.sh") || die "cannot make the Debian test image"
+# HULL_DEBIAN_IMAGE: a directory debian-image.sh made earlier (it needs root to make one).
+debian=${HULL_DEBIAN_IMAGE:-}
+[ -n "$debian" ] || debian=$("$here/debian-image.sh") || die "cannot make the Debian test image"
+[ -f "$debian/image.tar" ] || die "no image.tar in $debian (HULL_DEBIAN_IMAGE)"
 mkdir -p "$art/debian"
 for f in image.tar reference.txt modules.txt; do
     ln -f "$debian/$f" "$art/debian/$f" 2>/dev/null || cp "$debian/$f" "$art/debian/$f"
