@@ -359,10 +359,12 @@ fn changes_in(overlay: &Overlay, rel: &Path, out: &mut Vec<Change>) -> Result<bo
             any = true;
             continue;
         }
-        let kind = if was.is_some() { 'C' } else { 'A' };
         if meta.is_dir() && overlay.is_redirect(&path) {
+            let kind = if was.is_some() { 'C' } else { 'A' };
             out.push(Change { kind, path: shown });
-            all_added(overlay.merged, &child, out)?;
+            let merged = overlay.merged.join(&child);
+            let dev = fs::symlink_metadata(&merged).map_err(io_at(&merged))?.dev();
+            all_added(overlay.merged, &child, dev, out)?;
             any = true;
             continue;
         }
@@ -394,11 +396,9 @@ fn changes_in(overlay: &Overlay, rel: &Path, out: &mut Vec<Change>) -> Result<bo
     Ok(any)
 }
 
-/// Lists everything below `rel` in the merged tree as added (one file system only).
-fn all_added(merged: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
-    let dir = merged.join(rel);
-    let dev = fs::symlink_metadata(&dir).map_err(io_at(&dir))?.dev();
-    for name in sorted_names(&dir)? {
+/// Lists everything below `rel` in the merged tree as added (file system `dev` only).
+fn all_added(merged: &Path, rel: &Path, dev: u64, out: &mut Vec<Change>) -> Result<()> {
+    for name in sorted_names(&merged.join(rel))? {
         let child = rel.join(&name);
         let path = merged.join(&child);
         let meta = fs::symlink_metadata(&path).map_err(io_at(&path))?;
@@ -407,7 +407,7 @@ fn all_added(merged: &Path, rel: &Path, out: &mut Vec<Change>) -> Result<()> {
             path: format!("/{}", child.display()),
         });
         if meta.is_dir() && meta.dev() == dev {
-            all_added(merged, &child, out)?;
+            all_added(merged, &child, dev, out)?;
         }
     }
     Ok(())

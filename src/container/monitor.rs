@@ -77,6 +77,17 @@ struct Outcome {
     oom_killed: bool,
 }
 
+impl Outcome {
+    /// A run that ended with `code` and why, without an OOM kill.
+    fn failed(code: i32, error: String) -> Outcome {
+        Outcome {
+            code,
+            error,
+            oom_killed: false,
+        }
+    }
+}
+
 /// Output a run could not keep: the log's rotation, the VMM's console cap.
 #[derive(Debug, Default)]
 struct Dropped {
@@ -132,11 +143,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
     let mut dropped = Dropped::default();
     let outcome = match boot_and_run(&mut c, store_root, &client, &mut dropped) {
         Ok(o) => o,
-        Err(e) => Outcome {
-            code: 125,
-            error: e.to_string(),
-            oom_killed: false,
-        },
+        Err(e) => Outcome::failed(125, e.to_string()),
     };
     if !outcome.error.is_empty() {
         eprintln!("hull monitor: {}", outcome.error);
@@ -273,13 +280,7 @@ fn run_main_process(
     let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
     match session.configure(&c.config.hostname, hosts, mounts, c.config.limits.clone()) {
         Ok(Ok(())) => {}
-        Ok(Err(AgentMessage::Error { message, .. })) => {
-            return Ok(Outcome {
-                code: 125,
-                error: message,
-                oom_killed: false,
-            })
-        }
+        Ok(Err(AgentMessage::Error { message, .. })) => return Ok(Outcome::failed(125, message)),
         Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
         Err(e) => return Ok(vm_failure(c, rx, &format!("configuring the container: {e}"))),
     }
@@ -288,11 +289,7 @@ fn run_main_process(
     let stdio = match session.start(MAIN_PROCESS, &spec) {
         Ok(Ok(stdio)) => stdio,
         Ok(Err(AgentMessage::Error { kind, message, .. })) => {
-            return Ok(Outcome {
-                code: start_error_code(kind),
-                error: message,
-                oom_killed: false,
-            })
+            return Ok(Outcome::failed(start_error_code(kind), message))
         }
         Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
         Err(e) => return Ok(vm_failure(c, rx, &format!("starting the process: {e}"))),
@@ -362,13 +359,7 @@ fn wait_for_exit(c: &Container, rx: &Receiver<Event>) -> Outcome {
             Ok(Event::Agent(_)) => {}
             Ok(Event::AgentLost(e)) => return vm_failure(c, rx, &format!("lost the agent: {e}")),
             Ok(Event::VmmExited(status)) => return vmm_exit_outcome(c, status),
-            Err(_) => {
-                return Outcome {
-                    code: 125,
-                    error: "monitor channel closed".into(),
-                    oom_killed: false,
-                }
-            }
+            Err(_) => return Outcome::failed(125, "monitor channel closed".into()),
         }
     }
 }
@@ -384,11 +375,7 @@ fn vm_failure(c: &Container, rx: &Receiver<Event>, what: &str) -> Outcome {
             return o;
         }
     }
-    Outcome {
-        code: 125,
-        error: what.to_owned(),
-        oom_killed: false,
-    }
+    Outcome::failed(125, what.to_owned())
 }
 
 fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
@@ -410,11 +397,7 @@ fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
     } else {
         format!(": {}", agent::printable(&last))
     };
-    Outcome {
-        code,
-        error: format!("{how}{detail}"),
-        oom_killed: false,
-    }
+    Outcome::failed(code, format!("{how}{detail}"))
 }
 
 fn start_error_code(kind: ErrorKind) -> i32 {

@@ -131,9 +131,10 @@ impl ChildSetup {
                 Ok(())
             }
         };
+        // First into the container's cgroup (and a cgroup namespace rooted there).
+        super::cgroup::join(&self.cgroup)?;
         // SAFETY: plain system calls on NUL-terminated strings and a slice owned by
         // `self`, all async-signal-safe.
-        super::cgroup::join(&self.cgroup)?;
         unsafe {
             check(libc::setsid())?;
             if self.tty {

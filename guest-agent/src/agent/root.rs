@@ -231,15 +231,28 @@ fn mount_container_filesystems() -> io::Result<()> {
     fs::create_dir(dev.join("pts"))?;
     fs::create_dir(dev.join("shm"))?;
     bind(Path::new("/dev/pts"), &dev.join("pts"))?;
-    mount("shm", &dev.join("shm"), "tmpfs", nosuid, Some("mode=1777,size=65536k"))?;
+    mount(
+        "shm",
+        &dev.join("shm"),
+        "tmpfs",
+        nosuid,
+        Some(&shm_options(DEFAULT_SHM_BYTES)),
+    )?;
     Ok(())
+}
+
+/// Docker's `/dev/shm` size without `--shm-size`.
+const DEFAULT_SHM_BYTES: u64 = 64 << 20;
+
+fn shm_options(bytes: u64) -> String {
+    format!("mode=1777,size={bytes}")
 }
 
 /// Gives the container's `/dev/shm` its size (`--shm-size`).
 pub fn resize_shm(bytes: u64) -> io::Result<()> {
     let flags = libc::MS_REMOUNT | libc::MS_NOSUID | libc::MS_NOEXEC | libc::MS_NODEV;
-    let options = format!("mode=1777,size={bytes}");
-    mount("shm", &Path::new(ROOT).join("dev/shm"), "tmpfs", flags, Some(&options)).map_err(ctx("resize /dev/shm"))
+    let shm = Path::new(ROOT).join("dev/shm");
+    mount("shm", &shm, "tmpfs", flags, Some(&shm_options(bytes))).map_err(ctx("resize /dev/shm"))
 }
 
 /// Makes `path` (a direct child of the root) a real directory: an image that ships
