@@ -64,16 +64,20 @@ impl AgentAccess {
             };
         }
         let run_dir = super::create_run_dir(&c.config.id).map_err(io("runtime directory"))?;
-        let mut helper_view = c.clone();
-        helper_view.state.run_dir = Some(run_dir.clone());
-        let uds = helper_view.vsock_path();
+        let uds = run_dir.join(super::VSOCK_SOCKET);
         let _ = fs::remove_file(&uds);
         let assets = Assets::locate()?;
         let initramfs = assets::initramfs(&store_root.join("initramfs"), &assets.agent)?;
         let vmm_log = File::create(c.dir.join("helper-vmm.log")).map_err(io("helper vmm log"))?;
         // The helper's console must not replace the container's own console log.
         let console = c.dir.join("helper-console.log");
-        let child = vm::vmm_command(&assets, &initramfs, &helper_view, &console, None, None)
+        let mut config = vm::vm_config(&assets, &initramfs, c, &console, None, None);
+        // Its own runtime directory: the container's belongs to its monitor.
+        config.vsock = Some(vmm_config::VsockConfig {
+            uds: uds.clone(),
+            cid: vmm_config::MIN_GUEST_CID,
+        });
+        let child = vm::vmm_command(&assets, &config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(vmm_log)

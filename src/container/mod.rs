@@ -191,6 +191,9 @@ pub struct Container {
     pub state: ContainerState,
 }
 
+/// The agent's vsock socket, in a VM's runtime directory.
+pub const VSOCK_SOCKET: &str = "vsock.sock";
+
 impl Container {
     pub fn id(&self) -> &str {
         &self.config.id
@@ -204,7 +207,7 @@ impl Container {
             .unwrap_or_else(|| runtime_root().join(&self.config.id))
     }
     pub fn vsock_path(&self) -> PathBuf {
-        self.socket_dir().join("vsock.sock")
+        self.socket_dir().join(VSOCK_SOCKET)
     }
     pub fn attach_path(&self) -> PathBuf {
         self.socket_dir().join("attach.sock")

@@ -209,7 +209,8 @@ fn boot_and_run(
     };
     let net_socket = passt.as_ref().map(|(_, socket)| socket.as_path());
     let fs_devices = shares.devices();
-    let mut vmm_command = vm::vmm_command(&assets, &initramfs, c, &c.console_path(), net_socket, Some(&fs_devices));
+    let config = vm::vm_config(&assets, &initramfs, c, &c.console_path(), net_socket, Some(&fs_devices));
+    let mut vmm_command = vm::vmm_command(&assets, &config);
     super::proc::die_with_parent(&mut vmm_command);
     let spawned = vmm_command
         .stdin(Stdio::null())

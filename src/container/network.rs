@@ -318,16 +318,16 @@ fn find_passt() -> Result<PathBuf, NetworkError> {
 
 /// The VMM's egress policy for a container: the gateway, its published TCP ports
 /// (the container answers clients through them), and whether it may reach the host.
-pub fn vmm_egress_args(ports: &[PortMapping], reach_host: bool) -> Vec<String> {
-    let mut args = vec!["--net-gateway".to_owned(), GATEWAY.to_owned()];
-    for p in ports.iter().filter(|p| p.protocol == Protocol::Tcp) {
-        args.push("--net-published-tcp".into());
-        args.push(p.container_port.to_string());
+pub fn egress_policy(ports: &[PortMapping], reach_host: bool) -> vmm_config::EgressPolicy {
+    vmm_config::EgressPolicy {
+        gateway: GATEWAY_ADDRESS,
+        allow_gateway: reach_host,
+        published_tcp: ports
+            .iter()
+            .filter(|p| p.protocol == Protocol::Tcp)
+            .map(|p| p.container_port)
+            .collect(),
     }
-    if reach_host {
-        args.push("--net-allow-gateway".into());
-    }
-    args
 }
 
 /// The passt command for one container: its socket, addresses and published ports;
@@ -498,14 +498,11 @@ mod tests {
     fn the_vmm_learns_the_gateway_and_the_published_tcp_ports() {
         let tcp = PortMapping::parse("127.0.0.1:8080:80").unwrap();
         let udp = PortMapping::parse("127.0.0.1:5353:53/udp").unwrap();
-        assert_eq!(
-            vmm_egress_args(&[tcp, udp], false),
-            ["--net-gateway", GATEWAY, "--net-published-tcp", "80"]
-        );
-        assert_eq!(
-            vmm_egress_args(&[], true),
-            ["--net-gateway", GATEWAY, "--net-allow-gateway"]
-        );
+        let policy = egress_policy(&[tcp, udp], false);
+        assert_eq!(policy.gateway.to_string(), GATEWAY);
+        assert_eq!((policy.allow_gateway, policy.published_tcp), (false, vec![80]));
+        let policy = egress_policy(&[], true);
+        assert_eq!((policy.allow_gateway, policy.published_tcp), (true, vec![]));
     }
 
     #[test]

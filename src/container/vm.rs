@@ -1,9 +1,12 @@
-//! Starting a container's VM: the writable disk, and the `vmm` command line.
+//! Starting a container's VM: the writable disk, and the `vmm` command: a typed
+//! [`VmConfig`] (shared with the VMM, in `vmm-config`) written as its command line.
 
 use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+
+use vmm_config::{Console, DiskConfig, FsConfig, NetConfig, VmConfig, VsockConfig};
 
 use super::assets::Assets;
 use super::Container;
@@ -37,70 +40,80 @@ pub fn create_upper_disk(path: &Path, bytes: u64) -> io::Result<()> {
     Ok(())
 }
 
-/// The VMM command for `container`, its serial console going to `console`, its
-/// network device (if any) to the passt socket `net`, and, with `fs`, one virtio-fs
+/// The VMM's configuration for `container`, its serial console going to `console`,
+/// its network device (if any) to the passt socket `net`, and, with `fs`, one virtio-fs
 /// device per `(tag, virtiofsd socket)` (helper VMs get none; where to mount them is
-/// sent to the agent, never put on the kernel command line). The caller sets stdio
-/// and spawns it.
-pub fn vmm_command(
+/// sent to the agent, never put on the kernel command line).
+pub fn vm_config(
     assets: &Assets,
     initramfs: &Path,
     container: &Container,
     console: &Path,
     net: Option<&Path>,
     fs: Option<&[(String, PathBuf)]>,
-) -> Command {
+) -> VmConfig {
     let c = &container.config;
-    let mut cmd = Command::new(&assets.vmm);
-    cmd.arg("--kernel")
-        .arg(&assets.kernel)
-        .arg("--initramfs")
-        .arg(initramfs)
-        .args(["--memory", &c.memory_mib.to_string()])
-        .args(["--vcpus", &c.vcpus.to_string()])
-        // Only hull's own words: the hostname and mounts reach the agent over its
-        // control connection, never the kernel command line.
-        .arg("--append")
-        .arg(format!(
-            "quiet hull.upper={}",
-            if c.tmpfs_upper { "tmpfs" } else { "disk" }
-        ))
-        .arg("--disk")
-        .arg(disk_arg(&c.rootfs, true));
-    if let Some(socket) = net {
-        cmd.arg("--net-socket")
-            .arg(socket)
-            .args(network::vmm_egress_args(
-                &c.ports,
-                network::reaches_host(&c.extra_hosts),
-            ))
-            .arg("--append")
-            .arg(network::kernel_args());
-    }
-    if !c.tmpfs_upper {
-        cmd.arg("--disk").arg(disk_arg(&container.upper_path(), false));
-    }
-    if let Some(devices) = fs {
-        for (tag, socket) in devices {
-            let mut arg = std::ffi::OsString::from(format!("{tag}="));
-            arg.push(socket);
-            cmd.arg("--fs").arg(arg);
+    // Only hull's own words: the hostname and mounts reach the agent over its control
+    // connection, never the kernel command line.
+    let mut cmdline = format!(
+        "{} quiet hull.upper={}",
+        vmm_config::DEFAULT_CMDLINE,
+        if c.tmpfs_upper { "tmpfs" } else { "disk" }
+    );
+    let net = net.map(|socket| {
+        cmdline.push(' ');
+        cmdline.push_str(&network::kernel_args());
+        NetConfig {
+            socket: socket.to_owned(),
+            mac: vmm_config::DEFAULT_MAC,
+            egress: network::egress_policy(&c.ports, network::reaches_host(&c.extra_hosts)),
         }
+    });
+    let mut disks = vec![DiskConfig {
+        path: c.rootfs.clone(),
+        read_only: true,
+    }];
+    if !c.tmpfs_upper {
+        disks.push(DiskConfig {
+            path: container.upper_path(),
+            read_only: false,
+        });
     }
-    cmd.arg("--vsock-uds")
-        .arg(container.vsock_path())
-        .arg("--console")
-        .arg(console)
-        .args(["--console-limit", &(1u32 << 20).to_string()])
+    let filesystems = fs
+        .unwrap_or_default()
+        .iter()
+        .map(|(tag, socket)| FsConfig {
+            tag: tag.clone(),
+            socket: socket.clone(),
+        })
+        .collect();
+    VmConfig {
+        kernel: assets.kernel.clone(),
+        initramfs: Some(initramfs.to_owned()),
+        cmdline,
+        mem_mib: u64::from(c.memory_mib),
+        vcpus: c.vcpus,
+        disks,
+        vsock: Some(VsockConfig {
+            uds: container.vsock_path(),
+            cid: vmm_config::MIN_GUEST_CID,
+        }),
+        net,
+        filesystems,
+        console: Console::File(console.to_owned()),
+        console_limit: 1 << 20,
         // The boot phases and the agent's boot mark, as one line in vmm.log.
-        .arg("--timings");
-    cmd
+        timings: true,
+        seccomp: true,
+        landlock: true,
+    }
 }
 
-fn disk_arg(path: &Path, read_only: bool) -> std::ffi::OsString {
-    let mut s = path.as_os_str().to_owned();
-    s.push(if read_only { ",ro" } else { ",rw" });
-    s
+/// The VMM command for `config`; the caller sets stdio and spawns it.
+pub fn vmm_command(assets: &Assets, config: &VmConfig) -> Command {
+    let mut cmd = Command::new(&assets.vmm);
+    cmd.args(config.to_args());
+    cmd
 }
 
 #[cfg(test)]
@@ -144,6 +157,17 @@ mod tests {
         cmd.get_args().map(|a| a.to_string_lossy().into_owned()).collect()
     }
 
+    fn vmm_command(
+        assets: &Assets,
+        initramfs: &Path,
+        c: &Container,
+        console: &Path,
+        net: Option<&Path>,
+        fs: Option<&[(String, PathBuf)]>,
+    ) -> Command {
+        super::vmm_command(assets, &vm_config(assets, initramfs, c, console, net, fs))
+    }
+
     #[test]
     fn the_network_device_gets_the_containers_egress_policy() {
         use super::super::network::{ExtraHost, PortMapping};
@@ -175,6 +199,32 @@ mod tests {
             None,
         ));
         assert!(!a.iter().any(|x| x.starts_with("--net")), "{a:?}");
+    }
+
+    #[test]
+    fn the_vmm_reads_the_command_as_the_configuration_hull_meant() {
+        use super::super::network::PortMapping;
+        let assets = Assets {
+            vmm: "/bin/vmm".into(),
+            kernel: "/k".into(),
+            agent: "/a".into(),
+        };
+        let mut c = container(vec![]);
+        c.config.tmpfs_upper = false;
+        c.config.ports = vec![PortMapping::parse("8080:80").unwrap()];
+        let fs = vec![("hullfs0".to_owned(), PathBuf::from("/run/c1/fs0.sock"))];
+        let net = Some(Path::new("/run/c1/passt.sock"));
+        let config = vm_config(&assets, Path::new("/i"), &c, Path::new("/con"), net, Some(&fs));
+        let cmd = super::vmm_command(&assets, &config);
+        assert_eq!(cmd.get_program(), "/bin/vmm");
+        let back = VmConfig::from_args(cmd.get_args()).unwrap();
+        assert_eq!(back, config);
+        assert_eq!(back.disks.len(), 2, "the image's disk and the writable one");
+        assert!(back.disks[0].read_only && !back.disks[1].read_only);
+        assert!(back.cmdline.starts_with(vmm_config::DEFAULT_CMDLINE), "{}", back.cmdline);
+        assert!(back.cmdline.contains("hull.upper=disk hull.net="), "{}", back.cmdline);
+        assert_eq!(back.net.unwrap().egress.published_tcp, [80]);
+        assert_eq!((back.mem_mib, back.vcpus), (256, 1));
     }
 
     #[test]

@@ -23,7 +23,7 @@ fn main() {
         print_error(&e);
         exit(1);
     }
-    let config = match VmConfig::from_args(std::env::args().skip(1)) {
+    let config = match VmConfig::from_args(std::env::args_os().skip(1)) {
         Ok(config) => config,
         Err(ConfigError::Help) => {
             println!("{USAGE}");

@@ -80,30 +80,7 @@ pub const ALWAYS_DENIED: [Ipv4Net; 3] = [
     },
 ];
 
-/// The gateway passt shows the guest unless told otherwise (hull's network).
-pub const DEFAULT_GATEWAY: Ipv4Addr = Ipv4Addr::new(10, 0, 2, 2);
-
-/// What one guest may send.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct EgressPolicy {
-    /// The gateway address, which the backend can map to the host.
-    pub gateway: Ipv4Addr,
-    /// The container opted in to reaching the host through the gateway.
-    pub allow_gateway: bool,
-    /// Guest TCP ports published on the host: the guest's side of connections to
-    /// them may go to the gateway.
-    pub published_tcp: Vec<u16>,
-}
-
-impl Default for EgressPolicy {
-    fn default() -> Self {
-        EgressPolicy {
-            gateway: DEFAULT_GATEWAY,
-            allow_gateway: false,
-            published_tcp: Vec::new(),
-        }
-    }
-}
+pub use vmm_config::{EgressPolicy, DEFAULT_GATEWAY};
 
 /// Why a frame was dropped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
