@@ -13,6 +13,8 @@ use hull::container::agent::Session;
 use hull::container::monitor::{boot_timeout, MAIN_PROCESS};
 use hull::container::{Container, ContainerStore, Status};
 
+use hull::container::ready::{self, Event, Waiter};
+
 use super::terminal::{self, Ended};
 
 pub fn containers() -> anyhow::Result<ContainerStore> {
@@ -20,8 +22,9 @@ pub fn containers() -> anyhow::Result<ContainerStore> {
 }
 
 /// Starts the container's monitor, detached from this command's session so it lives
-/// on after it (and a Ctrl-C on the terminal does not reach it).
-pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<()> {
+/// on after it (and a Ctrl-C on the terminal does not reach it). The monitor reports
+/// how its start goes on the returned channel.
+pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<Waiter> {
     // Back to "created" first, so nobody mistakes the last run's end for this one's
     // (unless another command started it meanwhile).
     let mut running = false;
@@ -62,25 +65,31 @@ pub fn spawn_monitor(c: &mut Container, attach: bool) -> anyhow::Result<()> {
             Ok(())
         })
     };
+    let waiter = ready::pair_for(&mut cmd).context("making the monitor's channel")?;
     cmd.spawn().context("starting the container monitor")?;
-    Ok(())
+    Ok(waiter)
 }
 
-/// Connects to the monitor's attach socket, which it creates before booting.
-pub fn connect_attach(c: &mut Container) -> anyhow::Result<UnixStream> {
+/// Connects to the monitor's attach socket once the monitor says it listens (it
+/// creates it before booting).
+pub fn connect_attach(c: &mut Container, mut ready: Waiter) -> anyhow::Result<UnixStream> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        c.reload()?;
-        let attempt = match c.state.run_dir {
-            Some(_) => UnixStream::connect(c.attach_path()),
-            None => Err(std::io::ErrorKind::NotFound.into()),
-        };
-        match attempt {
-            Ok(s) => return Ok(s),
-            Err(e) if Instant::now() >= deadline => {
-                return Err(e).with_context(|| format!("attach to container {}", &c.id()[..12]))
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(10)),
+    let short = c.id()[..12].to_owned();
+    let what = || format!("attach to container {short}");
+    let event = ready.until(Event::AttachReady, deadline).with_context(what)?;
+    c.reload()?;
+    match (event, &c.state.run_dir) {
+        (Some(Event::AttachReady), Some(_)) => UnixStream::connect(c.attach_path()).with_context(what),
+        _ => {
+            let _ = c.settle();
+            bail!(
+                "container {short}: its monitor ended before it could be attached{}",
+                if c.state.error.is_empty() {
+                    format!(" (see {})", c.monitor_log_path().display())
+                } else {
+                    format!(": {}", c.state.error)
+                }
+            )
         }
     }
 }
@@ -107,31 +116,36 @@ pub fn attach_until_exit(c: &mut Container, stream: UnixStream) -> anyhow::Resul
     }
 }
 
-/// Waits until a detached start is running (or already over). Returns the exit
-/// code and error of a start that failed.
-pub fn wait_started(c: &mut Container) -> anyhow::Result<Option<(i32, String)>> {
-    let started = Instant::now();
-    let deadline = started + boot_timeout() + Duration::from_secs(15);
-    loop {
-        if c.reload().is_err() {
-            // An --rm container that already ended and was removed.
-            return Ok(None);
+/// Waits until a detached start is running (or already over), as the monitor reports
+/// it; the container's record then says how it went. Returns the exit code and error
+/// of a start that failed.
+pub fn wait_started(c: &mut Container, mut ready: Waiter) -> anyhow::Result<Option<(i32, String)>> {
+    let deadline = Instant::now() + boot_timeout() + Duration::from_secs(15);
+    let event = match ready.until(Event::Running, deadline) {
+        Ok(event) => event,
+        Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+            bail!("container {}: start timed out", &c.id()[..12])
         }
-        c.settle()?;
-        match c.state.status {
-            Status::Running => return Ok(None),
-            Status::Exited if !c.state.error.is_empty() => {
-                return Ok(Some((c.state.exit_code.unwrap_or(125), c.state.error.clone())))
-            }
-            Status::Exited => return Ok(None),
-            Status::Created if c.state.monitor.is_none() && started.elapsed() > Duration::from_secs(20) => bail!(
-                "container {}: its monitor did not start (see {})",
-                &c.id()[..12],
-                c.monitor_log_path().display()
-            ),
-            Status::Created if Instant::now() >= deadline => bail!("container {}: start timed out", &c.id()[..12]),
-            Status::Created => std::thread::sleep(Duration::from_millis(20)),
+        Err(e) => return Err(e).context(format!("container {}: its monitor's channel", &c.id()[..12])),
+    };
+    if c.reload().is_err() {
+        // An --rm container that already ended and was removed.
+        return Ok(None);
+    }
+    c.settle()?;
+    match c.state.status {
+        Status::Running => Ok(None),
+        Status::Exited if !c.state.error.is_empty() => {
+            Ok(Some((c.state.exit_code.unwrap_or(125), c.state.error.clone())))
         }
+        Status::Exited => Ok(None),
+        // The monitor went away without a word and without recording anything.
+        Status::Created => bail!(
+            "container {}: its monitor did not start{} (see {})",
+            &c.id()[..12],
+            if event.is_none() { "" } else { " the container" },
+            c.monitor_log_path().display()
+        ),
     }
 }
 

@@ -16,7 +16,9 @@ pub fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
         libc::signal(libc::SIGINT, libc::SIG_IGN);
     }
+    // First, before anything can be spawned with the descriptor.
+    let ready = hull::container::ready::Notifier::from_env();
     let store = super::open_store()?;
-    let code = hull::container::monitor::run(store.root(), &args.id, args.attach)?;
+    let code = hull::container::monitor::run(store.root(), &args.id, args.attach, ready)?;
     Ok(super::run::exit_byte(code))
 }

@@ -19,16 +19,16 @@ pub fn run(args: RunArgs) -> anyhow::Result<u8> {
     }
     let mut c = create::create(&args.create)?;
     if args.detach {
-        lifecycle::spawn_monitor(&mut c, false)?;
-        if let Some((code, error)) = lifecycle::wait_started(&mut c)? {
+        let ready = lifecycle::spawn_monitor(&mut c, false)?;
+        if let Some((code, error)) = lifecycle::wait_started(&mut c, ready)? {
             eprintln!("hull: {error}");
             return Ok(exit_byte(code));
         }
         println!("{}", c.id());
         return Ok(0);
     }
-    lifecycle::spawn_monitor(&mut c, true)?;
-    let stream = lifecycle::connect_attach(&mut c)?;
+    let ready = lifecycle::spawn_monitor(&mut c, true)?;
+    let stream = lifecycle::connect_attach(&mut c, ready)?;
     let code = lifecycle::attach_until_exit(&mut c, stream)?;
     Ok(exit_byte(code))
 }

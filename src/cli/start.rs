@@ -36,8 +36,8 @@ pub fn run(args: StartArgs) -> anyhow::Result<u8> {
         if !args.interactive {
             c.config.process.stdin = false;
         }
-        lifecycle::spawn_monitor(&mut c, true)?;
-        let stream = lifecycle::connect_attach(&mut c)?;
+        let ready = lifecycle::spawn_monitor(&mut c, true)?;
+        let stream = lifecycle::connect_attach(&mut c, ready)?;
         return Ok(exit_byte(lifecycle::attach_until_exit(&mut c, stream)?));
     }
     Ok(lifecycle::for_each(&args.containers, |name| {
@@ -50,8 +50,8 @@ pub fn start_detached(store: &hull::container::ContainerStore, name: &str) -> an
     if c.state.is_running() {
         return Ok(());
     }
-    lifecycle::spawn_monitor(&mut c, false)?;
-    if let Some((code, error)) = lifecycle::wait_started(&mut c)? {
+    let ready = lifecycle::spawn_monitor(&mut c, false)?;
+    if let Some((code, error)) = lifecycle::wait_started(&mut c, ready)? {
         anyhow::bail!("container {name}: {error} (exit code {code})");
     }
     Ok(())

@@ -19,6 +19,7 @@ pub mod names;
 pub mod network;
 pub mod proc;
 pub mod programs;
+pub mod ready;
 pub mod resources;
 pub mod spec;
 pub mod usage;

@@ -24,7 +24,8 @@ use super::assets::{self, AssetError, Assets};
 use super::attach::Frame;
 use super::logs::{LogStream, LogWriter};
 use super::network::{self, NetworkError, NetworkMode};
-use super::proc::ProcessId;
+use super::proc::{self, ProcessId};
+use super::ready::{self, Notifier};
 use super::virtiofs::{Shares, VirtiofsError};
 use super::{vm, Container, ContainerError, ContainerStore, Status};
 
@@ -102,7 +103,8 @@ enum Event {
 }
 
 /// Runs container `id` to its end. Returns the exit code recorded.
-pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorError> {
+/// `ready` reaches the command that started the monitor ([`super::ready`]).
+pub fn run(store_root: &Path, id: &str, attach: bool, ready: Notifier) -> Result<i32, MonitorError> {
     let containers = ContainerStore::open(store_root)?;
     let mut c = containers.find(id)?;
     // One monitor per container, held for its whole life: a second `start` racing
@@ -136,8 +138,12 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
         s.oom_killed = false;
         s.error.clear();
     })?;
-    let client = Client::default();
+    let client = Client {
+        ready: Arc::new(ready),
+        ..Client::default()
+    };
     if let Some(listener) = listener {
+        client.ready.send(ready::Event::AttachReady);
         client.accept(listener, ATTACH_TIMEOUT);
     }
     let mut dropped = Dropped::default();
@@ -168,6 +174,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool) -> Result<i32, MonitorErro
     if !outcome.error.is_empty() {
         client.send(&Frame::Error(outcome.error.clone()));
     }
+    client.ready.send(ready::Event::Ended);
     client.send(&Frame::Exit(outcome.code));
     drop(lock_file);
     Ok(outcome.code)
@@ -299,6 +306,7 @@ fn run_main_process(
         s.status = Status::Running;
         s.started_at = Some(Utc::now());
     })?;
+    client.ready.send(ready::Event::Running);
     let log = Arc::new(Mutex::new(
         LogWriter::with_limit(&c.log_path(), c.config.log_max_bytes).map_err(io("container log"))?,
     ));
@@ -473,28 +481,26 @@ fn pump_output(mut from: UnixStream, stream: LogStream, log: Arc<Mutex<LogWriter
     drained
 }
 
-/// The attached `hull` command, if any; it may go away at any time.
+/// The `hull` commands the monitor serves: the one that started it (told how the
+/// start goes through `ready`) and the attached one, if any; either may go away at any
+/// time.
 #[derive(Clone, Default)]
 struct Client {
     writer: Arc<Mutex<Option<UnixStream>>>,
     reader: Arc<Mutex<Option<UnixStream>>>,
+    ready: Arc<Notifier>,
 }
 
 impl Client {
+    /// Waits up to `timeout` for the attaching command to connect.
     fn accept(&self, listener: UnixListener, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        let _ = listener.set_nonblocking(true);
-        while Instant::now() < deadline {
-            match listener.accept() {
-                Ok((stream, _)) => {
-                    let _ = stream.set_nonblocking(false);
-                    if let Ok(reader) = stream.try_clone() {
-                        *self.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
-                        *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
-                    }
-                    return;
-                }
-                Err(_) => thread::sleep(Duration::from_millis(10)),
+        if !proc::wait_readable(&listener, timeout) {
+            return;
+        }
+        if let Ok((stream, _)) = listener.accept() {
+            if let Ok(reader) = stream.try_clone() {
+                *self.reader.lock().unwrap_or_else(|e| e.into_inner()) = Some(reader);
+                *self.writer.lock().unwrap_or_else(|e| e.into_inner()) = Some(stream);
             }
         }
     }
