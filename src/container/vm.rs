@@ -221,7 +221,11 @@ mod tests {
         assert_eq!(back, config);
         assert_eq!(back.disks.len(), 2, "the image's disk and the writable one");
         assert!(back.disks[0].read_only && !back.disks[1].read_only);
-        assert!(back.cmdline.starts_with(vmm_config::DEFAULT_CMDLINE), "{}", back.cmdline);
+        assert!(
+            back.cmdline.starts_with(vmm_config::DEFAULT_CMDLINE),
+            "{}",
+            back.cmdline
+        );
         assert!(back.cmdline.contains("hull.upper=disk hull.net="), "{}", back.cmdline);
         assert_eq!(back.net.unwrap().egress.published_tcp, [80]);
         assert_eq!((back.mem_mib, back.vcpus), (256, 1));
