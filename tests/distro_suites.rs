@@ -1,7 +1,8 @@
 //! Real programs in a real distribution image, a Debian bookworm made with
 //! `debootstrap`: CPython's regression tests (Debian's `libpython3.11-testsuite`), run
 //! in a hull container and compared, test by test, with the same run in a plain chroot
-//! of the same tree on the host; PostgreSQL initialising, taking writes, stopped with
+//! of the same tree on the host; Go's standard library tests (test binaries compiled in
+//! the image), compared the same way; PostgreSQL initialising, taking writes, stopped with
 //! `hull stop` and coming back with its data; a web server with `-p` and `-v`.
 //!
 //! `tests/lab/debian-image.sh` makes the image and the reference run; its directory
@@ -56,6 +57,64 @@ fn outcomes(output: &str) -> BTreeMap<String, String> {
     found
 }
 
+/// Each test's outcome in a run of the image's `/opt/go-tests/run`: `PASS`, `FAIL` or
+/// `SKIP`, keyed by package and test (`os TestChdir`, `os TestRemoveAll/sub`), and each
+/// package's test binary under `exit`: `ok` when it exited 0, else `exit N`.
+fn go_outcomes(output: &str) -> BTreeMap<String, String> {
+    let mut found = BTreeMap::new();
+    let mut package = "";
+    for line in output.lines() {
+        if let Some(p) = line.strip_prefix("=== package ") {
+            package = p.trim();
+        } else if let Some(rest) = line.strip_prefix("=== exit ") {
+            if let Some((p, status)) = rest.rsplit_once(' ') {
+                let status = match status.trim() {
+                    "0" => "ok".to_owned(),
+                    n => format!("exit {n}"),
+                };
+                found.insert(format!("{p} exit"), status);
+            }
+        } else if let Some(rest) = line.trim_start().strip_prefix("--- ") {
+            let Some((kind, rest)) = rest.split_once(": ") else {
+                continue;
+            };
+            let Some(name) = rest.split_whitespace().next() else {
+                continue;
+            };
+            if ["PASS", "FAIL", "SKIP"].contains(&kind) {
+                let outcome = if kind == "PASS" { "ok" } else { kind };
+                found.insert(format!("{package} {name}"), outcome.to_owned());
+            }
+        }
+    }
+    found
+}
+
+/// What hull's run printed for one regression (`PACKAGE TEST: OUTCOME`): the test's
+/// own lines, or for a package's exit status the end of that package's output.
+fn go_detail(output: &str, regression: &str) -> String {
+    let key = regression.split(": ").next().unwrap_or_default();
+    let (package, test) = key.split_once(' ').unwrap_or((key, ""));
+    let block: Vec<&str> = output
+        .lines()
+        .skip_while(|l| *l != format!("=== package {package}"))
+        .take_while(|l| !l.starts_with(&format!("=== exit {package} ")))
+        .collect();
+    let lines: Vec<&str> = if test == "exit" {
+        block[block.len().saturating_sub(20)..].to_vec()
+    } else {
+        let top = test.split('/').next().unwrap_or(test);
+        block
+            .iter()
+            .skip_while(|l| !l.ends_with(&format!("RUN   {top}")))
+            .take_while(|l| !l.trim_start().starts_with(&format!("--- FAIL: {top} ")))
+            .take(40)
+            .copied()
+            .collect()
+    };
+    format!("--- {regression}\n{}", lines.join("\n"))
+}
+
 /// Tests that passed in the reference and did not in hull (or did not run).
 fn regressions(reference: &BTreeMap<String, String>, hull: &BTreeMap<String, String>) -> Vec<String> {
     reference
@@ -103,6 +162,57 @@ fn cpython_regression_tests_pass_in_hull_as_in_a_chroot() {
         regressed.is_empty(),
         "passed in the chroot, not in hull:\n{}\n{summary}",
         regressed.join("\n")
+    );
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn go_standard_library_tests_pass_in_hull_as_in_a_chroot() {
+    let _ = LAB;
+    let dir = image_dir();
+    let packages = std::fs::read_to_string(dir.join("go-packages.txt")).unwrap();
+    let reference = go_outcomes(&std::fs::read_to_string(dir.join("go-reference.txt")).unwrap());
+    assert!(
+        reference.values().filter(|o| *o == "ok").count() > 500,
+        "the Go reference ran too little"
+    );
+
+    // With Docker's default network, as in the chroot: syscall's TestUnshare expects
+    // a new network namespace to have fewer interfaces than the container's own.
+    let out = hull(&["run", "--rm", "--network", "bridge", debian(), "/opt/go-tests/run"]);
+    let output = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    // A package whose binary exits 0 in the chroot must exit 0 in hull too.
+    let ran = go_outcomes(&output);
+    let regressed = regressions(&reference, &ran);
+    eprintln!(
+        "Go {}: {} tests in the chroot ({} passed), {} in hull ({} passed); {} regressed",
+        packages.trim(),
+        reference.len(),
+        reference.values().filter(|o| *o == "ok").count(),
+        ran.len(),
+        ran.values().filter(|o| *o == "ok").count(),
+        regressed.len()
+    );
+    // A package can fail by a test that the chroot skipped: show hull's failures too.
+    let failed = ran
+        .iter()
+        .filter(|(id, o)| *o == "FAIL" && reference.get(*id).is_none_or(|r| r != "FAIL"))
+        .map(|(id, o)| format!("{id}: {o}"));
+    let mut details: Vec<String> = regressed
+        .iter()
+        .cloned()
+        .chain(failed)
+        .take(20)
+        .map(|r| go_detail(&output, &r))
+        .collect();
+    if ran.is_empty() {
+        details.push(format!("hull run printed:\n{output}"));
+    }
+    assert!(
+        regressed.is_empty(),
+        "passed in the chroot, not in hull:\n{}\n{}",
+        regressed.join("\n"),
+        details.join("\n")
     );
 }
 
@@ -227,6 +337,28 @@ fn a_web_server_serves_a_host_directory_through_a_published_port() {
     });
     assert!(reply.unwrap().starts_with("HTTP/1.0 200"));
     ok(&["rm", "-f", "distro-web"]);
+}
+
+#[test]
+fn go_verbose_output_is_parsed_per_package_and_test() {
+    let out = "=== package os\n\
+               === RUN   TestChdir\n\
+               --- PASS: TestChdir (0.01s)\n\
+               --- FAIL: TestRemoveAll (0.00s)\n    \
+                   --- SKIP: TestRemoveAll/sub (0.00s)\n\
+               FAIL\n\
+               === exit os 1\n\
+               === package time\n\
+               --- PASS: TestChdir (0.00s)\n\
+               === exit time 0\n";
+    let found = go_outcomes(out);
+    assert_eq!(found["os TestChdir"], "ok");
+    assert_eq!(found["os TestRemoveAll"], "FAIL");
+    assert_eq!(found["os TestRemoveAll/sub"], "SKIP");
+    assert_eq!(found["time TestChdir"], "ok");
+    assert_eq!(found["os exit"], "exit 1");
+    assert_eq!(found["time exit"], "ok");
+    assert_eq!(found.len(), 6);
 }
 
 #[test]

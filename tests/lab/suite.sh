@@ -87,7 +87,7 @@ debian=${HULL_DEBIAN_IMAGE:-}
 [ -n "$debian" ] || debian=$("$here/debian-image.sh") || die "cannot make the Debian test image"
 [ -f "$debian/image.tar" ] || die "no image.tar in $debian (HULL_DEBIAN_IMAGE)"
 mkdir -p "$art/debian"
-for f in image.tar reference.txt modules.txt; do
+for f in image.tar reference.txt modules.txt go-reference.txt go-packages.txt; do
     ln -f "$debian/$f" "$art/debian/$f" 2>/dev/null || cp "$debian/$f" "$art/debian/$f"
 done
 chmod -R a+rX "$art/debian"
@@ -108,7 +108,7 @@ if [ "$suites_rc" -eq 124 ]; then
 fi
 [ "$suites_rc" -eq 0 ] || rc=1
 stage "VM suites in the lab"
-echo "=== lab suite: distro_suites (CPython's tests in Debian, against a chroot)"
+echo "=== lab suite: distro_suites (CPython's and Go's tests in Debian, against a chroot)"
 "$here/run.sh" --timeout 1500 "$@" -- "$distro_exe" --include-ignored --test-threads=1 || rc=1
 stage "distribution suite in the lab"
 exit "$rc"
