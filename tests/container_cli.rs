@@ -545,3 +545,66 @@ fn a_volume_in_use_stays_and_inspect_shows_mounts() {
     assert_eq!(text(&env.hull(&["volume", "rm", "vol2"]).stdout), "vol2\n");
     assert!(dir.is_dir(), "a bind source is never touched");
 }
+
+impl Env {
+    /// Creates a container named `name`; returns its id.
+    fn create(&self, name: &str) -> String {
+        let out = self.hull(&["create", "--name", name, "busybox:cli", "true"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    }
+}
+
+fn assert_ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn docker_aliases_and_flags_reach_the_same_commands() {
+    let env = Env::new();
+    let id = env.create("first");
+    // container ls, ps and list are one command.
+    let ls = assert_ok(&env.hull(&["container", "ls", "-a", "-q", "--no-trunc"]));
+    assert_eq!(ls.trim(), id);
+    for alias in ["ps", "list"] {
+        assert_eq!(
+            assert_ok(&env.hull(&["container", alias, "-a", "-q", "--no-trunc"])),
+            ls
+        );
+    }
+    // history is image history.
+    let history = assert_ok(&env.hull(&["image", "history", "busybox:cli"]));
+    assert!(history.starts_with("IMAGE"), "{history}");
+    assert_eq!(assert_ok(&env.hull(&["history", "busybox:cli"])), history);
+    assert_refused(&env.hull(&["history", "ghost:none"]), "ghost");
+    // stop takes --timeout, -t and the old --time; a container that never ran stops
+    // at once.
+    for flag in ["--timeout", "-t", "--time"] {
+        assert_eq!(assert_ok(&env.hull(&["stop", flag, "1", "first"])), "first\n");
+        assert_eq!(
+            assert_ok(&env.hull(&["container", "stop", flag, "1", "first"])),
+            "first\n"
+        );
+    }
+    assert_eq!(env.hull(&["stop", "--timeout", "soon", "first"]).status.code(), Some(2));
+    // restart too (no VM here: only the flags and the lookup are checked).
+    for flag in ["--timeout", "-t", "--time"] {
+        assert_refused(&env.hull(&["restart", flag, "1", "ghost"]), "No such container: ghost");
+    }
+    assert_refused(&env.hull(&["restart", "-s", "NOPE", "first"]), "invalid signal: NOPE");
+    // rm -v / --volumes: hull has no anonymous volumes, so only the container goes; a
+    // named volume stays, as in Docker.
+    let out = env.hull_with_virtiofsd(&["create", "--name", "vol-user", "-v", "kept:/data", "busybox:cli"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(assert_ok(&env.hull(&["rm", "-v", "vol-user"])), "vol-user\n");
+    assert_eq!(env.volumes(), vec!["kept".to_owned()]);
+    env.create("second");
+    assert_eq!(
+        assert_ok(&env.hull(&["container", "remove", "--volumes", "second"])),
+        "second\n"
+    );
+    assert_eq!(assert_ok(&env.hull(&["container", "rm", "first"])), "first\n");
+    assert!(env.containers().is_empty());
+    assert_refused(&env.hull(&["container", "remove", "first"]), "No such container: first");
+}

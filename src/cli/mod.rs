@@ -105,6 +105,8 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// Remove one or more images
     Rmi(rmi::RmiArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -135,9 +137,10 @@ pub enum ContainerCommand {
     /// Kill one or more running containers
     Kill(stop::KillArgs),
     /// Remove one or more containers
+    #[command(alias = "remove")]
     Rm(rm::RmArgs),
     /// List containers
-    #[command(alias = "list")]
+    #[command(aliases = ["ps", "list"])]
     Ls(ps::PsArgs),
     /// Fetch the logs of a container
     Logs(logs::LogsArgs),
@@ -212,7 +215,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(tag::run(a)),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => done(rmi::run(a)),
         Command::Image(ImageCommand::Inspect(a)) => done(inspect::run(a)),
-        Command::Image(ImageCommand::History(a)) => done(history::run(a)),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => done(history::run(a)),
         Command::Image(ImageCommand::Prune(a)) => done(prune::run(a)),
         Command::Image(ImageCommand::Rootfs(a)) => done(rootfs::run(a)),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => done(load::run(a)),
