@@ -553,6 +553,15 @@ impl Env {
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout).trim().to_owned()
     }
+
+    /// The names `ps -a` lists, sorted.
+    fn names(&self) -> Vec<String> {
+        let out = self.hull(&["ps", "-a", "--format", "{{.Names}}"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut names: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
 }
 
 fn assert_ok(out: &Output) -> String {
@@ -607,4 +616,89 @@ fn docker_aliases_and_flags_reach_the_same_commands() {
     assert_eq!(assert_ok(&env.hull(&["container", "rm", "first"])), "first\n");
     assert!(env.containers().is_empty());
     assert_refused(&env.hull(&["container", "remove", "first"]), "No such container: first");
+}
+
+#[test]
+fn rename_follows_dockers_rules() {
+    let env = Env::new();
+    let one = env.create("one");
+    let two = env.create("two");
+    // Success prints nothing; the old name is free again at once.
+    let out = env.hull(&["rename", "one", "uno"]);
+    assert_eq!(assert_ok(&out), "");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert_eq!(env.names(), ["two", "uno"]);
+    let inspect: serde_json::Value = serde_json::from_slice(&env.hull(&["inspect", "uno"]).stdout).unwrap();
+    assert_eq!(
+        (&inspect[0]["Id"], &inspect[0]["Name"]),
+        (&one.as_str().into(), &"/uno".into())
+    );
+    assert_refused(&env.hull(&["rename", "one", "eins"]), "No such container: one");
+    assert_eq!(env.create("one").len(), 64);
+    // By id prefix, with `container rename`, and a leading slash as Docker allows.
+    assert_eq!(assert_ok(&env.hull(&["container", "rename", &one[..10], "/dos"])), "");
+    assert_eq!(env.names(), ["dos", "one", "two"]);
+    // The errors, each one line with hull's exit code, nothing changed.
+    let conflict = format!(
+        "Conflict. The container name \"/two\" is already in use by container \"{two}\". You have to remove (or rename) that container to be able to reuse that name."
+    );
+    assert_refused(&env.hull(&["rename", "dos", "two"]), &conflict);
+    assert_refused(&env.hull(&["rename", "/dos", "/two"]), &conflict);
+    assert_refused(
+        &env.hull(&["rename", "two", "two"]),
+        "Renaming a container with the same name as its current name",
+    );
+    assert_refused(&env.hull(&["rename", "two", "/two"]), "same name as its current name");
+    assert_refused(&env.hull(&["rename", "ghost", "spirit"]), "No such container: ghost");
+    for bad in ["a b", "_x", "x", "we/b", "dash!"] {
+        assert_refused(&env.hull(&["rename", "two", bad]), "invalid container name");
+    }
+    assert_refused(
+        &env.hull(&["rename", "two", ""]),
+        "Neither old nor new names may be empty",
+    );
+    assert_refused(
+        &env.hull(&["rename", "", "x1"]),
+        "Neither old nor new names may be empty",
+    );
+    assert_eq!(env.names(), ["dos", "one", "two"]);
+    // Usage errors are clap's.
+    assert_eq!(env.hull(&["rename", "two"]).status.code(), Some(2));
+    assert_eq!(env.hull(&["rename", "a", "b", "c"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_rename_and_a_create_to_one_name_never_both_win() {
+    let env = Env::new();
+    for round in 0..4 {
+        let old = format!("old{round}");
+        env.create(&old);
+        let spawn = |args: &[&str]| {
+            env.command()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (create, rename) = (
+            spawn(&["create", "--name", "racer", "busybox:cli", "true"]),
+            spawn(&["rename", &old, "racer"]),
+        );
+        let (create, rename) = (create.wait_with_output().unwrap(), rename.wait_with_output().unwrap());
+        assert_ne!(
+            create.status.success(),
+            rename.status.success(),
+            "exactly one wins: create {:?} {}, rename {:?} {}",
+            create.status,
+            text(&create.stderr),
+            rename.status,
+            text(&rename.stderr)
+        );
+        let loser = if create.status.success() { &rename } else { &create };
+        assert_refused(loser, "is already in use");
+        let names = env.names();
+        assert_eq!(names.iter().filter(|n| *n == "racer").count(), 1, "{names:?}");
+        assert_eq!(assert_ok(&env.hull(&["rm", "racer"])), "racer\n");
+    }
 }

@@ -22,6 +22,7 @@ mod prune;
 mod ps;
 mod pull;
 mod reclaim;
+mod rename;
 mod rm;
 mod rmi;
 mod rootfs;
@@ -71,6 +72,8 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// List containers
     Ps(ps::PsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
     /// Fetch the logs of a container
     Logs(logs::LogsArgs),
     /// Execute a command in a running container
@@ -142,6 +145,8 @@ pub enum ContainerCommand {
     /// List containers
     #[command(aliases = ["ps", "list"])]
     Ls(ps::PsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
     /// Fetch the logs of a container
     Logs(logs::LogsArgs),
     /// Execute a command in a running container
@@ -228,6 +233,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => stop::kill(a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::run(a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::run(a),
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => done(rename::run(a)),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::run(a),
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::run(a),
         Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => stop::wait(a),
