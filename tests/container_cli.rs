@@ -547,6 +547,25 @@ fn a_volume_in_use_stays_and_inspect_shows_mounts() {
 }
 
 impl Env {
+    /// `hull ARGS` with `input` on stdin.
+    fn hull_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A command that exits without reading (a refused flag) closes the pipe.
+        match child.stdin.take().unwrap().write_all(input.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
+        child.wait_with_output().unwrap()
+    }
+
     /// Creates a container named `name`; returns its id.
     fn create(&self, name: &str) -> String {
         let out = self.hull(&["create", "--name", name, "busybox:cli", "true"]);
@@ -701,4 +720,79 @@ fn a_rename_and_a_create_to_one_name_never_both_win() {
         assert_eq!(names.iter().filter(|n| *n == "racer").count(), 1, "{names:?}");
         assert_eq!(assert_ok(&env.hull(&["rm", "racer"])), "racer\n");
     }
+}
+
+#[test]
+fn container_prune_removes_stopped_containers_as_docker_does() {
+    let env = Env::new();
+    let (a, b) = (env.create("a1"), env.create("b1"));
+    // Without -f it asks; no answer (end of input) is no.
+    let out = env.hull(&["container", "prune"]);
+    assert_eq!(
+        assert_ok(&out),
+        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+    );
+    let out = env.hull_with_input(&["container", "prune"], "n\n");
+    assert!(!assert_ok(&out).contains("Deleted"));
+    assert_eq!(env.containers().len(), 2);
+    // Bad filters are refused before anything is asked or removed.
+    for (filter, needle) in [
+        ("color=red", "invalid filter 'color'"),
+        ("status=exited", "invalid filter 'status'"),
+        ("until", "bad format of filter (expected name=value)"),
+        ("until=soon", "failed to parse value as time or duration: \"soon\""),
+    ] {
+        let out = env.hull_with_input(&["container", "prune", "--filter", filter], "y\n");
+        assert_refused(&out, needle);
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    }
+    assert_refused(
+        &env.hull(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=1h",
+            "--filter",
+            "until=2h",
+        ]),
+        "more than one until filter specified",
+    );
+    // Filters that take neither: created less than an hour ago, labels hull's
+    // containers do not have.
+    for filter in [
+        "until=1h",
+        "until=2001-01-01T00:00:00Z",
+        "until=978307200",
+        "label=tier",
+        "label=tier=db",
+    ] {
+        let out = env.hull(&["container", "prune", "-f", "--filter", filter]);
+        assert_eq!(assert_ok(&out), "Total reclaimed space: 0B\n", "{filter}");
+    }
+    assert_eq!(env.containers().len(), 2);
+    // Yes on stdin, and filters that take both.
+    let out = env.hull_with_input(
+        &[
+            "container",
+            "prune",
+            "--filter",
+            "until=2999-01-01T00:00:00Z",
+            "--filter",
+            "label!=tier",
+        ],
+        "y\n",
+    );
+    let printed = assert_ok(&out);
+    let expected = format!(
+        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] Deleted Containers:\n{a}\n{b}\n\nTotal reclaimed space: "
+    );
+    assert!(printed.starts_with(&expected), "{printed}");
+    let size = printed.trim_end().rsplit(' ').next().unwrap();
+    assert!(size.ends_with('B') && size != "0B", "{printed}");
+    assert!(env.containers().is_empty());
+    assert_eq!(
+        assert_ok(&env.hull(&["container", "prune", "-f"])),
+        "Total reclaimed space: 0B\n"
+    );
 }

@@ -2,6 +2,7 @@
 
 mod commit;
 mod container_inspect;
+mod container_prune;
 mod cp;
 mod create;
 mod diff;
@@ -165,6 +166,8 @@ pub enum ContainerCommand {
     Export(export::ExportArgs),
     /// List port mappings or a specific mapping for the container
     Port(port::PortArgs),
+    /// Remove all stopped containers
+    Prune(container_prune::ContainerPruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -245,6 +248,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => done(export::run(a)),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => done(port::run(a)),
+        Command::Container(ContainerCommand::Prune(a)) => done(container_prune::run(a)),
         Command::Volume(a) => volume::run(a),
         Command::System(a) => done(system::run(a)),
         Command::ContainerMonitor(a) => monitor::run(a),

@@ -20,6 +20,7 @@ pub mod names;
 pub mod network;
 pub mod proc;
 pub mod programs;
+pub mod prune;
 pub mod ready;
 pub mod resources;
 pub mod spec;
