@@ -796,3 +796,91 @@ fn container_prune_removes_stopped_containers_as_docker_does() {
         "Total reclaimed space: 0B\n"
     );
 }
+
+#[test]
+fn version_names_the_build_and_what_a_vm_boots_from() {
+    let env = Env::new();
+    let kernel = env.dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"\x7fELF...Linux version 6.1.99-test (b@h) (gcc) #1 SMP\n\0").unwrap();
+    let out = env
+        .command()
+        .arg("version")
+        .env("HULL_KERNEL", &kernel)
+        .env("HULL_VMM", "/bin/true")
+        .env("HULL_AGENT", "/bin/sh")
+        .output()
+        .unwrap();
+    let printed = assert_ok(&out);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    for line in [
+        "Client:\n".to_owned(),
+        format!(" Version:           {}\n", env!("CARGO_PKG_VERSION")),
+        " Rust version:      rustc ".to_owned(),
+        format!(" OS/Arch:           linux/{arch}\n"),
+        "VM:\n Kernel:\n  Version:          6.1.99-test\n".to_owned(),
+        format!("  Path:             {}\n", kernel.display()),
+        " VMM:\n  Path:             /bin/true\n".to_owned(),
+        " Guest agent:\n  Path:             /bin/sh\n".to_owned(),
+    ] {
+        assert!(printed.contains(&line), "{line:?} in {printed}");
+    }
+    // A missing asset is named, and is no failure.
+    let out = env
+        .command()
+        .arg("version")
+        .env("HULL_KERNEL", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
+    assert!(assert_ok(&out).contains(" Kernel:\n  Version:          unknown\n  Path:             not found\n"));
+    assert!(
+        text(&out.stderr).contains("WARNING: the guest kernel not found (looked in: HULL_KERNEL=/nonexistent/vmlinux)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.hull(&["version", "--no-such-flag"]).status.code(), Some(2));
+}
+
+#[test]
+fn info_counts_containers_and_images_and_shows_the_default_vm() {
+    use hull::container::resources;
+    let env = Env::new();
+    env.create("c1");
+    env.create("c2");
+    let kernel = env.dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"Linux version 6.1.5 (x@y)\n").unwrap();
+    let info = |args: &[&str]| {
+        let out = env
+            .command()
+            .args(args)
+            .env("HULL_KERNEL", &kernel)
+            .env("HULL_VMM", "/bin/true")
+            .env("HULL_AGENT", "/bin/sh")
+            .output()
+            .unwrap();
+        assert_ok(&out)
+    };
+    let printed = info(&["info"]);
+    let vm = resources::plan(&resources::ResourceFlags::default(), resources::host_cpus()).unwrap();
+    for line in [
+        "Containers: 2\n Running: 0\n Paused: 0\n Stopped: 2\nImages: 1\n".to_owned(),
+        format!("Hull Root Dir: {}\n", env.root().display()),
+        format!("Default VM:\n CPUs: {}\n", vm.vcpus),
+        format!("Guest Kernel: {}\n Version: 6.1.5\n", kernel.display()),
+        "VMM: /bin/true\nGuest Agent: /bin/sh\n".to_owned(),
+        "KVM: ".to_owned(),
+        format!("CPUs: {}\n", resources::host_cpus()),
+    ] {
+        assert!(printed.contains(&line), "{line:?} in {printed}");
+    }
+    let memory = printed.lines().find(|l| l.starts_with(" Total Memory: ")).unwrap();
+    let gib = f64::from(vm.vm_memory_mib) / 1024.0;
+    assert_eq!(memory, format!(" Total Memory: {gib}GiB"), "{printed}");
+    assert_eq!(info(&["system", "info"]), printed);
+    assert!(env.hull(&["rm", "c1", "c2"]).status.success());
+    assert!(info(&["info"]).contains("Containers: 0\n"));
+}

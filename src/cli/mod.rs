@@ -34,6 +34,7 @@ mod stop;
 mod system;
 mod tag;
 mod terminal;
+mod version;
 mod volume;
 
 use std::io;
@@ -124,6 +125,10 @@ pub enum Command {
     /// Manage hull: disk usage and pruning
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Show the hull version information, and what a VM boots from
+    Version(version::VersionArgs),
+    /// Display system-wide information
+    Info(version::InfoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -251,6 +256,8 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Container(ContainerCommand::Prune(a)) => done(container_prune::run(a)),
         Command::Volume(a) => volume::run(a),
         Command::System(a) => done(system::run(a)),
+        Command::Version(a) => done(version::version(a)),
+        Command::Info(a) => done(version::info(a)),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }

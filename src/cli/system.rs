@@ -25,6 +25,8 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Remove unused data
     Prune(PruneArgs),
+    /// Display system-wide information (as `hull info`)
+    Info(super::version::InfoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +56,7 @@ pub fn run(command: SystemCommand) -> anyhow::Result<()> {
     match command {
         SystemCommand::Df(a) => df(&a),
         SystemCommand::Prune(a) => prune(&a),
+        SystemCommand::Info(a) => super::version::info(a),
     }
 }
 
