@@ -545,3 +545,342 @@ fn a_volume_in_use_stays_and_inspect_shows_mounts() {
     assert_eq!(text(&env.hull(&["volume", "rm", "vol2"]).stdout), "vol2\n");
     assert!(dir.is_dir(), "a bind source is never touched");
 }
+
+impl Env {
+    /// `hull ARGS` with `input` on stdin.
+    fn hull_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = self
+            .command()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // A command that exits without reading (a refused flag) closes the pipe.
+        match child.stdin.take().unwrap().write_all(input.as_bytes()) {
+            Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => panic!("writing stdin: {e}"),
+            _ => {}
+        }
+        child.wait_with_output().unwrap()
+    }
+
+    /// Creates a container named `name`; returns its id.
+    fn create(&self, name: &str) -> String {
+        let out = self.hull(&["create", "--name", name, "busybox:cli", "true"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout).trim().to_owned()
+    }
+
+    /// The names `ps -a` lists, sorted.
+    fn names(&self) -> Vec<String> {
+        let out = self.hull(&["ps", "-a", "--format", "{{.Names}}"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let mut names: Vec<String> = text(&out.stdout).lines().map(str::to_owned).collect();
+        names.sort();
+        names
+    }
+}
+
+fn assert_ok(out: &Output) -> String {
+    assert!(out.status.success(), "stderr: {}", text(&out.stderr));
+    text(&out.stdout)
+}
+
+#[test]
+fn docker_aliases_and_flags_reach_the_same_commands() {
+    let env = Env::new();
+    let id = env.create("first");
+    // container ls, ps and list are one command.
+    let ls = assert_ok(&env.hull(&["container", "ls", "-a", "-q", "--no-trunc"]));
+    assert_eq!(ls.trim(), id);
+    for alias in ["ps", "list"] {
+        assert_eq!(
+            assert_ok(&env.hull(&["container", alias, "-a", "-q", "--no-trunc"])),
+            ls
+        );
+    }
+    // history is image history.
+    let history = assert_ok(&env.hull(&["image", "history", "busybox:cli"]));
+    assert!(history.starts_with("IMAGE"), "{history}");
+    assert_eq!(assert_ok(&env.hull(&["history", "busybox:cli"])), history);
+    assert_refused(&env.hull(&["history", "ghost:none"]), "ghost");
+    // stop takes --timeout, -t and the old --time; a container that never ran stops
+    // at once.
+    for flag in ["--timeout", "-t", "--time"] {
+        assert_eq!(assert_ok(&env.hull(&["stop", flag, "1", "first"])), "first\n");
+        assert_eq!(
+            assert_ok(&env.hull(&["container", "stop", flag, "1", "first"])),
+            "first\n"
+        );
+    }
+    assert_eq!(env.hull(&["stop", "--timeout", "soon", "first"]).status.code(), Some(2));
+    // restart too (no VM here: only the flags and the lookup are checked).
+    for flag in ["--timeout", "-t", "--time"] {
+        assert_refused(&env.hull(&["restart", flag, "1", "ghost"]), "No such container: ghost");
+    }
+    assert_refused(&env.hull(&["restart", "-s", "NOPE", "first"]), "invalid signal: NOPE");
+    // rm -v / --volumes: hull has no anonymous volumes, so only the container goes; a
+    // named volume stays, as in Docker.
+    let out = env.hull_with_virtiofsd(&["create", "--name", "vol-user", "-v", "kept:/data", "busybox:cli"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(assert_ok(&env.hull(&["rm", "-v", "vol-user"])), "vol-user\n");
+    assert_eq!(env.volumes(), vec!["kept".to_owned()]);
+    env.create("second");
+    assert_eq!(
+        assert_ok(&env.hull(&["container", "remove", "--volumes", "second"])),
+        "second\n"
+    );
+    assert_eq!(assert_ok(&env.hull(&["container", "rm", "first"])), "first\n");
+    assert!(env.containers().is_empty());
+    assert_refused(&env.hull(&["container", "remove", "first"]), "No such container: first");
+}
+
+#[test]
+fn rename_follows_dockers_rules() {
+    let env = Env::new();
+    let one = env.create("one");
+    let two = env.create("two");
+    // Success prints nothing; the old name is free again at once.
+    let out = env.hull(&["rename", "one", "uno"]);
+    assert_eq!(assert_ok(&out), "");
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    assert_eq!(env.names(), ["two", "uno"]);
+    let inspect: serde_json::Value = serde_json::from_slice(&env.hull(&["inspect", "uno"]).stdout).unwrap();
+    assert_eq!(
+        (&inspect[0]["Id"], &inspect[0]["Name"]),
+        (&one.as_str().into(), &"/uno".into())
+    );
+    assert_refused(&env.hull(&["rename", "one", "eins"]), "No such container: one");
+    assert_eq!(env.create("one").len(), 64);
+    // By id prefix, with `container rename`, and a leading slash as Docker allows.
+    assert_eq!(assert_ok(&env.hull(&["container", "rename", &one[..10], "/dos"])), "");
+    assert_eq!(env.names(), ["dos", "one", "two"]);
+    // The errors, each one line with hull's exit code, nothing changed.
+    let conflict = format!(
+        "Conflict. The container name \"/two\" is already in use by container \"{two}\". You have to remove (or rename) that container to be able to reuse that name."
+    );
+    assert_refused(&env.hull(&["rename", "dos", "two"]), &conflict);
+    assert_refused(&env.hull(&["rename", "/dos", "/two"]), &conflict);
+    assert_refused(
+        &env.hull(&["rename", "two", "two"]),
+        "Renaming a container with the same name as its current name",
+    );
+    assert_refused(&env.hull(&["rename", "two", "/two"]), "same name as its current name");
+    assert_refused(&env.hull(&["rename", "ghost", "spirit"]), "No such container: ghost");
+    for bad in ["a b", "_x", "x", "we/b", "dash!"] {
+        assert_refused(&env.hull(&["rename", "two", bad]), "invalid container name");
+    }
+    assert_refused(
+        &env.hull(&["rename", "two", ""]),
+        "Neither old nor new names may be empty",
+    );
+    assert_refused(
+        &env.hull(&["rename", "", "x1"]),
+        "Neither old nor new names may be empty",
+    );
+    assert_eq!(env.names(), ["dos", "one", "two"]);
+    // Usage errors are clap's.
+    assert_eq!(env.hull(&["rename", "two"]).status.code(), Some(2));
+    assert_eq!(env.hull(&["rename", "a", "b", "c"]).status.code(), Some(2));
+}
+
+#[test]
+fn a_rename_and_a_create_to_one_name_never_both_win() {
+    let env = Env::new();
+    for round in 0..4 {
+        let old = format!("old{round}");
+        env.create(&old);
+        let spawn = |args: &[&str]| {
+            env.command()
+                .args(args)
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let (create, rename) = (
+            spawn(&["create", "--name", "racer", "busybox:cli", "true"]),
+            spawn(&["rename", &old, "racer"]),
+        );
+        let (create, rename) = (create.wait_with_output().unwrap(), rename.wait_with_output().unwrap());
+        assert_ne!(
+            create.status.success(),
+            rename.status.success(),
+            "exactly one wins: create {:?} {}, rename {:?} {}",
+            create.status,
+            text(&create.stderr),
+            rename.status,
+            text(&rename.stderr)
+        );
+        let loser = if create.status.success() { &rename } else { &create };
+        assert_refused(loser, "is already in use");
+        let names = env.names();
+        assert_eq!(names.iter().filter(|n| *n == "racer").count(), 1, "{names:?}");
+        assert_eq!(assert_ok(&env.hull(&["rm", "racer"])), "racer\n");
+    }
+}
+
+#[test]
+fn container_prune_removes_stopped_containers_as_docker_does() {
+    let env = Env::new();
+    let (a, b) = (env.create("a1"), env.create("b1"));
+    // Without -f it asks; no answer (end of input) is no.
+    let out = env.hull(&["container", "prune"]);
+    assert_eq!(
+        assert_ok(&out),
+        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] "
+    );
+    let out = env.hull_with_input(&["container", "prune"], "n\n");
+    assert!(!assert_ok(&out).contains("Deleted"));
+    assert_eq!(env.containers().len(), 2);
+    // Bad filters are refused before anything is asked or removed.
+    for (filter, needle) in [
+        ("color=red", "invalid filter 'color'"),
+        ("status=exited", "invalid filter 'status'"),
+        ("until", "bad format of filter (expected name=value)"),
+        ("until=soon", "failed to parse value as time or duration: \"soon\""),
+    ] {
+        let out = env.hull_with_input(&["container", "prune", "--filter", filter], "y\n");
+        assert_refused(&out, needle);
+        assert!(out.stdout.is_empty(), "{}", text(&out.stdout));
+    }
+    assert_refused(
+        &env.hull(&[
+            "container",
+            "prune",
+            "-f",
+            "--filter",
+            "until=1h",
+            "--filter",
+            "until=2h",
+        ]),
+        "more than one until filter specified",
+    );
+    // Filters that take neither: created less than an hour ago, labels hull's
+    // containers do not have.
+    for filter in [
+        "until=1h",
+        "until=2001-01-01T00:00:00Z",
+        "until=978307200",
+        "label=tier",
+        "label=tier=db",
+    ] {
+        let out = env.hull(&["container", "prune", "-f", "--filter", filter]);
+        assert_eq!(assert_ok(&out), "Total reclaimed space: 0B\n", "{filter}");
+    }
+    assert_eq!(env.containers().len(), 2);
+    // Yes on stdin, and filters that take both.
+    let out = env.hull_with_input(
+        &[
+            "container",
+            "prune",
+            "--filter",
+            "until=2999-01-01T00:00:00Z",
+            "--filter",
+            "label!=tier",
+        ],
+        "y\n",
+    );
+    let printed = assert_ok(&out);
+    let expected = format!(
+        "WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] Deleted Containers:\n{a}\n{b}\n\nTotal reclaimed space: "
+    );
+    assert!(printed.starts_with(&expected), "{printed}");
+    let size = printed.trim_end().rsplit(' ').next().unwrap();
+    assert!(size.ends_with('B') && size != "0B", "{printed}");
+    assert!(env.containers().is_empty());
+    assert_eq!(
+        assert_ok(&env.hull(&["container", "prune", "-f"])),
+        "Total reclaimed space: 0B\n"
+    );
+}
+
+#[test]
+fn version_names_the_build_and_what_a_vm_boots_from() {
+    let env = Env::new();
+    let kernel = env.dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"\x7fELF...Linux version 6.1.99-test (b@h) (gcc) #1 SMP\n\0").unwrap();
+    let out = env
+        .command()
+        .arg("version")
+        .env("HULL_KERNEL", &kernel)
+        .env("HULL_VMM", "/bin/true")
+        .env("HULL_AGENT", "/bin/sh")
+        .output()
+        .unwrap();
+    let printed = assert_ok(&out);
+    assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    for line in [
+        "Client:\n".to_owned(),
+        format!(" Version:           {}\n", env!("CARGO_PKG_VERSION")),
+        " Rust version:      rustc ".to_owned(),
+        format!(" OS/Arch:           linux/{arch}\n"),
+        "VM:\n Kernel:\n  Version:          6.1.99-test\n".to_owned(),
+        format!("  Path:             {}\n", kernel.display()),
+        " VMM:\n  Path:             /bin/true\n".to_owned(),
+        " Guest agent:\n  Path:             /bin/sh\n".to_owned(),
+    ] {
+        assert!(printed.contains(&line), "{line:?} in {printed}");
+    }
+    // A missing asset is named, and is no failure.
+    let out = env
+        .command()
+        .arg("version")
+        .env("HULL_KERNEL", "/nonexistent/vmlinux")
+        .output()
+        .unwrap();
+    assert!(assert_ok(&out).contains(" Kernel:\n  Version:          unknown\n  Path:             not found\n"));
+    assert!(
+        text(&out.stderr).contains("WARNING: the guest kernel not found (looked in: HULL_KERNEL=/nonexistent/vmlinux)"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(env.hull(&["version", "--no-such-flag"]).status.code(), Some(2));
+}
+
+#[test]
+fn info_counts_containers_and_images_and_shows_the_default_vm() {
+    use hull::container::resources;
+    let env = Env::new();
+    env.create("c1");
+    env.create("c2");
+    let kernel = env.dir.path().join("vmlinux");
+    std::fs::write(&kernel, b"Linux version 6.1.5 (x@y)\n").unwrap();
+    let info = |args: &[&str]| {
+        let out = env
+            .command()
+            .args(args)
+            .env("HULL_KERNEL", &kernel)
+            .env("HULL_VMM", "/bin/true")
+            .env("HULL_AGENT", "/bin/sh")
+            .output()
+            .unwrap();
+        assert_ok(&out)
+    };
+    let printed = info(&["info"]);
+    let vm = resources::plan(&resources::ResourceFlags::default(), resources::host_cpus()).unwrap();
+    for line in [
+        "Containers: 2\n Running: 0\n Paused: 0\n Stopped: 2\nImages: 1\n".to_owned(),
+        format!("Hull Root Dir: {}\n", env.root().display()),
+        format!("Default VM:\n CPUs: {}\n", vm.vcpus),
+        format!("Guest Kernel: {}\n Version: 6.1.5\n", kernel.display()),
+        "VMM: /bin/true\nGuest Agent: /bin/sh\n".to_owned(),
+        "KVM: ".to_owned(),
+        format!("CPUs: {}\n", resources::host_cpus()),
+    ] {
+        assert!(printed.contains(&line), "{line:?} in {printed}");
+    }
+    let memory = printed.lines().find(|l| l.starts_with(" Total Memory: ")).unwrap();
+    let gib = f64::from(vm.vm_memory_mib) / 1024.0;
+    assert_eq!(memory, format!(" Total Memory: {gib}GiB"), "{printed}");
+    assert_eq!(info(&["system", "info"]), printed);
+    assert!(env.hull(&["rm", "c1", "c2"]).status.success());
+    assert!(info(&["info"]).contains("Containers: 0\n"));
+}

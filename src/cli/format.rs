@@ -16,6 +16,34 @@ pub fn human_size(bytes: u64) -> String {
     format!("{}{}", three_significant(value), UNITS[unit])
 }
 
+/// Sizes in binary units, as Docker's `info` prints memory: four significant digits
+/// (`1GiB`, `1.937GiB`).
+pub fn binary_size(bytes: u64) -> String {
+    const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    let digits = if value >= 1000.0 {
+        0
+    } else if value >= 100.0 {
+        1
+    } else if value >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{value:.digits$}");
+    let s = if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.')
+    } else {
+        &s
+    };
+    format!("{s}{}", UNITS[unit])
+}
+
 fn three_significant(v: f64) -> String {
     let s = if v >= 100.0 {
         format!("{v:.0}")
@@ -129,6 +157,15 @@ mod tests {
         assert_eq!(human_size(0), "0B");
         assert_eq!(human_size(123_400_000), "123MB");
         assert_eq!(human_size(1_500_000_000), "1.5GB");
+    }
+
+    #[test]
+    fn binary_sizes_match_dockers_info() {
+        assert_eq!(binary_size(1 << 30), "1GiB");
+        assert_eq!(binary_size(2_080_000_000), "1.937GiB");
+        assert_eq!(binary_size(512), "512B");
+        assert_eq!(binary_size(1536 << 20), "1.5GiB");
+        assert_eq!(binary_size(1000 << 20), "1000MiB");
     }
 
     #[test]

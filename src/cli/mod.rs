@@ -2,6 +2,7 @@
 
 mod commit;
 mod container_inspect;
+mod container_prune;
 mod cp;
 mod create;
 mod diff;
@@ -22,6 +23,7 @@ mod prune;
 mod ps;
 mod pull;
 mod reclaim;
+mod rename;
 mod rm;
 mod rmi;
 mod rootfs;
@@ -32,6 +34,7 @@ mod stop;
 mod system;
 mod tag;
 mod terminal;
+mod version;
 mod volume;
 
 use std::io;
@@ -71,6 +74,8 @@ pub enum Command {
     Rm(rm::RmArgs),
     /// List containers
     Ps(ps::PsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
     /// Fetch the logs of a container
     Logs(logs::LogsArgs),
     /// Execute a command in a running container
@@ -105,6 +110,8 @@ pub enum Command {
     Tag(tag::TagArgs),
     /// Remove one or more images
     Rmi(rmi::RmiArgs),
+    /// Show the history of an image
+    History(history::HistoryArgs),
     /// Manage images
     #[command(subcommand)]
     Image(ImageCommand),
@@ -118,6 +125,10 @@ pub enum Command {
     /// Manage hull: disk usage and pruning
     #[command(subcommand)]
     System(system::SystemCommand),
+    /// Show the hull version information, and what a VM boots from
+    Version(version::VersionArgs),
+    /// Display system-wide information
+    Info(version::InfoArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -135,10 +146,13 @@ pub enum ContainerCommand {
     /// Kill one or more running containers
     Kill(stop::KillArgs),
     /// Remove one or more containers
+    #[command(alias = "remove")]
     Rm(rm::RmArgs),
     /// List containers
-    #[command(alias = "list")]
+    #[command(aliases = ["ps", "list"])]
     Ls(ps::PsArgs),
+    /// Rename a container
+    Rename(rename::RenameArgs),
     /// Fetch the logs of a container
     Logs(logs::LogsArgs),
     /// Execute a command in a running container
@@ -157,6 +171,8 @@ pub enum ContainerCommand {
     Export(export::ExportArgs),
     /// List port mappings or a specific mapping for the container
     Port(port::PortArgs),
+    /// Remove all stopped containers
+    Prune(container_prune::ContainerPruneArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -212,7 +228,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(tag::run(a)),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => done(rmi::run(a)),
         Command::Image(ImageCommand::Inspect(a)) => done(inspect::run(a)),
-        Command::Image(ImageCommand::History(a)) => done(history::run(a)),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => done(history::run(a)),
         Command::Image(ImageCommand::Prune(a)) => done(prune::run(a)),
         Command::Image(ImageCommand::Rootfs(a)) => done(rootfs::run(a)),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => done(load::run(a)),
@@ -225,6 +241,7 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => stop::kill(a),
         Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => rm::run(a),
         Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => ps::run(a),
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => done(rename::run(a)),
         Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => logs::run(a),
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => exec::run(a),
         Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => stop::wait(a),
@@ -236,8 +253,11 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => done(export::run(a)),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => done(import::run(a)),
         Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => done(port::run(a)),
+        Command::Container(ContainerCommand::Prune(a)) => done(container_prune::run(a)),
         Command::Volume(a) => volume::run(a),
         Command::System(a) => done(system::run(a)),
+        Command::Version(a) => done(version::version(a)),
+        Command::Info(a) => done(version::info(a)),
         Command::ContainerMonitor(a) => monitor::run(a),
     }
 }

@@ -7,11 +7,18 @@ pub struct RmArgs {
     /// Force the removal of a running container (kills it)
     #[arg(short, long)]
     force: bool,
+    /// Remove the anonymous volumes of the container. hull has none (`-v /path` is
+    /// refused at create; named volumes stay, as in Docker), so there is nothing to
+    /// remove.
+    #[arg(short, long)]
+    volumes: bool,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn run(args: RmArgs) -> anyhow::Result<u8> {
+    // Accepted for Docker's scripts; see the flag's doc.
+    let _ = args.volumes;
     let store = lifecycle::containers()?;
     Ok(lifecycle::for_each(&args.containers, |name| {
         let mut c = store.find(name)?;

@@ -59,18 +59,26 @@ pub fn start_detached(store: &hull::container::ContainerStore, name: &str) -> an
 
 #[derive(Debug, clap::Args)]
 pub struct RestartArgs {
-    /// Seconds to wait before killing the container
-    #[arg(short, long, default_value_t = 10)]
-    time: u64,
+    /// Seconds to wait before killing the container (default: its stop timeout)
+    #[arg(short = 't', long = "timeout", alias = "time", value_name = "SECONDS")]
+    time: Option<u64>,
+    /// Signal to send instead of the image's stop signal
+    #[arg(short, long)]
+    signal: Option<String>,
     #[arg(required = true)]
     containers: Vec<String>,
 }
 
 pub fn restart(args: RestartArgs) -> anyhow::Result<u8> {
     let store = lifecycle::containers()?;
+    let signal = args.signal.as_deref().map(super::stop::signal_arg).transpose()?;
     Ok(lifecycle::for_each(&args.containers, |name| {
         let mut c = store.find(name)?;
-        lifecycle::stop(&mut c, Duration::from_secs(args.time))?;
+        if let Some(s) = signal {
+            c.config.stop_signal = s;
+        }
+        let timeout = args.time.unwrap_or(u64::from(c.config.stop_timeout));
+        lifecycle::stop(&mut c, Duration::from_secs(timeout))?;
         start_detached(&store, name)
     }))
 }

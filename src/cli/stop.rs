@@ -8,8 +8,8 @@ use super::lifecycle;
 
 #[derive(Debug, clap::Args)]
 pub struct StopArgs {
-    /// Seconds to wait before killing the container
-    #[arg(short, long)]
+    /// Seconds to wait before killing the container (default: its stop timeout)
+    #[arg(short = 't', long = "timeout", alias = "time", value_name = "SECONDS")]
     time: Option<u64>,
     /// Signal to send instead of the image's stop signal
     #[arg(short, long)]
@@ -31,7 +31,7 @@ pub fn run(args: StopArgs) -> anyhow::Result<u8> {
     }))
 }
 
-fn signal_arg(s: &str) -> anyhow::Result<i32> {
+pub(super) fn signal_arg(s: &str) -> anyhow::Result<i32> {
     parse_signal(s).ok_or_else(|| anyhow::anyhow!("invalid signal: {s}"))
 }
 

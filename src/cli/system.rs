@@ -25,6 +25,8 @@ pub enum SystemCommand {
     Df(DfArgs),
     /// Remove unused data
     Prune(PruneArgs),
+    /// Display system-wide information (as `hull info`)
+    Info(super::version::InfoArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -54,6 +56,7 @@ pub fn run(command: SystemCommand) -> anyhow::Result<()> {
     match command {
         SystemCommand::Df(a) => df(&a),
         SystemCommand::Prune(a) => prune(&a),
+        SystemCommand::Info(a) => super::version::info(a),
     }
 }
 
@@ -329,7 +332,7 @@ fn prune(args: &PruneArgs) -> anyhow::Result<()> {
     let before = store.records()?;
     let gc = store.lock_gc()?;
     let containers = ContainerStore::open(store.root())?;
-    let (removed, container_bytes) = prune_containers(&containers)?;
+    let (removed, container_bytes) = prune_containers(&containers, |_| true)?;
     let usage = reclaim::usage(&store)?;
     let images = reclaim::prune_images(&store, &gc, &usage, args.all, &before)?;
     let mut out = std::io::stdout().lock();
@@ -365,12 +368,15 @@ fn warning(args: &PruneArgs) -> String {
     format!("{}\n", lines.join("\n"))
 }
 
-/// Removes every container that is not running; returns their ids and the bytes
-/// their directories took.
-fn prune_containers(store: &ContainerStore) -> anyhow::Result<(Vec<String>, u64)> {
+/// Removes every container that is not running and that `wanted` takes; returns
+/// their ids and the bytes their directories took.
+pub(super) fn prune_containers(
+    store: &ContainerStore,
+    wanted: impl Fn(&Container) -> bool,
+) -> anyhow::Result<(Vec<String>, u64)> {
     let (mut removed, mut bytes) = (Vec::new(), 0);
     for c in store.list()? {
-        if c.state.is_running() {
+        if c.state.is_running() || !wanted(&c) {
             continue;
         }
         let size = allocated_bytes(&c.dir).unwrap_or(0);

@@ -75,40 +75,84 @@ fn first_file(
         })
 }
 
+/// Where the build tree keeps what `hull` runs beside it: the directory of the
+/// executable, its profile name, and the musl target directory next to it.
+fn build_dirs() -> (PathBuf, std::ffi::OsString, PathBuf) {
+    let dir = exe_dir().unwrap_or_default();
+    let profile = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
+    let target = dir.parent().map(Path::to_owned).unwrap_or_default();
+    let musl = target.join("x86_64-unknown-linux-musl");
+    (dir, profile, musl)
+}
+
 impl Assets {
     pub fn locate() -> Result<Assets, AssetError> {
-        let dir = exe_dir().unwrap_or_default();
-        let profile = dir.file_name().map(|n| n.to_owned()).unwrap_or_default();
-        let target = dir.parent().map(Path::to_owned).unwrap_or_default();
-        let musl = target.join("x86_64-unknown-linux-musl");
         Ok(Assets {
-            vmm: first_file(
-                "the vmm binary",
-                "HULL_VMM",
-                newest_first(vec![
-                    dir.join("vmm"),
-                    musl.join(&profile).join("vmm"),
-                ]),
-                "build it with `cargo build --release -p vmm --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
-            )?,
-            agent: first_file(
-                "the guest agent",
-                "HULL_AGENT",
-                vec![
-                    dir.join("hull-agent"),
-                    musl.join(&profile).join("hull-agent"),
-                    musl.join("release").join("hull-agent"),
-                ],
-                "build it with `cargo build --release -p guest-agent --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
-            )?,
-            kernel: first_file(
-                "the guest kernel",
-                "HULL_KERNEL",
-                kernel_candidates(&dir),
-                "build it with kernel-config/build.sh (scripts/setup.sh does)",
-            )?,
+            vmm: Assets::vmm()?,
+            agent: Assets::agent()?,
+            kernel: Assets::kernel()?,
         })
     }
+
+    /// The VMM binary alone (`hull version` and `hull info` report each asset).
+    pub fn vmm() -> Result<PathBuf, AssetError> {
+        let (dir, profile, musl) = build_dirs();
+        first_file(
+            "the vmm binary",
+            "HULL_VMM",
+            newest_first(vec![dir.join("vmm"), musl.join(&profile).join("vmm")]),
+            "build it with `cargo build --release -p vmm --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
+        )
+    }
+
+    /// The guest agent alone.
+    pub fn agent() -> Result<PathBuf, AssetError> {
+        let (dir, profile, musl) = build_dirs();
+        first_file(
+            "the guest agent",
+            "HULL_AGENT",
+            vec![
+                dir.join("hull-agent"),
+                musl.join(&profile).join("hull-agent"),
+                musl.join("release").join("hull-agent"),
+            ],
+            "build it with `cargo build --release -p guest-agent --target x86_64-unknown-linux-musl` (scripts/setup.sh does)",
+        )
+    }
+
+    /// The guest kernel alone.
+    pub fn kernel() -> Result<PathBuf, AssetError> {
+        let (dir, _, _) = build_dirs();
+        first_file(
+            "the guest kernel",
+            "HULL_KERNEL",
+            kernel_candidates(&dir),
+            "build it with kernel-config/build.sh (scripts/setup.sh does)",
+        )
+    }
+}
+
+/// The release of a guest kernel image (`6.1.127`), read from the banner every
+/// kernel carries (`Linux version 6.1.127 (user@host) ...`); `None` when the file
+/// has none.
+pub fn kernel_version(kernel: &Path) -> io::Result<Option<String>> {
+    const BANNER: &[u8] = b"Linux version ";
+    let bytes = fs::read(kernel)?;
+    let mut rest = &bytes[..];
+    while let Some(at) = rest.windows(BANNER.len()).position(|w| w == BANNER) {
+        rest = &rest[at + BANNER.len()..];
+        // The banner itself, not the `%s version %s` format of /proc/version.
+        if rest.first().is_some_and(u8::is_ascii_digit) {
+            let release: Vec<u8> = rest
+                .iter()
+                .copied()
+                .take(64)
+                .take_while(|b| b.is_ascii_graphic())
+                .collect();
+            return Ok(Some(String::from_utf8_lossy(&release).into_owned()));
+        }
+    }
+    Ok(None)
 }
 
 /// `paths` with the existing files first, most recently modified first, then the rest
@@ -258,6 +302,20 @@ mod tests {
                 "{err}"
             );
         }
+    }
+
+    #[test]
+    fn the_kernel_version_comes_from_the_banner() {
+        let dir = tempfile::tempdir().unwrap();
+        let kernel = dir.path().join("vmlinux");
+        let mut image = b"\x7fELF\0\0%s version %s (".to_vec();
+        image.extend(vec![0u8; 5000]);
+        image.extend(b"Linux version 6.1.127-hull (builder@host) (gcc 12) #1\n\0more");
+        fs::write(&kernel, &image).unwrap();
+        assert_eq!(kernel_version(&kernel).unwrap().as_deref(), Some("6.1.127-hull"));
+        fs::write(&kernel, b"no banner here, Linux version x").unwrap();
+        assert_eq!(kernel_version(&kernel).unwrap(), None);
+        assert!(kernel_version(&dir.path().join("missing")).is_err());
     }
 
     #[test]

@@ -1,10 +1,11 @@
 //! Containers: their records under the store's `containers/` directory, and everything
 //! that runs one (the per-container monitor, the VMM, the agent client, logs).
 //!
-//! A container is a directory `containers/<id>/` holding `config.json` (written once
-//! at create), `state.json` (replaced atomically at every transition), the writable
-//! disk `upper.img`, the log, and the sockets of a running VM. A directory without
-//! `config.json` is a create that died half-way and is removed by the next command.
+//! A container is a directory `containers/<id>/` holding `config.json` (written at
+//! create, and again only by a rename), `state.json` (replaced atomically at every
+//! transition), the writable disk `upper.img`, the log, and the sockets of a running
+//! VM. A directory without `config.json` is a create that died half-way and is
+//! removed by the next command.
 //! There is no daemon: a running container has a monitor process (`hull` itself, see
 //! [`monitor`]) that owns its VMM, writes its log and records its exit.
 
@@ -19,6 +20,7 @@ pub mod names;
 pub mod network;
 pub mod proc;
 pub mod programs;
+pub mod prune;
 pub mod ready;
 pub mod resources;
 pub mod spec;
@@ -43,8 +45,12 @@ use proc::ProcessId;
 pub enum ContainerError {
     #[error("No such container: {0}")]
     NoSuchContainer(String),
-    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\"")]
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
     NameInUse { name: String, id: String },
+    #[error("Renaming a container with the same name as its current name")]
+    SameName,
+    #[error("Neither old nor new names may be empty")]
+    EmptyName,
     #[error("container {id}: {op} {path}")]
     Io {
         id: String,
@@ -72,7 +78,8 @@ pub enum ContainerError {
 
 pub type Result<T> = std::result::Result<T, ContainerError>;
 
-/// What `hull create` decided; never changes afterwards.
+/// What `hull create` decided; never changes afterwards but for the name (`rename`,
+/// which replaces the file atomically under the store's lock).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerConfig {
     pub id: String,
@@ -322,6 +329,33 @@ fn write_json<T: Serialize>(id: &str, dir: &Path, path: &Path, value: &T) -> Res
     write_atomic(dir, path, &bytes).map_err(io_err(id, "write", path))
 }
 
+/// The container `query` names among `all` (see [`ContainerStore::find`]).
+fn find_in(all: Vec<Container>, query: &str) -> Result<Container> {
+    let bare = query.strip_prefix('/').unwrap_or(query);
+    if let Some(c) = all.iter().find(|c| c.config.id == query || c.config.name == bare) {
+        return Ok(c.clone());
+    }
+    let mut by_prefix = all
+        .into_iter()
+        .filter(|c| !query.is_empty() && c.config.id.starts_with(query));
+    match (by_prefix.next(), by_prefix.next()) {
+        (Some(c), None) => Ok(c),
+        _ => Err(ContainerError::NoSuchContainer(query.chars().take(140).collect())),
+    }
+}
+
+/// `name` checked against Docker's rule and against the names of `existing`.
+fn free_name(existing: &[Container], name: &str) -> Result<String> {
+    let name = names::validate_name(name)?;
+    match existing.iter().find(|c| c.config.name == name) {
+        Some(c) => Err(ContainerError::NameInUse {
+            name,
+            id: c.config.id.clone(),
+        }),
+        None => Ok(name),
+    }
+}
+
 /// The `containers/` directory of a store.
 #[derive(Debug, Clone)]
 pub struct ContainerStore {
@@ -394,18 +428,7 @@ impl ContainerStore {
 
     /// Finds a container by full id, unique id prefix, or name, as Docker does.
     pub fn find(&self, query: &str) -> Result<Container> {
-        let all = self.list()?;
-        let bare = query.strip_prefix('/').unwrap_or(query);
-        if let Some(c) = all.iter().find(|c| c.config.id == query || c.config.name == bare) {
-            return Ok(c.clone());
-        }
-        let mut by_prefix = all
-            .into_iter()
-            .filter(|c| !query.is_empty() && c.config.id.starts_with(query));
-        match (by_prefix.next(), by_prefix.next()) {
-            (Some(c), None) => Ok(c),
-            _ => Err(ContainerError::NoSuchContainer(query.chars().take(140).collect())),
-        }
+        find_in(self.list()?, query)
     }
 
     /// Creates the container's directory and records; `prepare` fills the directory
@@ -420,16 +443,7 @@ impl ContainerStore {
         let existing = self.list()?;
         let taken = |n: &str| existing.iter().find(|c| c.config.name == n);
         config.name = match name {
-            Some(name) => {
-                let name = names::validate_name(name)?;
-                if let Some(c) = taken(&name) {
-                    return Err(ContainerError::NameInUse {
-                        name,
-                        id: c.config.id.clone(),
-                    });
-                }
-                name
-            }
+            Some(name) => free_name(&existing, name)?,
             None => (0..)
                 .map(|attempt| names::generated_name(&config.id, attempt))
                 .find(|n| taken(n).is_none())
@@ -453,6 +467,33 @@ impl ContainerStore {
             let _ = fs::remove_dir_all(&dir);
         }
         result
+    }
+
+    /// Gives container `query` (id, id prefix or name) the name `new_name`, checked
+    /// as `create` checks `--name`. The check and the new `config.json` happen under
+    /// the store's lock, which `create` holds while it picks a name: of a rename and a
+    /// create (or two renames) to one name, one wins and the other is refused. A
+    /// running container is renamed too: only its record changes.
+    pub fn rename(&self, query: &str, new_name: &str) -> Result<Container> {
+        if query.is_empty() || new_name.is_empty() {
+            return Err(ContainerError::EmptyName);
+        }
+        let _lock = self.lock()?;
+        let existing = self.list()?;
+        let mut container = find_in(existing.clone(), query)?;
+        let bare = new_name.strip_prefix('/').unwrap_or(new_name);
+        if bare == container.config.name {
+            return Err(ContainerError::SameName);
+        }
+        container.config.name = free_name(&existing, new_name)?;
+        let id = container.config.id.clone();
+        write_json(
+            &id,
+            &container.dir,
+            &container.dir.join("config.json"),
+            &container.config,
+        )?;
+        Ok(container)
     }
 
     /// Removes a container that is not running.
