@@ -33,6 +33,27 @@ awk -v want=$((mem * 1024)) '
     "/proc/$vmm_pid/smaps"
 echo "RESULT idle_monitor_rss_kib=$(awk '/^VmRSS:/ { print $2 }' "/proc/$monitor_pid/status")"
 "$hull" rm -f idle >/dev/null
+# `run -d` returns once the container runs; an older hull given as $art/hull-baseline
+# (HULL_BENCH_BASELINE to bench-run.sh) is timed on the same image in the same run,
+# alternating with this one, each container removed before the next is started.
+: > "$work/run_detached" && : > "$work/run_detached_baseline"
+for i in $(seq 1 "$runs"); do
+    for name in run_detached run_detached_baseline; do
+        bin=$hull
+        if [ "$name" = run_detached_baseline ]; then
+            [ -x "$art/hull-baseline" ] || continue
+            bin=$art/hull-baseline
+        fi
+        timed "$bin" run -d --name detached -m "${mem}m" bench sleep 1000000 >> "$work/$name"
+        echo "$name run $i: $(tail -n1 "$work/$name")"
+        "$hull" rm -f detached >/dev/null 2>&1 || true
+    done
+done
+for name in run_detached run_detached_baseline; do
+    [ -s "$work/$name" ] || continue
+    echo "RESULT $name median_s=$(grep -v fail "$work/$name" | median || true) runs=$runs" \
+        "failures=$(grep -c fail "$work/$name" || true) ($(tr '\n' ' ' < "$work/$name"))"
+done
 series run_rm_true "$hull" run --rm -m "${mem}m" bench true
 series vmm_bare_boot_exit "$art/vmm" --kernel "$art/vmlinux" --initramfs "$art/initramfs.cpio" --memory "$mem" \
     --console none --cmdline "$cmdline"
