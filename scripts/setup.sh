@@ -25,6 +25,8 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1 || true
+# scripts/test.sh checks formatting and runs clippy.
+rustup component add rustfmt clippy >/dev/null 2>&1 || true
 command -v cargo-nextest >/dev/null 2>&1 || cargo install --locked cargo-nextest
 
 # virtiofsd serves the volumes of running containers; Debian 12 does not package it.

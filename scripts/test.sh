@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run hull's whole test suite: host tests, then the VM suites (in the KVM lab where the
+# Run hull's whole test suite: fmt and clippy, host tests, then the VM suites (in the KVM lab where the
 # host's /dev/kvm cannot boot Linux).
 #
 #   scripts/test.sh [NEXTEST ARGS...]
@@ -14,6 +14,13 @@ skip_log=$(mktemp)
 trap 'rm -f "$skip_log"' EXIT
 export HULL_SKIP_LOG=$skip_log
 status=0
+
+# The checks that keep the code so: formatting, and clippy with every warning an error
+# (the workspace's lints include clippy::undocumented_unsafe_blocks).
+start=$SECONDS
+cargo fmt --all -- --check || { echo "test: cargo fmt --check failed (run cargo fmt --all)"; status=1; }
+cargo clippy --workspace --all-targets --locked -- -D warnings || { echo "test: clippy failed"; status=1; }
+echo "test: fmt and clippy took $((SECONDS - start)) s"
 
 start=$SECONDS
 cargo nextest run --workspace --no-fail-fast "$@" || status=1

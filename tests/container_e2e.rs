@@ -996,14 +996,11 @@ fn a_full_host_disk_makes_guest_writes_wait_and_they_complete_once_there_is_room
 /// Blocks `path`'s file system can still give an unprivileged user, in bytes.
 fn free_bytes(path: &Path) -> u64 {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs with a valid NUL-terminated path and a zeroed out-struct.
+    // SAFETY: statvfs is plain data; all zeroes is a valid value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    assert_eq!(
-        unsafe { libc::statvfs(c.as_ptr(), &mut s) },
-        0,
-        "statvfs {}",
-        path.display()
-    );
+    // SAFETY: a valid NUL-terminated path and a struct of the right type to fill.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), &mut s) };
+    assert_eq!(rc, 0, "statvfs {}", path.display());
     s.f_bavail as u64 * s.f_frsize as u64
 }
 

@@ -507,6 +507,7 @@ fn store_directory_writable_by_others_is_refused() {
 #[test]
 fn store_directory_owned_by_another_user_is_refused() {
     let hull = Hull::new();
+    // SAFETY: geteuid has no arguments and cannot fail.
     let root = if unsafe { libc::geteuid() } == 0 {
         std::fs::create_dir(&hull.root).unwrap();
         std::fs::set_permissions(&hull.root, std::fs::Permissions::from_mode(0o700)).unwrap();

@@ -224,10 +224,8 @@ impl BuildLock {
             .open(disk_dir.join(format!("{chain_hex}.lock")))
             .unwrap();
         // SAFETY: flock on a descriptor `file` keeps open.
-        assert_eq!(
-            unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) },
-            0
-        );
+        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_eq!(rc, 0);
         BuildLock { _file: file }
     }
 }

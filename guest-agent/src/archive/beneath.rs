@@ -44,9 +44,8 @@ impl Dir {
         // SAFETY: a valid NUL-terminated path; the returned fd is owned below.
         let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_DIRECTORY | libc::O_RDONLY | libc::O_CLOEXEC) })?;
         // SAFETY: `fd` was just opened and is owned by nobody else.
-        Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        Ok(Dir { fd })
     }
 
     fn raw(&self) -> RawFd {
@@ -75,9 +74,8 @@ impl Dir {
             return Err(io::Error::last_os_error());
         }
         // SAFETY: the syscall returned a new fd that nobody else owns.
-        Ok(Dir {
-            fd: unsafe { OwnedFd::from_raw_fd(fd as RawFd) },
-        })
+        let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(Dir { fd })
     }
 
     /// The (device, inode) of this directory.

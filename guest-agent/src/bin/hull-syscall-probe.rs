@@ -79,6 +79,7 @@ fn membarrier() -> io::Result<()> {
 fn kcmp() -> io::Result<()> {
     // SAFETY: KCMP_VM (1) compares two pids' address spaces; no pointers.
     let me = unsafe { libc::getpid() };
+    // SAFETY: as above: two pids and integer arguments, no pointers.
     check(unsafe { libc::syscall(libc::SYS_kcmp, me, me, 1, 0, 0) }).map(drop)
 }
 

@@ -269,6 +269,7 @@ mod tests {
     fn filtered_thread_is_killed_on_a_forbidden_syscall() {
         // SAFETY: getppid has no arguments; it is not on the vCPU list.
         assert!(killed_by_filter(ThreadKind::Vcpu, || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::syscall(libc::SYS_getppid) };
         }));
     }
@@ -283,12 +284,15 @@ mod tests {
         // SAFETY: ioctls on stdin with a null argument; the filter decides before the
         // kernel looks at it.
         let tcgets = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::ioctl(0, libc::TCGETS, 0) };
         };
         let kvm_run = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::ioctl(-1, KVM_RUN as _, 0) };
         };
         let fionbio = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::ioctl(-1, FIONBIO as _, 0) };
         };
         assert!(killed_by_filter(ThreadKind::Vcpu, tcgets));
@@ -336,18 +340,23 @@ mod tests {
         // SAFETY: madvise of an empty range at address 0 changes nothing; the filter
         // decides before the kernel looks at the range.
         let dontneed = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_DONTNEED) };
         };
         let free = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_FREE) };
         };
         let remove = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_REMOVE) };
         };
         let hugepage = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_HUGEPAGE) };
         };
         let dontfork = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::madvise(std::ptr::null_mut(), 0, libc::MADV_DONTFORK) };
         };
         for kind in [ThreadKind::Vcpu, ThreadKind::EventLoop, ThreadKind::Main] {
@@ -379,15 +388,19 @@ mod tests {
     fn the_device_thread_opens_only_unix_stream_sockets() {
         // SAFETY: socket(2) calls whose results are dropped (the child exits).
         let unix = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::socket(libc::AF_UNIX, VSOCK_SOCKET_TYPE, 0) };
         };
         let inet = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::socket(libc::AF_INET, VSOCK_SOCKET_TYPE, 0) };
         };
         let unix_dgram = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM, 0) };
         };
         let netlink = || {
+            // SAFETY: as above; the call runs in the forked child under test and its result is dropped.
             unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 0) };
         };
         assert!(!killed_by_filter(ThreadKind::EventLoop, unix));
