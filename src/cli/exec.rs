@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use guest_agent::protocol::{AgentMessage, HostMessage, ProcessSpec};
-use hull::container::agent::{self, Session};
-use hull::container::monitor::{exit_code_of, MAIN_PROCESS};
+use hull::container::agent::{self, AgentError, Session};
+use hull::container::monitor::MAIN_PROCESS;
 use hull::container::spec;
 
 use super::lifecycle;
@@ -94,13 +94,13 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
     let mut session = Session::open(&c.vsock_path(), Duration::from_secs(10), || true)
         .with_context(|| format!("container {}", c.config.name))?;
     let id = random_id();
-    let stdio = match session.start(id, &spec)? {
+    let stdio = match session.start(id, &spec) {
         Ok(stdio) => stdio,
-        Err(message) => {
-            let (code, error) = exit_code_of(&message).unwrap_or((125, format!("{message:?}")));
-            eprintln!("hull: {error}");
-            return Ok(exit_byte(code));
+        Err(e @ (AgentError::Refused { .. } | AgentError::Unexpected(_))) => {
+            eprintln!("hull: {e}");
+            return Ok(exit_byte(e.exit_code()));
         }
+        Err(e) => return Err(e.into()),
     };
     let _raw = args.tty.then(RawMode::enter);
     let control = Arc::new(ExecControl {

@@ -6,8 +6,8 @@ use std::io::{self, Read};
 use std::os::unix::net::UnixStream;
 
 use anyhow::{anyhow, bail};
-use guest_agent::protocol::{AgentMessage, CopyOp};
-use hull::container::agent::agent_timeout;
+use guest_agent::protocol::CopyOp;
+use hull::container::agent::{agent_timeout, AgentError};
 use hull::container::helper::AgentAccess;
 use hull::container::{vm, Container};
 
@@ -87,7 +87,7 @@ pub fn read_from<T>(
     let store = super::open_store()?;
     let mut access = AgentAccess::open(store.root(), c)?;
     let id = random_id();
-    let mut transfer = started(c, access.session.copy(id, op)?)?;
+    let mut transfer = started(c, access.session.copy(id, op))?;
     let limit = stream_limit(c);
     let mut output = GuestStream {
         inner: &mut transfer.output,
@@ -106,11 +106,11 @@ pub fn read_from<T>(
         let _ = transfer.output.shutdown(std::net::Shutdown::Both);
     }
     match access.session.finish(id) {
-        Ok(Ok(())) => consumed,
+        Ok(()) => consumed,
         // Our own failure (a limit, a full disk) is the cause; a cut stream is only
         // the symptom of the agent's.
-        Ok(Err(_)) if consumed.as_ref().is_err_and(|e| !is_cut_stream(e)) => consumed,
-        Ok(Err(message)) => Err(anyhow!("container {}: {message}", c.config.name)),
+        Err(AgentError::Refused { .. }) if consumed.as_ref().is_err_and(|e| !is_cut_stream(e)) => consumed,
+        Err(AgentError::Refused { reason, .. }) => Err(anyhow!("container {}: {reason}", c.config.name)),
         // The consumer's failure (a limit, a full disk) explains why the agent's
         // report did not come.
         Err(_) if consumed.is_err() => consumed,
@@ -139,7 +139,7 @@ pub fn write_to(
     let store = super::open_store()?;
     let mut access = AgentAccess::open(store.root(), c)?;
     let id = random_id();
-    let transfer = started(c, access.session.copy(id, op)?)?;
+    let transfer = started(c, access.session.copy(id, op))?;
     let mut input = transfer.input.ok_or_else(|| anyhow!("no input stream"))?;
     let producer = std::thread::spawn(move || {
         let result = produce(&mut input);
@@ -152,7 +152,8 @@ pub fn write_to(
     let mut output = transfer.output;
     let _ = io::copy(&mut (&mut output).take(MAX_WRITE_OUTPUT), &mut io::sink());
     let finished = match access.session.finish(id) {
-        Ok(finished) => finished,
+        Ok(()) => Ok(()),
+        Err(AgentError::Refused { reason, .. }) => Err(reason),
         Err(_) if produced.is_err() => return produced,
         Err(e) => return Err(e.into()),
     };
@@ -167,11 +168,11 @@ pub fn write_to(
 
 fn started(
     c: &Container,
-    reply: Result<hull::container::agent::Transfer, AgentMessage>,
+    reply: Result<hull::container::agent::Transfer, AgentError>,
 ) -> anyhow::Result<hull::container::agent::Transfer> {
     match reply {
         Ok(t) => Ok(t),
-        Err(AgentMessage::Error { message, .. }) => bail!("container {}: {message}", c.config.name),
-        Err(other) => bail!("container {}: unexpected agent message {other:?}", c.config.name),
+        Err(e @ (AgentError::Refused { .. } | AgentError::Unexpected(_))) => bail!("container {}: {e}", c.config.name),
+        Err(e) => Err(e.into()),
     }
 }

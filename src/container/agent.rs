@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use guest_agent::protocol::{
-    read_frame, write_frame, AgentMessage, Attach, CopyOp, FrameError, HostMessage, ProcessSpec, Stream, CONTROL_PORT,
-    MAX_AGENT_FRAME, STDIO_PORT, VERSION,
+    read_frame, write_frame, AgentMessage, Attach, CopyOp, ErrorKind, FrameError, HostMessage, ProcessSpec, Stream,
+    CONTROL_PORT, MAX_AGENT_FRAME, STDIO_PORT, VERSION,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,42 @@ pub enum AgentError {
     Frame(FrameError),
     #[error("the agent closed the connection")]
     Closed,
+    /// The agent answered, and said no: it refused the request, or the operation
+    /// failed in the guest. `reason` is the agent's own text, made [`printable`].
+    #[error("{reason}")]
+    Refused { kind: ErrorKind, reason: String },
+    /// The agent answered with a message that does not belong here.
+    #[error("unexpected agent message {0}")]
+    Unexpected(String),
+}
+
+impl AgentError {
+    /// The exit code Docker gives when a process could not be started for this
+    /// reason: 127 not found, 126 not executable, 125 anything else.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            AgentError::Refused { kind, .. } => exit_code(*kind),
+            _ => 125,
+        }
+    }
+}
+
+/// The exit code of a process the agent could not start for `kind`.
+pub fn exit_code(kind: ErrorKind) -> i32 {
+    match kind {
+        ErrorKind::NotFound => 127,
+        ErrorKind::NotExecutable => 126,
+        ErrorKind::Protocol | ErrorKind::Internal => 125,
+    }
+}
+
+/// What the agent's answer `message` means when it was not the one asked for.
+fn refusal(message: AgentMessage) -> AgentError {
+    match message {
+        AgentMessage::Error { kind, message, .. } => AgentError::Refused { kind, reason: message },
+        // Only `Error` carries text; the other answers quote as a few numbers.
+        other => AgentError::Unexpected(format!("{other:?}")),
+    }
 }
 
 impl From<FrameError> for AgentError {
@@ -198,16 +234,15 @@ impl Session {
     }
 
     /// Gives the agent the container's hostname, extra `/etc/hosts` lines, mounts and
-    /// limits
-    /// (see [`HostMessage::Configure`]); `Ok(Err(reason))` when it refused or a mount
-    /// failed.
+    /// limits (see [`HostMessage::Configure`]); [`AgentError::Refused`] when it refused
+    /// or a mount failed.
     pub fn configure(
         &mut self,
         hostname: &str,
         hosts: Vec<guest_agent::protocol::HostEntry>,
         mounts: Vec<guest_agent::mounts::MountArg>,
         resources: guest_agent::protocol::Resources,
-    ) -> Result<Result<(), AgentMessage>, AgentError> {
+    ) -> Result<(), AgentError> {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
@@ -215,16 +250,17 @@ impl Session {
             resources,
         })?;
         match self.recv()? {
-            AgentMessage::Configured => Ok(Ok(())),
-            other => Ok(Err(other)),
+            AgentMessage::Configured => Ok(()),
+            other => Err(refusal(other)),
         }
     }
 
     /// Opens the stdio streams `spec` needs, then starts it; returns the streams
-    /// (stdin, stdout, stderr) once the agent reports `Started`.
+    /// (stdin, stdout, stderr) once the agent reports `Started`, or
+    /// [`AgentError::Refused`] with the reason it could not start it.
     /// A process's streams have no deadline: it may be silent, or not read its
     /// input, for as long as it likes.
-    pub fn start(&mut self, id: u32, spec: &ProcessSpec) -> Result<Result<Stdio, AgentMessage>, AgentError> {
+    pub fn start(&mut self, id: u32, spec: &ProcessSpec) -> Result<Stdio, AgentError> {
         let attach = |stream| -> Result<UnixStream, AgentError> {
             let mut s = connect(&self.uds, STDIO_PORT)?;
             write_frame(&mut s, &Attach { id, stream })?;
@@ -243,17 +279,18 @@ impl Session {
         };
         self.send(&HostMessage::Start { id, spec: spec.clone() })?;
         match self.recv()? {
-            AgentMessage::Started { id: got, .. } if got == id => Ok(Ok(stdio)),
-            other => Ok(Err(other)),
+            AgentMessage::Started { id: got, .. } if got == id => Ok(stdio),
+            other => Err(refusal(other)),
         }
     }
 }
 
 impl Session {
     /// Starts file operation `id` (see [`CopyOp`]); returns its streams once the agent
-    /// accepted it, or the agent's refusal. Every read and write on them has the
+    /// accepted it, or its refusal ([`AgentError::Refused`]). Every read and write on
+    /// them has the
     /// [`agent_timeout`] deadline.
-    pub fn copy(&mut self, id: u32, op: CopyOp) -> Result<Result<Transfer, AgentMessage>, AgentError> {
+    pub fn copy(&mut self, id: u32, op: CopyOp) -> Result<Transfer, AgentError> {
         let attach = |stream| -> Result<UnixStream, AgentError> {
             let mut s = connect(&self.uds, STDIO_PORT)?;
             write_frame(&mut s, &Attach { id, stream })?;
@@ -268,26 +305,28 @@ impl Session {
         };
         self.send(&HostMessage::Copy { id, op })?;
         match self.recv()? {
-            AgentMessage::Started { id: got, .. } if got == id => Ok(Ok(transfer)),
-            other => Ok(Err(other)),
+            AgentMessage::Started { id: got, .. } if got == id => Ok(transfer),
+            other => Err(refusal(other)),
         }
     }
 
-    /// Waits for the end of file operation `id`: `Ok(Err(message))` when the agent
-    /// reports that it failed.
-    pub fn finish(&mut self, id: u32) -> Result<Result<(), String>, AgentError> {
+    /// Waits for the end of file operation `id`: [`AgentError::Refused`] when the
+    /// agent reports that it failed.
+    pub fn finish(&mut self, id: u32) -> Result<(), AgentError> {
         loop {
             match self.recv()? {
                 AgentMessage::Exited { id: got, status, .. } if got == id => {
-                    return Ok(match status.shell_code() {
+                    return match status.shell_code() {
                         0 => Ok(()),
-                        code => Err(format!("the agent ended the operation with status {code}")),
-                    })
+                        code => Err(AgentError::Refused {
+                            kind: ErrorKind::Internal,
+                            reason: format!("the agent ended the operation with status {code}"),
+                        }),
+                    }
                 }
-                AgentMessage::Error {
-                    id: Some(got), message, ..
-                } if got == id => return Ok(Err(message)),
-                AgentMessage::Error { id: None, message, .. } => return Ok(Err(message)),
+                AgentMessage::Error { id: got, kind, message } if got.is_none_or(|got| got == id) => {
+                    return Err(AgentError::Refused { kind, reason: message })
+                }
                 _ => {}
             }
         }
@@ -410,5 +449,26 @@ mod tests {
         assert_eq!(printable("a\tb\nc"), "a\\u{9}b\\u{a}c");
         assert_eq!(printable("\u{9b}31m"), "\\u{9b}31m");
         assert_eq!(printable("\u{202e}gpj.exe"), "\\u{202e}gpj.exe");
+    }
+
+    #[test]
+    fn a_refusal_carries_the_agents_reason_and_exit_code_and_other_answers_are_quoted_short() {
+        let refused = refusal(AgentMessage::Error {
+            id: Some(3),
+            kind: ErrorKind::NotFound,
+            message: "exec: nosuch: not found".into(),
+        });
+        assert_eq!(refused.to_string(), "exec: nosuch: not found");
+        assert_eq!(refused.exit_code(), 127);
+        let unexpected = refusal(AgentMessage::Error {
+            id: Some(3),
+            kind: ErrorKind::Internal,
+            message: String::new(),
+        });
+        assert!(matches!(unexpected, AgentError::Refused { .. }));
+        let unexpected = refusal(AgentMessage::Hello { version: 7 });
+        assert_eq!(unexpected.to_string(), "unexpected agent message Hello { version: 7 }");
+        assert_eq!(unexpected.exit_code(), 125);
+        assert_eq!(AgentError::Closed.exit_code(), 125);
     }
 }

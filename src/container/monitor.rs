@@ -15,11 +15,11 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use guest_agent::protocol::{AgentMessage, ErrorKind, HostMessage};
+use guest_agent::protocol::{AgentMessage, HostMessage};
 
 use crate::image::store::fs::flock;
 
-use super::agent::{self, Session};
+use super::agent::{self, AgentError, Session};
 use super::assets::{self, AssetError, Assets};
 use super::attach::Frame;
 use super::logs::{LogStream, LogWriter};
@@ -287,19 +287,17 @@ fn run_main_process(
     let mounts = super::mounts::mount_args(&c.config.mounts);
     let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
     match session.configure(&c.config.hostname, hosts, mounts, c.config.limits.clone()) {
-        Ok(Ok(())) => {}
-        Ok(Err(AgentMessage::Error { message, .. })) => return Ok(Outcome::failed(125, message)),
-        Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
+        Ok(()) => {}
+        Err(AgentError::Refused { reason, .. }) => return Ok(Outcome::failed(125, reason)),
+        Err(e @ AgentError::Unexpected(_)) => return Ok(vm_failure(c, rx, &e.to_string())),
         Err(e) => return Ok(vm_failure(c, rx, &format!("configuring the container: {e}"))),
     }
     let mut spec = c.config.process.clone();
     spec.stdin = spec.stdin && client.is_attached();
     let stdio = match session.start(MAIN_PROCESS, &spec) {
-        Ok(Ok(stdio)) => stdio,
-        Ok(Err(AgentMessage::Error { kind, message, .. })) => {
-            return Ok(Outcome::failed(start_error_code(kind), message))
-        }
-        Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),
+        Ok(stdio) => stdio,
+        Err(e @ AgentError::Refused { .. }) => return Ok(Outcome::failed(e.exit_code(), e.to_string())),
+        Err(e @ AgentError::Unexpected(_)) => return Ok(vm_failure(c, rx, &e.to_string())),
         Err(e) => return Ok(vm_failure(c, rx, &format!("starting the process: {e}"))),
     };
     c.update(|s| {
@@ -407,14 +405,6 @@ fn vmm_exit_outcome(c: &Container, status: ProcessStatus) -> Outcome {
         format!(": {}", agent::printable(&last))
     };
     Outcome::failed(code, format!("{how}{detail}"))
-}
-
-fn start_error_code(kind: ErrorKind) -> i32 {
-    match kind {
-        ErrorKind::NotFound => 127,
-        ErrorKind::NotExecutable => 126,
-        ErrorKind::Protocol | ErrorKind::Internal => 125,
-    }
 }
 
 fn watch_vmm(mut child: Child, events: Sender<Event>, done: Arc<Mutex<bool>>) {
@@ -559,15 +549,6 @@ impl Client {
                 }
             }
         });
-    }
-}
-
-/// Used by `exec`: the agent's answer to a failed start as an exit code.
-pub fn exit_code_of(message: &AgentMessage) -> Option<(i32, String)> {
-    match message {
-        AgentMessage::Error { kind, message, .. } => Some((start_error_code(*kind), message.clone())),
-        AgentMessage::Exited { status, .. } => Some((status.shell_code(), String::new())),
-        _ => None,
     }
 }
 
