@@ -5,5 +5,6 @@
 //! the per-container monitor, the VMM and agent it drives).
 
 pub mod container;
+pub mod error;
 pub mod image;
 pub mod rootfs;

@@ -32,7 +32,7 @@ pub fn run(args: InspectArgs, images_too: bool) -> anyhow::Result<u8> {
                 }
             },
             Err(e) => {
-                eprintln!("hull: {e}");
+                eprintln!("hull: {}", hull::error::error_chain(&e));
                 failed = true;
             }
         }

@@ -110,7 +110,7 @@ fn inspect(volumes: &VolumeStore, names: &[String]) -> anyhow::Result<u8> {
         match volumes.get(name) {
             Ok(v) => found.push(describe(&v)),
             Err(e) => {
-                eprintln!("hull: {e}");
+                eprintln!("hull: {}", hull::error::error_chain(&e));
                 failed = true;
             }
         }

@@ -19,7 +19,7 @@ use guest_agent::protocol::{
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[error("vsock {path} port {port}: {source}")]
+    #[error("vsock {path} port {port}")]
     Connect {
         path: PathBuf,
         port: u32,

@@ -24,7 +24,7 @@ pub enum AssetError {
         looked: String,
         hint: &'static str,
     },
-    #[error("building the initramfs {path}: {source}")]
+    #[error("building the initramfs {path}")]
     Initramfs {
         path: PathBuf,
         #[source]

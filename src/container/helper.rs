@@ -100,7 +100,8 @@ impl AgentAccess {
                 Err(MonitorError::Io {
                     what: format!("helper VM of container {}", &c.config.id[..12]),
                     source: std::io::Error::other(format!(
-                        "did not come up: {e} (see {})",
+                        "did not come up: {} (see {})",
+                        crate::error::error_chain(&e),
                         c.dir.join("helper-console.log").display()
                     )),
                 })

@@ -68,7 +68,7 @@ pub enum ContainerError {
     },
     #[error(transparent)]
     Name(#[from] names::NameError),
-    #[error("containers directory {path}: {source}")]
+    #[error("containers directory {path}")]
     Store {
         path: PathBuf,
         #[source]

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use guest_agent::protocol::{AgentMessage, HostMessage};
 
+use crate::error::error_chain;
 use crate::image::store::fs::flock;
 
 use super::agent::{self, AgentError, Session};
@@ -48,7 +49,7 @@ pub enum MonitorError {
     Network(#[from] NetworkError),
     #[error(transparent)]
     Virtiofs(#[from] VirtiofsError),
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         what: String,
         #[source]
@@ -149,7 +150,7 @@ pub fn run(store_root: &Path, id: &str, attach: bool, ready: Notifier) -> Result
     let mut dropped = Dropped::default();
     let outcome = match boot_and_run(&mut c, store_root, &client, &mut dropped) {
         Ok(o) => o,
-        Err(e) => Outcome::failed(125, e.to_string()),
+        Err(e) => Outcome::failed(125, error_chain(&e)),
     };
     if !outcome.error.is_empty() {
         eprintln!("hull monitor: {}", outcome.error);
@@ -280,7 +281,13 @@ fn run_main_process(
     });
     let mut session = match session {
         Ok(s) => s,
-        Err(e) => return Ok(vm_failure(c, rx, &format!("the VM did not come up: {e}"))),
+        Err(e) => {
+            return Ok(vm_failure(
+                c,
+                rx,
+                &format!("the VM did not come up: {}", error_chain(&e)),
+            ))
+        }
     };
     // Hostname, extra hosts and mounts go over the control connection: no user
     // string on the guest's kernel command line.
@@ -290,7 +297,13 @@ fn run_main_process(
         Ok(()) => {}
         Err(AgentError::Refused { reason, .. }) => return Ok(Outcome::failed(125, reason)),
         Err(e @ AgentError::Unexpected(_)) => return Ok(vm_failure(c, rx, &e.to_string())),
-        Err(e) => return Ok(vm_failure(c, rx, &format!("configuring the container: {e}"))),
+        Err(e) => {
+            return Ok(vm_failure(
+                c,
+                rx,
+                &format!("configuring the container: {}", error_chain(&e)),
+            ))
+        }
     }
     let mut spec = c.config.process.clone();
     spec.stdin = spec.stdin && client.is_attached();
@@ -298,7 +311,7 @@ fn run_main_process(
         Ok(stdio) => stdio,
         Err(e @ AgentError::Refused { .. }) => return Ok(Outcome::failed(e.exit_code(), e.to_string())),
         Err(e @ AgentError::Unexpected(_)) => return Ok(vm_failure(c, rx, &e.to_string())),
-        Err(e) => return Ok(vm_failure(c, rx, &format!("starting the process: {e}"))),
+        Err(e) => return Ok(vm_failure(c, rx, &format!("starting the process: {}", error_chain(&e)))),
     };
     c.update(|s| {
         s.status = Status::Running;
@@ -330,7 +343,7 @@ fn run_main_process(
                     return;
                 }
             }
-            Err(e) => return drop(events.send(Event::AgentLost(e.to_string()))),
+            Err(e) => return drop(events.send(Event::AgentLost(error_chain(&e)))),
         }
     });
     let outcome = wait_for_exit(c, rx);

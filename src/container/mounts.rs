@@ -33,7 +33,7 @@ pub enum MountError {
     MissingSource(PathBuf),
     #[error("bind source path is not a directory: {0:?} (only directories can be shared with a container)")]
     NotADirectory(PathBuf),
-    #[error("bind source path {path:?}: {source}")]
+    #[error("bind source path {path:?}")]
     Source {
         path: PathBuf,
         #[source]

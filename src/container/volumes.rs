@@ -26,7 +26,7 @@ pub enum VolumeError {
     InvalidName(String),
     #[error("remove {name}: volume is in use by container {container}")]
     InUse { name: String, container: String },
-    #[error("volume {name}: {op} {path}: {source}")]
+    #[error("volume {name}: {op} {path}")]
     Io {
         name: String,
         op: &'static str,
@@ -34,7 +34,7 @@ pub enum VolumeError {
         #[source]
         source: io::Error,
     },
-    #[error("volume {name}: record {path} is corrupt: {source}")]
+    #[error("volume {name}: record {path} is corrupt")]
     Corrupt {
         name: String,
         path: PathBuf,

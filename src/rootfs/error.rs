@@ -133,21 +133,10 @@ impl From<DataError> for EntryError {
     }
 }
 
-/// The error and all its causes on one line, as `hull` prints them.
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut line = err.to_string();
-    let mut cause = err.source();
-    while let Some(e) = cause {
-        line.push_str(": ");
-        line.push_str(&e.to_string());
-        cause = e.source();
-    }
-    line
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::error_chain;
 
     #[test]
     fn only_failed_writes_name_the_root_disk() {

@@ -22,9 +22,10 @@ mod sink;
 pub mod tar;
 mod tree;
 
+pub use crate::error::error_chain;
 pub use cache::{build_to, BuiltRootfs, CachedDisk, RootfsCache};
 pub use erofs::ImageInfo;
-pub use error::{error_chain, EntryError, FlattenError};
+pub use error::{EntryError, FlattenError};
 pub use flatten::{flatten_layers, Flattened, Flattener};
 pub use layer::{chain_id, Compression, LayerInput};
 pub use limits::Limits;
