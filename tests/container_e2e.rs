@@ -158,11 +158,20 @@ fn detached_container_lifecycle() {
     assert!(ok(&["ps", "-a"]).contains("Exited (143)"));
     assert!(!ok(&["ps"]).contains("web"));
 
+    let between = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    let between = format!("{}.{:09}", between.as_secs(), between.subsec_nanos());
     assert_eq!(ok(&["start", "web"]).trim(), "web");
     assert_eq!(inspect("web")["State"]["Status"], "running");
     wait_until("the second start's output", Duration::from_secs(60), || {
         text(&hull(&["logs", "web"]).stdout) == "started\nstarted\n"
     });
+    // --since and --until split the log at a time between the two runs.
+    assert_eq!(ok(&["logs", "--since", &between, "web"]), "started\n");
+    assert_eq!(ok(&["logs", "--until", &between, "web"]), "started\n");
+    assert_eq!(ok(&["logs", "--since", "1h", "web"]), "started\nstarted\n");
+    assert_eq!(ok(&["logs", "--until", "1h", "web"]), "");
     assert_eq!(ok(&["kill", "web"]).trim(), "web");
     assert_eq!(ok(&["wait", "web"]).trim(), "137");
     assert_eq!(ok(&["rm", "web"]).trim(), "web");
