@@ -481,9 +481,30 @@ fn volumes_are_created_listed_inspected_and_removed() {
     assert_refused(&env.hull(&["volume", "create", "a/b"]), "invalid volume name");
     assert_eq!(text(&env.hull(&["volume", "rm", "vol1"]).stdout), "vol1\n");
     assert!(!env.root().join("volumes/vol1").exists());
+    assert_eq!(text(&env.hull(&["volume", "create", "named"]).stdout), "named\n");
+    let labels = |name: &str| {
+        let v: serde_json::Value = serde_json::from_slice(&env.hull(&["volume", "inspect", name]).stdout).unwrap();
+        v[0]["Labels"].clone()
+    };
+    assert_eq!(
+        labels(&random),
+        serde_json::json!({ "com.docker.volume.anonymous": "" })
+    );
+    assert_eq!(labels("named"), serde_json::json!({}));
+    // Without -a, as in Docker, only the anonymous volume goes.
     let out = env.hull(&["volume", "prune", "-f"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains(&random), "{}", text(&out.stdout));
+    assert_eq!(text(&env.hull(&["volume", "ls", "-q"]).stdout), "named\n");
+    let out = env.hull_with_input(&["volume", "prune", "-a"], "n\n");
+    assert!(
+        text(&out.stdout).contains("remove all local volumes"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(text(&env.hull(&["volume", "ls", "-q"]).stdout), "named\n");
+    let out = env.hull(&["volume", "prune", "-a", "-f"]);
+    assert!(text(&out.stdout).contains("named"), "{}", text(&out.stdout));
     assert!(text(&env.hull(&["volume", "ls", "-q"]).stdout).is_empty());
 }
 

@@ -396,7 +396,7 @@ pub(super) fn prune_containers(
 /// Removes every volume no container uses; prints them and returns the bytes freed.
 fn prune_volumes(out: &mut impl Write, store: &ImageStore, containers: &ContainerStore) -> anyhow::Result<u64> {
     let volumes = VolumeStore::open(store.root())?;
-    let removed = super::volume::remove_unused(&volumes, containers)?;
+    let removed = super::volume::remove_unused(&volumes, containers, true)?;
     if !removed.is_empty() {
         writeln!(out, "Deleted Volumes:")?;
         for (name, _) in &removed {

@@ -6,6 +6,9 @@ use hull::container::volumes::{Volume, VolumeError, VolumeStore};
 use hull::container::{Container, ContainerStore};
 use serde_json::json;
 
+/// The label Docker gives a volume made without a name.
+const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
 #[derive(Debug, clap::Subcommand)]
 pub enum VolumeCommand {
     /// Create a volume (a random name when none is given)
@@ -18,7 +21,7 @@ pub enum VolumeCommand {
     /// Remove one or more volumes (never one a container uses)
     #[command(alias = "remove")]
     Rm(RmArgs),
-    /// Remove all volumes no container uses
+    /// Remove unused anonymous volumes (with -a, every unused volume)
     Prune(PruneArgs),
 }
 
@@ -53,6 +56,9 @@ pub struct RmArgs {
 
 #[derive(Debug, clap::Args)]
 pub struct PruneArgs {
+    /// Remove all unused volumes, not just anonymous ones
+    #[arg(short, long)]
+    all: bool,
     /// Do not prompt for confirmation
     #[arg(short, long)]
     force: bool,
@@ -72,7 +78,7 @@ pub fn run(command: VolumeCommand) -> anyhow::Result<u8> {
         VolumeCommand::Rm(a) => Ok(super::lifecycle::for_each(&a.names, |name| {
             remove(&volumes, &containers, name, a.force)
         })),
-        VolumeCommand::Prune(a) => prune(&volumes, &containers, a.force).map(|()| 0),
+        VolumeCommand::Prune(a) => prune(&volumes, &containers, a).map(|()| 0),
     }
 }
 
@@ -95,7 +101,7 @@ fn describe(v: &Volume) -> serde_json::Value {
     json!({
         "CreatedAt": v.created.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         "Driver": "local",
-        "Labels": {},
+        "Labels": if v.anonymous { json!({ ANONYMOUS_LABEL: "" }) } else { json!({}) },
         "Mountpoint": v.mountpoint,
         "Name": v.name,
         "Options": {},
@@ -138,11 +144,17 @@ pub(crate) fn allocated(v: &Volume) -> u64 {
 
 /// Removes every volume no container uses, checked under the containers' lock so no
 /// container can start using one in between; returns each one's name and size.
-pub(crate) fn remove_unused(volumes: &VolumeStore, containers: &ContainerStore) -> anyhow::Result<Vec<(String, u64)>> {
+/// Removes the volumes no container uses (with `named`, named ones too); returns
+/// their names and sizes.
+pub(crate) fn remove_unused(
+    volumes: &VolumeStore,
+    containers: &ContainerStore,
+    named: bool,
+) -> anyhow::Result<Vec<(String, u64)>> {
     containers.with_containers(|all| -> anyhow::Result<Vec<(String, u64)>> {
         let mut removed = Vec::new();
         for v in volumes.list()? {
-            if user_of(all, &v.name).is_none() {
+            if (named || v.anonymous) && user_of(all, &v.name).is_none() {
                 let size = allocated(&v);
                 volumes.remove(&v.name)?;
                 removed.push((v.name, size));
@@ -170,11 +182,11 @@ fn remove(volumes: &VolumeStore, containers: &ContainerStore, name: &str, force:
     Ok(())
 }
 
-fn prune(volumes: &VolumeStore, containers: &ContainerStore, force: bool) -> anyhow::Result<()> {
-    if !force && !confirm()? {
+fn prune(volumes: &VolumeStore, containers: &ContainerStore, args: PruneArgs) -> anyhow::Result<()> {
+    if !args.force && !confirm(args.all)? {
         return Ok(());
     }
-    let removed = remove_unused(volumes, containers)?;
+    let removed = remove_unused(volumes, containers, args.all)?;
     let mut out = std::io::stdout().lock();
     if !removed.is_empty() {
         writeln!(out, "Deleted Volumes:")?;
@@ -187,8 +199,9 @@ fn prune(volumes: &VolumeStore, containers: &ContainerStore, force: bool) -> any
     Ok(())
 }
 
-fn confirm() -> anyhow::Result<bool> {
-    print!("WARNING! This will remove all local volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ");
+fn confirm(all: bool) -> anyhow::Result<bool> {
+    let which = if all { "all local" } else { "anonymous local" };
+    print!("WARNING! This will remove {which} volumes not used by at least one container.\nAre you sure you want to continue? [y/N] ");
     std::io::stdout().flush()?;
     let mut line = String::new();
     std::io::stdin().lock().read_line(&mut line)?;

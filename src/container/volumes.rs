@@ -52,12 +52,18 @@ pub struct Volume {
     /// The directory containers see (`_data`).
     pub mountpoint: PathBuf,
     pub created: DateTime<Utc>,
+    /// Made without a name (a random one was given): `volume prune` removes these
+    /// only, unless told `--all`, as Docker does.
+    pub anonymous: bool,
 }
 
 #[derive(Serialize, Deserialize)]
 struct Record {
     name: String,
     created: DateTime<Utc>,
+    /// Absent in records written before it existed: those volumes count as named.
+    #[serde(default)]
+    anonymous: bool,
 }
 
 const RECORD: &str = "volume.json";
@@ -127,12 +133,14 @@ impl VolumeStore {
             name: name.into(),
             mountpoint: self.mountpoint(name),
             created: record.created,
+            anonymous: record.anonymous,
         })
     }
 
     /// Creates volume `name` (a random one when `None`); an existing volume is
     /// returned as it is, as Docker does.
     pub fn create(&self, name: Option<&str>) -> Result<Volume> {
+        let anonymous = name.is_none();
         let name = match name {
             Some(n) => {
                 validate_name(n)?;
@@ -144,7 +152,7 @@ impl VolumeStore {
             Err(VolumeError::NoSuchVolume(_)) => {}
             found => return found,
         }
-        let tmp = self.assemble(&name)?;
+        let tmp = self.assemble(&name, anonymous)?;
         let dest = self.dir.join(&name);
         match fs::rename(&tmp, &dest) {
             Ok(()) => {}
@@ -162,7 +170,7 @@ impl VolumeStore {
     }
 
     /// A complete volume directory under a temporary name.
-    fn assemble(&self, name: &str) -> Result<PathBuf> {
+    fn assemble(&self, name: &str, anonymous: bool) -> Result<PathBuf> {
         let suffix = names::new_id().map_err(io_err(name, "create", &self.dir))?;
         let tmp = self.dir.join(format!(".tmp-{}", &suffix[..16]));
         let result = (|| {
@@ -171,6 +179,7 @@ impl VolumeStore {
             let record = Record {
                 name: name.into(),
                 created: Utc::now(),
+                anonymous,
             };
             let bytes = serde_json::to_vec_pretty(&record).map_err(io::Error::other)?;
             fs::write(tmp.join(RECORD), bytes)?;
