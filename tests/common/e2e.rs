@@ -100,8 +100,10 @@ pub fn ok(args: &[&str]) -> String {
     text(&out.stdout)
 }
 
+/// The exit code, or minus the signal that killed the process.
 pub fn code(out: &Output) -> i32 {
-    out.status.code().unwrap_or(-1)
+    use std::os::unix::process::ExitStatusExt;
+    out.status.code().unwrap_or_else(|| -out.status.signal().unwrap_or(0))
 }
 
 pub fn containers_dir() -> PathBuf {
