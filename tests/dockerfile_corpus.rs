@@ -11,7 +11,9 @@ use hull::image::dockerfile::{
 };
 
 fn fixtures(dir: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerfiles").join(dir);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dockerfiles")
+        .join(dir);
     let mut files: Vec<PathBuf> = std::fs::read_dir(&root)
         .expect("fixture dir")
         .map(|e| e.expect("entry").path())
@@ -25,13 +27,23 @@ fn options(target: Option<&str>) -> BuildOptions {
     BuildOptions {
         build_args: BTreeMap::new(),
         target: target.map(str::to_owned),
-        build_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
-        target_platform: Platform { os: "linux".into(), arch: "arm64".into(), variant: None },
+        build_platform: Platform {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: None,
+        },
+        target_platform: Platform {
+            os: "linux".into(),
+            arch: "arm64".into(),
+            variant: None,
+        },
     }
 }
 
 fn load(name: &str) -> (Dockerfile, Resolved) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dockerfiles").join(name);
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/dockerfiles")
+        .join(name);
     let text = std::fs::read_to_string(path).expect("fixture");
     let df = parse("Dockerfile", &text).unwrap_or_else(|e| panic!("{name}: {e}"));
     let resolved = resolve(&df, &options(None), &|_| Vec::new()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -77,11 +89,19 @@ fn every_bad_fixture_fails_with_its_expected_error() {
     assert!(files.len() >= 6);
     for file in files {
         let text = std::fs::read_to_string(&file).expect("fixture");
-        let expect = text.lines().next().and_then(|l| l.strip_prefix("# expect: ")).expect("an # expect: line");
+        let expect = text
+            .lines()
+            .next()
+            .and_then(|l| l.strip_prefix("# expect: "))
+            .expect("an # expect: line");
         let target = text.lines().nth(1).and_then(|l| l.strip_prefix("# target: "));
         let result = parse("Dockerfile", &text).and_then(|df| resolve(&df, &options(target), &|_| Vec::new()));
         let error = result.expect_err(expect).to_string();
-        assert!(error.starts_with(expect), "{}: got {error:?}, want {expect:?}", file.display());
+        assert!(
+            error.starts_with(expect),
+            "{}: got {error:?}, want {expect:?}",
+            file.display()
+        );
     }
 }
 
@@ -92,8 +112,13 @@ fn multistage_go_resolves_platform_args_stages_and_mounts() {
     assert_eq!(r.stages.len(), 2);
     assert_eq!(r.stages[0].base, StageBase::Image("golang:1.22-alpine".into()));
     assert_eq!(r.stages[0].platform.as_deref(), Some("linux/amd64"));
-    let Command::Run(run) = &r.stages[0].instructions[2].command else { panic!("RUN") };
-    assert_eq!(run.mounts.iter().map(|m| m.kind).collect::<Vec<_>>(), vec![MountType::Cache, MountType::Bind]);
+    let Command::Run(run) = &r.stages[0].instructions[2].command else {
+        panic!("RUN")
+    };
+    assert_eq!(
+        run.mounts.iter().map(|m| m.kind).collect::<Vec<_>>(),
+        vec![MountType::Cache, MountType::Bind]
+    );
     assert!(run.build_args.contains(&("TARGETARCH".into(), "arm64".into())));
     assert_eq!(copies(&r, 1)[0].from.as_deref(), Some("build"));
     assert_eq!(r.stages[1].depends_on, vec![0]);
@@ -111,10 +136,17 @@ fn heredoc_fixture_reads_bodies_and_expands_only_unquoted_copy_heredocs() {
             other => panic!("{other:?}"),
         })
         .collect();
-    assert_eq!(bodies, vec!["greeting=hello\n".to_string(), "greeting=$GREETING\n".to_string()]);
-    let Command::Run(run) = &df.instructions[3].command else { panic!("RUN") };
+    assert_eq!(
+        bodies,
+        vec!["greeting=hello\n".to_string(), "greeting=$GREETING\n".to_string()]
+    );
+    let Command::Run(run) = &df.instructions[3].command else {
+        panic!("RUN")
+    };
     assert_eq!(run.heredocs[0].content, "echo indented\n");
-    let Command::Run(two) = &df.instructions[6].command else { panic!("RUN") };
+    let Command::Run(two) = &df.instructions[6].command else {
+        panic!("RUN")
+    };
     assert_eq!(two.heredocs.len(), 2);
     assert_eq!(df.instructions[7].line, 21);
 }
@@ -124,7 +156,9 @@ fn windows_fixture_uses_backtick_escape() {
     let (df, r) = load("windows-escape.Dockerfile");
     assert_eq!(df.escape, '`');
     assert_eq!(workdirs(&r, 0), vec!["C:\\app".to_string()]);
-    let Command::Run(run) = &df.instructions[2].command else { panic!("RUN") };
+    let Command::Run(run) = &df.instructions[2].command else {
+        panic!("RUN")
+    };
     assert_eq!(run.command, CommandLine::Shell("echo one     && echo two".into()));
     assert_eq!(copies(&r, 0)[0].dest, "C:\\app\\");
 }
@@ -138,7 +172,11 @@ fn legacy_fixture_accepts_old_forms() {
     assert_eq!(cmds[2], &Command::Label(vec![("version".into(), "1.0 beta".into())]));
     assert_eq!(
         cmds[3],
-        &Command::Label(vec![("a".into(), "1".into()), ("b".into(), "two words".into()), ("c".into(), "three words".into())])
+        &Command::Label(vec![
+            ("a".into(), "1".into()),
+            ("b".into(), "two words".into()),
+            ("c".into(), "three words".into())
+        ])
     );
     assert!(matches!(cmds[4], Command::Onbuild(_)));
     assert!(matches!(cmds[7], Command::Healthcheck(Healthcheck::Check { .. })));
@@ -160,7 +198,12 @@ fn args_fixture_scopes_global_and_stage_args() {
 fn comments_fixture_drops_comments_inside_continuations() {
     let (df, _) = load("comments-continuations.Dockerfile");
     assert_eq!(df.escape, '\\');
-    let Command::Run(run) = &df.instructions[1].command else { panic!("RUN") };
-    assert_eq!(run.command, CommandLine::Shell("apt-get update &&     apt-get install -y       curl       git".into()));
+    let Command::Run(run) = &df.instructions[1].command else {
+        panic!("RUN")
+    };
+    assert_eq!(
+        run.command,
+        CommandLine::Shell("apt-get update &&     apt-get install -y       curl       git".into())
+    );
     assert_eq!((df.instructions[1].line, df.instructions[2].line), (6, 12));
 }

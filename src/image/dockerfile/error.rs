@@ -4,7 +4,11 @@
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DockerfileError {
     #[error("{file}:{line}: {problem}")]
-    Line { file: String, line: usize, problem: Problem },
+    Line {
+        file: String,
+        line: usize,
+        problem: Problem,
+    },
     #[error("{file}: {problem}")]
     File { file: String, problem: Problem },
 }
@@ -32,7 +36,10 @@ pub enum Problem {
     #[error("unknown instruction: {0}")]
     UnknownInstruction(String),
     #[error("{instruction} requires {expected}")]
-    Arguments { instruction: &'static str, expected: &'static str },
+    Arguments {
+        instruction: &'static str,
+        expected: &'static str,
+    },
     #[error("{instruction}: {reason}")]
     Invalid { instruction: &'static str, reason: String },
     #[error("unknown flag: --{flag} (on {instruction})")]

@@ -79,7 +79,13 @@ struct Lexer<'a> {
 
 impl<'a> Lexer<'a> {
     fn new(text: &str, escape: char, vars: &'a dyn Lookup, mode: Mode) -> Self {
-        Lexer { chars: text.chars().collect(), pos: 0, escape, vars, mode }
+        Lexer {
+            chars: text.chars().collect(),
+            pos: 0,
+            escape,
+            vars,
+            mode,
+        }
     }
 
     fn run(mut self) -> Result<String, String> {

@@ -14,7 +14,11 @@ pub enum IgnoreError {
     #[error(".dockerignore over {MAX_DOCKERIGNORE_BYTES} bytes")]
     TooLarge,
     #[error(".dockerignore:{line}: bad pattern {pattern:?}: {reason}")]
-    BadPattern { line: usize, pattern: String, reason: &'static str },
+    BadPattern {
+        line: usize,
+        pattern: String,
+        reason: &'static str,
+    },
 }
 
 /// One compiled pattern.
@@ -38,7 +42,10 @@ enum Token {
     Everything,
     /// `**/`, or `**` inside: any number of whole directories, possibly none.
     Dirs,
-    Class { negated: bool, ranges: Vec<(char, char)> },
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
 }
 
 /// The patterns of a `.dockerignore`, in order.
@@ -85,7 +92,11 @@ impl DockerIgnore {
             if line.is_empty() {
                 continue;
             }
-            let pattern = IgnorePattern::new(line).map_err(|reason| IgnoreError::BadPattern { line: i + 1, pattern: line.to_owned(), reason })?;
+            let pattern = IgnorePattern::new(line).map_err(|reason| IgnoreError::BadPattern {
+                line: i + 1,
+                pattern: line.to_owned(),
+                reason,
+            })?;
             if let Some(p) = pattern {
                 patterns.push(p);
             }
@@ -116,7 +127,10 @@ impl DockerIgnore {
     pub fn must_walk(&self, dir: &str) -> bool {
         let dir = clean(dir.trim_start_matches('/'));
         let parts: Vec<&str> = dir.split('/').collect();
-        self.patterns.iter().filter(|p| p.exception).any(|p| p.may_match_below(&parts))
+        self.patterns
+            .iter()
+            .filter(|p| p.exception)
+            .any(|p| p.may_match_below(&parts))
     }
 
     /// Docker's rule that the Dockerfile and `.dockerignore` always reach the builder:
@@ -155,7 +169,11 @@ impl IgnorePattern {
             text.remove(0);
         }
         let tokens = compile(&text)?;
-        Ok(Some(IgnorePattern { text, exception, tokens }))
+        Ok(Some(IgnorePattern {
+            text,
+            exception,
+            tokens,
+        }))
     }
 
     /// Whether the pattern matches exactly this cleaned path.
@@ -174,7 +192,11 @@ impl IgnorePattern {
                 return true;
             }
             let Ok(seg_tokens) = compile(seg) else { return true };
-            let one = IgnorePattern { text: seg.to_string(), exception: true, tokens: seg_tokens };
+            let one = IgnorePattern {
+                text: seg.to_string(),
+                exception: true,
+                tokens: seg_tokens,
+            };
             if !one.matches(part) {
                 return false;
             }
@@ -196,7 +218,11 @@ fn compile(text: &str) -> Result<Vec<Token>, &'static str> {
                 if chars.get(i) == Some(&'/') {
                     i += 1;
                 }
-                tokens.push(if i >= chars.len() { Token::Everything } else { Token::Dirs });
+                tokens.push(if i >= chars.len() {
+                    Token::Everything
+                } else {
+                    Token::Dirs
+                });
             }
             '*' => tokens.push(Token::Star),
             '?' => tokens.push(Token::One),
@@ -268,9 +294,14 @@ fn matches_at(tokens: &[Token], path: &[char], t: usize, p: usize, memo: &mut [O
         Some(Token::Dirs) => {
             // Zero directories, or skip through the next `/` and try again.
             matches_at(tokens, path, t + 1, p, memo)
-                || path[p..].iter().position(|c| *c == '/').is_some_and(|slash| matches_at(tokens, path, t, p + slash + 1, memo))
+                || path[p..]
+                    .iter()
+                    .position(|c| *c == '/')
+                    .is_some_and(|slash| matches_at(tokens, path, t, p + slash + 1, memo))
         }
-        Some(single) => p < path.len() && single_matches(single, path[p]) && matches_at(tokens, path, t + 1, p + 1, memo),
+        Some(single) => {
+            p < path.len() && single_matches(single, path[p]) && matches_at(tokens, path, t + 1, p + 1, memo)
+        }
     };
     if let Some(slot) = memo.get_mut(key) {
         *slot = Some(result);
@@ -282,7 +313,9 @@ fn single_matches(token: &Token, c: char) -> bool {
     match token {
         Token::Char(x) => *x == c,
         Token::One => c != '/',
-        Token::Class { negated, ranges } => c != '/' && (ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated),
+        Token::Class { negated, ranges } => {
+            c != '/' && (ranges.iter().any(|(lo, hi)| (*lo..=*hi).contains(&c)) != *negated)
+        }
         _ => false,
     }
 }

@@ -31,7 +31,10 @@ pub enum Command {
     Arg(Vec<ArgDecl>),
     Expose(Vec<String>),
     Volume(Vec<String>),
-    User { user: String, group: Option<String> },
+    User {
+        user: String,
+        group: Option<String>,
+    },
     Workdir(String),
     StopSignal(String),
     Healthcheck(Healthcheck),
@@ -204,7 +207,10 @@ pub struct ArgDecl {
 pub enum Healthcheck {
     /// `HEALTHCHECK NONE`: disable any inherited check.
     None,
-    Check { command: CommandLine, options: HealthcheckOptions },
+    Check {
+        command: CommandLine,
+        options: HealthcheckOptions,
+    },
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -24,8 +24,8 @@ pub use error::{DockerfileError, Problem};
 pub use expand::{expand_word, Lookup};
 pub use ignore::{always_sent, DockerIgnore, IgnoreError, IgnorePattern};
 pub use instruction::{
-    Add, ArgDecl, Command, CommandLine, Copy, ExposedPort, From, Healthcheck, HealthcheckOptions,
-    Heredoc, Instruction, Mount, MountType, Network, PortProtocol, Run, Security, Sharing, Source,
+    Add, ArgDecl, Command, CommandLine, Copy, ExposedPort, From, Healthcheck, HealthcheckOptions, Heredoc, Instruction,
+    Mount, MountType, Network, PortProtocol, Run, Security, Sharing, Source,
 };
 pub use parse::{parse, Dockerfile};
 pub use stages::{resolve, BuildOptions, FromRef, Platform, Resolved, Stage, StageBase, PREDEFINED_PROXY_ARGS};

@@ -24,11 +24,19 @@ pub struct Dockerfile {
 /// Parses `text`, naming `file` in errors.
 pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
     if text.len() > MAX_DOCKERFILE_BYTES {
-        return Err(DockerfileError::File { file: file.to_owned(), problem: Problem::TooLarge("Dockerfile over 4 MiB") });
+        return Err(DockerfileError::File {
+            file: file.to_owned(),
+            problem: Problem::TooLarge("Dockerfile over 4 MiB"),
+        });
     }
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
-    let mut reader = Reader { file, lines, pos: 0, escape: '\\' };
+    let mut reader = Reader {
+        file,
+        lines,
+        pos: 0,
+        escape: '\\',
+    };
     let syntax = reader.directives()?;
     let mut instructions = Vec::new();
     while let Some(logical) = reader.logical_line()? {
@@ -37,7 +45,12 @@ pub fn parse(file: &str, text: &str) -> Result<Dockerfile, DockerfileError> {
         }
         instructions.push(reader.instruction(logical)?);
     }
-    Ok(Dockerfile { file: file.to_owned(), escape: reader.escape, syntax, instructions })
+    Ok(Dockerfile {
+        file: file.to_owned(),
+        escape: reader.escape,
+        syntax,
+        instructions,
+    })
 }
 
 /// One instruction's text with its continuations joined.
@@ -84,7 +97,11 @@ fn directive(line: &str) -> Option<(String, &str)> {
 
 impl<'a> Reader<'a> {
     fn error(&self, line: usize, problem: Problem) -> DockerfileError {
-        DockerfileError::Line { file: self.file.to_owned(), line, problem }
+        DockerfileError::Line {
+            file: self.file.to_owned(),
+            line,
+            problem,
+        }
     }
 
     /// Reads the parser directives at the top; returns `syntax=`.
@@ -148,7 +165,11 @@ impl<'a> Reader<'a> {
                     return Err(self.error(start, Problem::TooLarge("logical line over 1 MiB")));
                 }
             }
-            return Ok(Some(Logical { line: start, end_line: self.pos, text }));
+            return Ok(Some(Logical {
+                line: start,
+                end_line: self.pos,
+                text,
+            }));
         }
         Ok(None)
     }
@@ -164,10 +185,18 @@ impl<'a> Reader<'a> {
             trigger.line = line;
             trigger.end_line = end_line;
         }
-        Ok(Instruction { line, end_line, command })
+        Ok(Instruction {
+            line,
+            end_line,
+            command,
+        })
     }
 
-    fn heredoc_bodies(&mut self, line: usize, specs: Vec<HeredocSpec>) -> Result<Vec<(String, Heredoc)>, DockerfileError> {
+    fn heredoc_bodies(
+        &mut self,
+        line: usize,
+        specs: Vec<HeredocSpec>,
+    ) -> Result<Vec<(String, Heredoc)>, DockerfileError> {
         let mut heredocs = Vec::with_capacity(specs.len());
         for spec in specs {
             let mut content = String::new();
@@ -176,14 +205,24 @@ impl<'a> Reader<'a> {
                     return Err(self.error(line, Problem::UnterminatedHeredoc { name: spec.name }));
                 };
                 self.pos += 1;
-                let body = if spec.strip_tabs { body.trim_start_matches('\t') } else { body };
+                let body = if spec.strip_tabs {
+                    body.trim_start_matches('\t')
+                } else {
+                    body
+                };
                 if body == spec.name {
                     break;
                 }
                 content.push_str(body);
                 content.push('\n');
             }
-            let heredoc = Heredoc { name: spec.name, content, expand: spec.expand, strip_tabs: spec.strip_tabs, fd: spec.fd };
+            let heredoc = Heredoc {
+                name: spec.name,
+                content,
+                expand: spec.expand,
+                strip_tabs: spec.strip_tabs,
+                fd: spec.fd,
+            };
             heredocs.push((spec.word, heredoc));
         }
         Ok(heredocs)
@@ -209,13 +248,20 @@ fn heredoc_specs(keyword: &str, rest: &str, escape: char) -> Result<Vec<HeredocS
     if json_array(args).is_some() {
         return Ok(Vec::new());
     }
-    Ok(split_words(args, escape).into_iter().filter_map(|w| heredoc_spec(&w, escape)).collect())
+    Ok(split_words(args, escape)
+        .into_iter()
+        .filter_map(|w| heredoc_spec(&w, escape))
+        .collect())
 }
 
 /// `[fd]<<[-]NAME`, `<<'NAME'`, `<<"NAME"`.
 fn heredoc_spec(word: &str, escape: char) -> Option<HeredocSpec> {
     let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
-    let fd = if digits > 0 { Some(word[..digits].parse().ok()?) } else { None };
+    let fd = if digits > 0 {
+        Some(word[..digits].parse().ok()?)
+    } else {
+        None
+    };
     let after = word[digits..].strip_prefix("<<")?;
     let (strip_tabs, raw) = match after.strip_prefix('-') {
         Some(r) => (true, r),
@@ -229,7 +275,13 @@ fn heredoc_spec(word: &str, escape: char) -> Option<HeredocSpec> {
     if name.is_empty() {
         return None;
     }
-    Some(HeredocSpec { word: word.to_owned(), name, expand: !quoted, strip_tabs, fd })
+    Some(HeredocSpec {
+        word: word.to_owned(),
+        name,
+        expand: !quoted,
+        strip_tabs,
+        fd,
+    })
 }
 
 type Heredocs = Vec<(String, Heredoc)>;
@@ -239,7 +291,10 @@ fn command(keyword: &str, rest: &str, heredocs: Heredocs, escape: char) -> Resul
     let args = args.trim();
     let no_flags = |name: &'static str| Flags::check(name, flags.clone(), &[]).map(|_| ());
     Ok(match keyword {
-        "from" => Command::From(from(Flags::check("FROM", flags, &[("platform", FlagKind::Text)])?, args)?),
+        "from" => Command::From(from(
+            Flags::check("FROM", flags, &[("platform", FlagKind::Text)])?,
+            args,
+        )?),
         "run" => Command::Run(run(flags, args, heredocs)?),
         "cmd" => {
             no_flags("CMD")?;
@@ -300,14 +355,20 @@ fn command(keyword: &str, rest: &str, heredocs: Heredocs, escape: char) -> Resul
 
 fn at_least_one(instruction: &'static str, words: Vec<String>) -> Result<Vec<String>, Problem> {
     if words.is_empty() {
-        return Err(Problem::Arguments { instruction, expected: "at least one argument" });
+        return Err(Problem::Arguments {
+            instruction,
+            expected: "at least one argument",
+        });
     }
     Ok(words)
 }
 
 fn one_text(instruction: &'static str, args: &str) -> Result<String, Problem> {
     if args.is_empty() {
-        return Err(Problem::Arguments { instruction, expected: "exactly one argument" });
+        return Err(Problem::Arguments {
+            instruction,
+            expected: "exactly one argument",
+        });
     }
     Ok(args.to_owned())
 }
@@ -315,7 +376,10 @@ fn one_text(instruction: &'static str, args: &str) -> Result<String, Problem> {
 fn one_word(instruction: &'static str, args: &str, escape: char) -> Result<String, Problem> {
     match split_words(args, escape).as_slice() {
         [word] => Ok(word.clone()),
-        _ => Err(Problem::Arguments { instruction, expected: "exactly one argument" }),
+        _ => Err(Problem::Arguments {
+            instruction,
+            expected: "exactly one argument",
+        }),
     }
 }
 
@@ -324,14 +388,23 @@ fn from(flags: Flags, args: &str) -> Result<From, Problem> {
     let (image, name) = match words.as_slice() {
         [image] => (*image, None),
         [image, as_, name] if as_.eq_ignore_ascii_case("as") => (*image, Some(name.to_ascii_lowercase())),
-        _ => return Err(Problem::Arguments { instruction: "FROM", expected: "either one argument, or three: image AS name" }),
+        _ => {
+            return Err(Problem::Arguments {
+                instruction: "FROM",
+                expected: "either one argument, or three: image AS name",
+            })
+        }
     };
     if let Some(name) = &name {
         if !valid_stage_name(name) {
             return Err(Problem::BadStageName(name.clone()));
         }
     }
-    Ok(From { image: image.to_owned(), name, platform: flags.text("platform") })
+    Ok(From {
+        image: image.to_owned(),
+        name,
+        platform: flags.text("platform"),
+    })
 }
 
 pub(crate) fn valid_stage_name(name: &str) -> bool {
@@ -345,7 +418,10 @@ fn command_line(instruction: &'static str, args: &str) -> Result<CommandLine, Pr
         return Ok(CommandLine::Exec(exec));
     }
     if args.is_empty() {
-        return Err(Problem::Arguments { instruction, expected: "at least one argument" });
+        return Err(Problem::Arguments {
+            instruction,
+            expected: "at least one argument",
+        });
     }
     Ok(CommandLine::Shell(args.to_owned()))
 }
@@ -353,19 +429,33 @@ fn command_line(instruction: &'static str, args: &str) -> Result<CommandLine, Pr
 fn shell(args: &str) -> Result<Vec<String>, Problem> {
     match json_array(args) {
         Some(words) if !words.is_empty() => Ok(words),
-        _ => Err(Problem::Invalid { instruction: "SHELL", reason: "requires the arguments in JSON form, e.g. [\"/bin/sh\", \"-c\"]".into() }),
+        _ => Err(Problem::Invalid {
+            instruction: "SHELL",
+            reason: "requires the arguments in JSON form, e.g. [\"/bin/sh\", \"-c\"]".into(),
+        }),
     }
 }
 
 fn run(flags: Vec<String>, args: &str, heredocs: Heredocs) -> Result<Run, Problem> {
-    let accepted = [("mount", FlagKind::List), ("network", FlagKind::Text), ("security", FlagKind::Text)];
+    let accepted = [
+        ("mount", FlagKind::List),
+        ("network", FlagKind::Text),
+        ("security", FlagKind::Text),
+    ];
     let flags = Flags::check("RUN", flags, &accepted)?;
     let mounts = flags.list("mount").iter().map(|m| mount(m)).collect::<Result<_, _>>()?;
     let network = flags.text("network").map(|n| network(&n)).transpose()?;
     let security = flags.text("security").map(|s| security(&s)).transpose()?;
     let command = command_line("RUN", args)?;
     let heredocs = heredocs.into_iter().map(|(_, h)| h).collect();
-    Ok(Run { command, heredocs, mounts, network, security, build_args: Vec::new() })
+    Ok(Run {
+        command,
+        heredocs,
+        mounts,
+        network,
+        security,
+        build_args: Vec::new(),
+    })
 }
 
 fn network(value: &str) -> Result<Network, Problem> {
@@ -373,7 +463,10 @@ fn network(value: &str) -> Result<Network, Problem> {
         "default" => Ok(Network::Default),
         "none" => Ok(Network::None),
         "host" => Ok(Network::Host),
-        _ => Err(Problem::BadFlag { flag: "network".into(), reason: format!("{value:?}: expected default, none or host") }),
+        _ => Err(Problem::BadFlag {
+            flag: "network".into(),
+            reason: format!("{value:?}: expected default, none or host"),
+        }),
     }
 }
 
@@ -381,12 +474,18 @@ fn security(value: &str) -> Result<Security, Problem> {
     match value {
         "sandbox" => Ok(Security::Sandbox),
         "insecure" => Ok(Security::Insecure),
-        _ => Err(Problem::BadFlag { flag: "security".into(), reason: format!("{value:?}: expected sandbox or insecure") }),
+        _ => Err(Problem::BadFlag {
+            flag: "security".into(),
+            reason: format!("{value:?}: expected sandbox or insecure"),
+        }),
     }
 }
 
 fn mount_problem(reason: String) -> Problem {
-    Problem::BadFlag { flag: "mount".into(), reason }
+    Problem::BadFlag {
+        flag: "mount".into(),
+        reason,
+    }
 }
 
 /// `--mount=type=cache,target=/x,...`.
@@ -425,7 +524,11 @@ pub(crate) fn mount(spec: &str) -> Result<Mount, Problem> {
 }
 
 fn mount_field(m: &mut Mount, key: &str, value: Option<&str>, rw_given: &mut bool) -> Result<(), Problem> {
-    let text = || value.map(str::to_owned).ok_or_else(|| mount_problem(format!("{key} needs a value")));
+    let text = || {
+        value
+            .map(str::to_owned)
+            .ok_or_else(|| mount_problem(format!("{key} needs a value")))
+    };
     let number = |radix: u32| -> Result<u32, Problem> {
         let v = text()?;
         u32::from_str_radix(&v, radix).map_err(|_| mount_problem(format!("{key}={v}: not a number")))
@@ -498,8 +601,11 @@ fn byte_size(value: &str) -> Result<u64, Problem> {
         "g" => 30,
         _ => return Err(mount_problem(format!("size={value}: unknown unit"))),
     };
-    let n: u64 = digits.parse().map_err(|_| mount_problem(format!("size={value}: not a size")))?;
-    n.checked_mul(1 << shift).ok_or_else(|| mount_problem(format!("size={value}: too large")))
+    let n: u64 = digits
+        .parse()
+        .map_err(|_| mount_problem(format!("size={value}: not a size")))?;
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| mount_problem(format!("size={value}: too large")))
 }
 
 /// COPY/ADD arguments: sources (heredocs substituted) and the destination.
@@ -514,7 +620,10 @@ fn sources_and_dest(
         None => (split_words(args, escape), false),
     };
     let Some(dest) = words.pop().filter(|_| !words.is_empty()) else {
-        return Err(Problem::Arguments { instruction, expected: "at least two arguments: source(s) and destination" });
+        return Err(Problem::Arguments {
+            instruction,
+            expected: "at least two arguments: source(s) and destination",
+        });
     };
     let mut heredocs = heredocs;
     let sources = words
@@ -528,7 +637,12 @@ fn sources_and_dest(
 }
 
 fn copy(flags: Vec<String>, args: &str, heredocs: Heredocs, escape: char) -> Result<Copy, Problem> {
-    let accepted = [("from", FlagKind::Text), ("chown", FlagKind::Text), ("chmod", FlagKind::Text), ("link", FlagKind::Bool)];
+    let accepted = [
+        ("from", FlagKind::Text),
+        ("chown", FlagKind::Text),
+        ("chmod", FlagKind::Text),
+        ("link", FlagKind::Bool),
+    ];
     let flags = Flags::check("COPY", flags, &accepted)?;
     let (sources, dest, exec_form) = sources_and_dest("COPY", args, heredocs, escape)?;
     Ok(Copy {
@@ -567,21 +681,33 @@ fn add(flags: Vec<String>, args: &str, heredocs: Heredocs, escape: char) -> Resu
 fn name_values(instruction: &'static str, args: &str, escape: char) -> Result<Vec<(String, String)>, Problem> {
     let words = split_words(args, escape);
     let Some(first) = words.first() else {
-        return Err(Problem::Arguments { instruction, expected: "at least one name=value pair" });
+        return Err(Problem::Arguments {
+            instruction,
+            expected: "at least one name=value pair",
+        });
     };
     if !first.contains('=') {
         let value = next_word(args, escape).map(|(_, rest)| rest.trim()).unwrap_or("");
         if value.is_empty() {
-            return Err(Problem::Arguments { instruction, expected: "two arguments (name value) or name=value pairs" });
+            return Err(Problem::Arguments {
+                instruction,
+                expected: "two arguments (name value) or name=value pairs",
+            });
         }
         return Ok(vec![(first.clone(), value.to_owned())]);
     }
     words
         .iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(Problem::Invalid { instruction, reason: format!("{w:?}: names can not be blank") }),
+            Some((k, _)) if k.is_empty() => Err(Problem::Invalid {
+                instruction,
+                reason: format!("{w:?}: names can not be blank"),
+            }),
             Some((k, v)) => Ok((k.to_owned(), v.to_owned())),
-            None => Err(Problem::Invalid { instruction, reason: format!("can't find = in {w:?}: must be of the form name=value") }),
+            None => Err(Problem::Invalid {
+                instruction,
+                reason: format!("can't find = in {w:?}: must be of the form name=value"),
+            }),
         })
         .collect()
 }
@@ -596,7 +722,10 @@ fn arg(args: &str, escape: char) -> Result<Vec<ArgDecl>, Problem> {
                 None => (w.clone(), None),
             };
             if name.is_empty() {
-                return Err(Problem::Invalid { instruction: "ARG", reason: format!("{w:?}: names can not be blank") });
+                return Err(Problem::Invalid {
+                    instruction: "ARG",
+                    reason: format!("{w:?}: names can not be blank"),
+                });
             }
             Ok(ArgDecl { name, default })
         })
@@ -606,8 +735,14 @@ fn arg(args: &str, escape: char) -> Result<Vec<ArgDecl>, Problem> {
 fn user(args: &str, escape: char) -> Result<Command, Problem> {
     let word = one_word("USER", args, escape)?;
     Ok(match word.split_once(':') {
-        Some((user, group)) => Command::User { user: user.to_owned(), group: Some(group.to_owned()) },
-        None => Command::User { user: word, group: None },
+        Some((user, group)) => Command::User {
+            user: user.to_owned(),
+            group: Some(group.to_owned()),
+        },
+        None => Command::User {
+            user: word,
+            group: None,
+        },
     })
 }
 
@@ -615,7 +750,10 @@ fn healthcheck(flags: Vec<String>, args: &str) -> Result<Healthcheck, Problem> {
     let (kind, rest) = split_keyword(args);
     match kind.as_str() {
         "none" if rest.trim().is_empty() && flags.is_empty() => Ok(Healthcheck::None),
-        "none" => Err(Problem::Invalid { instruction: "HEALTHCHECK", reason: "NONE takes no other arguments".into() }),
+        "none" => Err(Problem::Invalid {
+            instruction: "HEALTHCHECK",
+            reason: "NONE takes no other arguments".into(),
+        }),
         "cmd" => {
             let accepted = [
                 ("interval", FlagKind::Text),
@@ -626,9 +764,15 @@ fn healthcheck(flags: Vec<String>, args: &str) -> Result<Healthcheck, Problem> {
             ];
             let flags = Flags::check("HEALTHCHECK", flags, &accepted)?;
             let command = command_line("HEALTHCHECK", rest.trim())?;
-            Ok(Healthcheck::Check { command, options: health_options(&flags)? })
+            Ok(Healthcheck::Check {
+                command,
+                options: health_options(&flags)?,
+            })
         }
-        _ => Err(Problem::Invalid { instruction: "HEALTHCHECK", reason: "expected NONE or CMD".into() }),
+        _ => Err(Problem::Invalid {
+            instruction: "HEALTHCHECK",
+            reason: "expected NONE or CMD".into(),
+        }),
     }
 }
 
@@ -636,12 +780,22 @@ fn health_options(flags: &Flags) -> Result<HealthcheckOptions, Problem> {
     let duration = |name: &str| -> Result<Option<Duration>, Problem> {
         flags
             .text(name)
-            .map(|v| go_duration(&v).ok_or_else(|| Problem::BadFlag { flag: name.into(), reason: format!("{v:?} is not a duration like 30s or 1m30s") }))
+            .map(|v| {
+                go_duration(&v).ok_or_else(|| Problem::BadFlag {
+                    flag: name.into(),
+                    reason: format!("{v:?} is not a duration like 30s or 1m30s"),
+                })
+            })
             .transpose()
     };
     let retries = flags
         .text("retries")
-        .map(|v| v.parse::<u32>().map_err(|_| Problem::BadFlag { flag: "retries".into(), reason: format!("{v:?} is not a count") }))
+        .map(|v| {
+            v.parse::<u32>().map_err(|_| Problem::BadFlag {
+                flag: "retries".into(),
+                reason: format!("{v:?} is not a count"),
+            })
+        })
         .transpose()?;
     Ok(HealthcheckOptions {
         interval: duration("interval")?,
@@ -660,10 +814,14 @@ pub(crate) fn go_duration(text: &str) -> Option<Duration> {
     let mut rest = text;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let number_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let number: f64 = rest[..number_len].parse().ok()?;
         rest = &rest[number_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let scale = match &rest[..unit_len] {
             "ns" => 1e-9,
             "us" | "µs" => 1e-6,
@@ -682,9 +840,22 @@ pub(crate) fn go_duration(text: &str) -> Option<Duration> {
 fn onbuild(rest: &str, heredocs: Heredocs, escape: char) -> Result<Instruction, Problem> {
     let (keyword, inner) = split_keyword(rest);
     match keyword.as_str() {
-        "" => Err(Problem::Arguments { instruction: "ONBUILD", expected: "an instruction to trigger" }),
-        "onbuild" => Err(Problem::Invalid { instruction: "ONBUILD", reason: "chaining ONBUILD via ONBUILD ONBUILD isn't allowed".into() }),
-        "from" | "maintainer" => Err(Problem::Invalid { instruction: "ONBUILD", reason: format!("{} isn't allowed as an ONBUILD trigger", keyword.to_ascii_uppercase()) }),
-        _ => Ok(Instruction { line: 0, end_line: 0, command: command(&keyword, inner, heredocs, escape)? }),
+        "" => Err(Problem::Arguments {
+            instruction: "ONBUILD",
+            expected: "an instruction to trigger",
+        }),
+        "onbuild" => Err(Problem::Invalid {
+            instruction: "ONBUILD",
+            reason: "chaining ONBUILD via ONBUILD ONBUILD isn't allowed".into(),
+        }),
+        "from" | "maintainer" => Err(Problem::Invalid {
+            instruction: "ONBUILD",
+            reason: format!("{} isn't allowed as an ONBUILD trigger", keyword.to_ascii_uppercase()),
+        }),
+        _ => Ok(Instruction {
+            line: 0,
+            end_line: 0,
+            command: command(&keyword, inner, heredocs, escape)?,
+        }),
     }
 }

@@ -11,8 +11,16 @@ use super::parse::Dockerfile;
 /// ARGs Docker defines without an ARG line, usable in every stage when given as
 /// build-args.
 pub const PREDEFINED_PROXY_ARGS: [&str; 10] = [
-    "HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "FTP_PROXY", "ftp_proxy", "NO_PROXY", "no_proxy",
-    "ALL_PROXY", "all_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "FTP_PROXY",
+    "ftp_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "ALL_PROXY",
+    "all_proxy",
 ];
 
 /// An OCI platform.
@@ -31,7 +39,11 @@ impl Platform {
             "aarch64" => "arm64",
             other => other,
         };
-        Platform { os: "linux".into(), arch: arch.into(), variant: None }
+        Platform {
+            os: "linux".into(),
+            arch: arch.into(),
+            variant: None,
+        }
     }
 
     fn text(&self) -> String {
@@ -65,7 +77,12 @@ pub struct BuildOptions {
 
 impl Default for BuildOptions {
     fn default() -> Self {
-        BuildOptions { build_args: BTreeMap::new(), target: None, build_platform: Platform::host(), target_platform: Platform::host() }
+        BuildOptions {
+            build_args: BTreeMap::new(),
+            target: None,
+            build_platform: Platform::host(),
+            target_platform: Platform::host(),
+        }
     }
 }
 
@@ -129,7 +146,10 @@ impl Resolved {
 
     /// Resolves `--from=` text as seen from stage `current`.
     pub fn from_ref(&self, text: &str, current: usize) -> FromRef {
-        stage_ref(&self.stages, text, current).ok().flatten().map_or_else(|| FromRef::Image(text.to_owned()), FromRef::Stage)
+        stage_ref(&self.stages, text, current)
+            .ok()
+            .flatten()
+            .map_or_else(|| FromRef::Image(text.to_owned()), FromRef::Stage)
     }
 }
 
@@ -167,13 +187,26 @@ pub fn resolve(
     opts: &BuildOptions,
     image_env: &dyn Fn(&str) -> Vec<(String, String)>,
 ) -> Result<Resolved, DockerfileError> {
-    let first_from = df.instructions.iter().position(|i| matches!(i.command, Command::From(_)));
+    let first_from = df
+        .instructions
+        .iter()
+        .position(|i| matches!(i.command, Command::From(_)));
     let Some(first_from) = first_from else {
-        return Err(DockerfileError::File { file: df.file.clone(), problem: Problem::NoFrom });
+        return Err(DockerfileError::File {
+            file: df.file.clone(),
+            problem: Problem::NoFrom,
+        });
     };
     let mut globals = opts.build_platform.args("BUILD");
     globals.extend(opts.target_platform.args("TARGET"));
-    let mut r = Resolver { df, opts, image_env, globals, declared: Vec::new(), stages: Vec::new() };
+    let mut r = Resolver {
+        df,
+        opts,
+        image_env,
+        globals,
+        declared: Vec::new(),
+        stages: Vec::new(),
+    };
     for ins in &df.instructions[..first_from] {
         r.global(ins)?;
     }
@@ -191,7 +224,11 @@ pub fn resolve(
 
 impl Resolver<'_> {
     fn error(&self, line: usize, problem: Problem) -> DockerfileError {
-        DockerfileError::Line { file: self.df.file.clone(), line, problem }
+        DockerfileError::Line {
+            file: self.df.file.clone(),
+            line,
+            problem,
+        }
     }
 
     fn word(&self, line: usize, text: &str, vars: &dyn Lookup) -> Result<String, DockerfileError> {
@@ -218,11 +255,17 @@ impl Resolver<'_> {
     }
 
     fn stage(&mut self, from_ins: &Instruction, body: &[Instruction]) -> Result<(), DockerfileError> {
-        let Command::From(from) = &from_ins.command else { return Ok(()) };
+        let Command::From(from) = &from_ins.command else {
+            return Ok(());
+        };
         let line = from_ins.line;
         let globals = self.globals.clone();
         let image = self.word(line, &from.image, &globals)?;
-        let platform = from.platform.as_ref().map(|p| self.word(line, p, &globals)).transpose()?;
+        let platform = from
+            .platform
+            .as_ref()
+            .map(|p| self.word(line, p, &globals))
+            .transpose()?;
         if let Some(name) = &from.name {
             if self.stages.iter().any(|s| s.name.as_ref() == Some(name)) {
                 return Err(self.error(line, Problem::DuplicateStage(name.clone())));
@@ -239,7 +282,16 @@ impl Resolver<'_> {
             _ => Vec::new(),
         };
         let index = self.stages.len();
-        let mut stage = Stage { index, name: from.name.clone(), line, base, platform, instructions: Vec::new(), env, depends_on };
+        let mut stage = Stage {
+            index,
+            name: from.name.clone(),
+            line,
+            base,
+            platform,
+            instructions: Vec::new(),
+            env,
+            depends_on,
+        };
         let mut args: Vec<(String, String)> = PREDEFINED_PROXY_ARGS
             .iter()
             .filter_map(|n| self.opts.build_args.get(*n).map(|v| (n.to_string(), v.clone())))
@@ -254,7 +306,11 @@ impl Resolver<'_> {
 
     fn base(&self, image: &str) -> StageBase {
         let lower = image.to_ascii_lowercase();
-        if let Some(i) = self.stages.iter().position(|s| s.name.as_deref() == Some(lower.as_str())) {
+        if let Some(i) = self
+            .stages
+            .iter()
+            .position(|s| s.name.as_deref() == Some(lower.as_str()))
+        {
             return StageBase::Stage(i);
         }
         if lower == "scratch" {
@@ -263,7 +319,12 @@ impl Resolver<'_> {
         StageBase::Image(image.to_owned())
     }
 
-    fn instruction(&mut self, ins: &Instruction, stage: &mut Stage, args: &mut Vec<(String, String)>) -> Result<Instruction, DockerfileError> {
+    fn instruction(
+        &mut self,
+        ins: &Instruction,
+        stage: &mut Stage,
+        args: &mut Vec<(String, String)>,
+    ) -> Result<Instruction, DockerfileError> {
         let line = ins.line;
         let scope = Scope { env: &stage.env, args };
         let w = |t: &String| self.word(line, t, &scope);
@@ -279,22 +340,41 @@ impl Resolver<'_> {
                 ins.command.clone()
             }
             Command::Env(pairs) => {
-                let pairs = pairs.iter().map(|(k, v)| Ok((w(k)?, w(v)?))).collect::<Result<Vec<_>, DockerfileError>>()?;
+                let pairs = pairs
+                    .iter()
+                    .map(|(k, v)| Ok((w(k)?, w(v)?)))
+                    .collect::<Result<Vec<_>, DockerfileError>>()?;
                 for (k, v) in &pairs {
                     set(&mut stage.env, k, v.clone());
                 }
                 Command::Env(pairs)
             }
-            Command::Label(pairs) => Command::Label(pairs.iter().map(|(k, v)| Ok((w(k)?, w(v)?))).collect::<Result<_, DockerfileError>>()?),
+            Command::Label(pairs) => Command::Label(
+                pairs
+                    .iter()
+                    .map(|(k, v)| Ok((w(k)?, w(v)?)))
+                    .collect::<Result<_, DockerfileError>>()?,
+            ),
             Command::Expose(ports) => {
                 let ports = ports.iter().map(w).collect::<Result<Vec<_>, _>>()?;
                 for p in ports.iter().flat_map(|p| p.split_whitespace()) {
-                    ExposedPort::parse(p).map_err(|reason| self.error(line, Problem::Invalid { instruction: "EXPOSE", reason }))?;
+                    ExposedPort::parse(p).map_err(|reason| {
+                        self.error(
+                            line,
+                            Problem::Invalid {
+                                instruction: "EXPOSE",
+                                reason,
+                            },
+                        )
+                    })?;
                 }
                 Command::Expose(ports)
             }
             Command::Volume(paths) => Command::Volume(paths.iter().map(w).collect::<Result<_, _>>()?),
-            Command::User { user, group } => Command::User { user: w(user)?, group: group.as_ref().map(w).transpose()? },
+            Command::User { user, group } => Command::User {
+                user: w(user)?,
+                group: group.as_ref().map(w).transpose()?,
+            },
             Command::Workdir(dir) => Command::Workdir(w(dir)?),
             Command::StopSignal(sig) => Command::StopSignal(w(sig)?),
             Command::Copy(copy) => Command::Copy(self.copy(line, copy, &scope)?),
@@ -310,12 +390,27 @@ impl Resolver<'_> {
             other => other.clone(),
         };
         self.record_deps(line, &command, stage)?;
-        Ok(Instruction { line, end_line: ins.end_line, command })
+        Ok(Instruction {
+            line,
+            end_line: ins.end_line,
+            command,
+        })
     }
 
     /// In-stage ARG values: build-arg, then the platform value, then the default, then the global.
-    fn stage_args(&self, line: usize, decls: &[ArgDecl], scope: &Scope) -> Result<Vec<(String, Option<String>)>, DockerfileError> {
-        let platform = self.opts.build_platform.args("BUILD").into_iter().chain(self.opts.target_platform.args("TARGET")).collect::<Vec<_>>();
+    fn stage_args(
+        &self,
+        line: usize,
+        decls: &[ArgDecl],
+        scope: &Scope,
+    ) -> Result<Vec<(String, Option<String>)>, DockerfileError> {
+        let platform = self
+            .opts
+            .build_platform
+            .args("BUILD")
+            .into_iter()
+            .chain(self.opts.target_platform.args("TARGET"))
+            .collect::<Vec<_>>();
         decls
             .iter()
             .map(|d| {
@@ -339,7 +434,8 @@ impl Resolver<'_> {
             .map(|s| match s {
                 Source::Path(p) => Ok(Source::Path(self.word(line, p, scope)?)),
                 Source::Heredoc(h) if h.expand => {
-                    let content = expand_raw(&h.content, self.df.escape, scope).map_err(|m| self.error(line, Problem::Substitution(m)))?;
+                    let content = expand_raw(&h.content, self.df.escape, scope)
+                        .map_err(|m| self.error(line, Problem::Substitution(m)))?;
                     Ok(Source::Heredoc(Heredoc { content, ..h.clone() }))
                 }
                 Source::Heredoc(h) => Ok(Source::Heredoc(h.clone())),
@@ -403,7 +499,10 @@ impl Resolver<'_> {
                 self.stages
                     .iter()
                     .position(|s| s.name.as_deref() == Some(lower.as_str()))
-                    .ok_or_else(|| DockerfileError::File { file: self.df.file.clone(), problem: Problem::UnknownTarget(t.clone()) })?
+                    .ok_or_else(|| DockerfileError::File {
+                        file: self.df.file.clone(),
+                        problem: Problem::UnknownTarget(t.clone()),
+                    })?
             }
         };
         let unused_build_args = self
@@ -415,15 +514,26 @@ impl Resolver<'_> {
             .collect();
         let mut stages = self.stages;
         stages.truncate(target + 1);
-        Ok(Resolved { stages, target, unused_build_args })
+        Ok(Resolved {
+            stages,
+            target,
+            unused_build_args,
+        })
     }
 }
 
 /// An earlier stage named by `text` (a name or an index), seen from stage `current`.
 fn stage_ref(stages: &[Stage], text: &str, current: usize) -> Result<Option<usize>, Problem> {
     if let Ok(n) = text.parse::<usize>() {
-        return if n < current { Ok(Some(n)) } else { Err(Problem::StageCycle(text.to_owned())) };
+        return if n < current {
+            Ok(Some(n))
+        } else {
+            Err(Problem::StageCycle(text.to_owned()))
+        };
     }
     let lower = text.to_ascii_lowercase();
-    Ok(stages.iter().take(current).position(|s| s.name.as_deref() == Some(lower.as_str())))
+    Ok(stages
+        .iter()
+        .take(current)
+        .position(|s| s.name.as_deref() == Some(lower.as_str())))
 }

@@ -20,17 +20,32 @@ fn commands(text: &str) -> Vec<Command> {
 
 fn resolved(text: &str, args: &[(&str, &str)], target: Option<&str>) -> Result<Resolved, DockerfileError> {
     let opts = BuildOptions {
-        build_args: args.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>(),
+        build_args: args
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect::<BTreeMap<_, _>>(),
         target: target.map(str::to_owned),
-        build_platform: Platform { os: "linux".into(), arch: "amd64".into(), variant: None },
-        target_platform: Platform { os: "linux".into(), arch: "arm64".into(), variant: Some("v8".into()) },
+        build_platform: Platform {
+            os: "linux".into(),
+            arch: "amd64".into(),
+            variant: None,
+        },
+        target_platform: Platform {
+            os: "linux".into(),
+            arch: "arm64".into(),
+            variant: Some("v8".into()),
+        },
     };
     resolve(&df(text), &opts, &|_| Vec::new())
 }
 
 fn stage_commands(text: &str, args: &[(&str, &str)]) -> Vec<Command> {
     let r = resolved(text, args, None).expect("resolves");
-    r.stages[r.target].instructions.iter().map(|i| i.command.clone()).collect()
+    r.stages[r.target]
+        .instructions
+        .iter()
+        .map(|i| i.command.clone())
+        .collect()
 }
 
 fn workdir_of(text: &str, args: &[(&str, &str)]) -> String {
@@ -68,7 +83,10 @@ fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
 fn escape_directive_backtick_makes_backtick_the_continuation() {
     let d = df("# escape=`\nFROM scratch\nRUN echo a `\n  b\n");
     assert_eq!(d.escape, '`');
-    assert_eq!(run_of(&d.instructions[1].command).command, CommandLine::Shell("echo a   b".into()));
+    assert_eq!(
+        run_of(&d.instructions[1].command).command,
+        CommandLine::Shell("echo a   b".into())
+    );
 }
 
 #[test]
@@ -100,7 +118,10 @@ fn unknown_directive_ends_the_directives() {
 
 #[test]
 fn duplicate_directive_is_an_error_naming_the_line() {
-    assert_eq!(err("# escape=`\n# escape=\\\nFROM scratch\n"), "Dockerfile:2: parser directive escape given twice");
+    assert_eq!(
+        err("# escape=`\n# escape=\\\nFROM scratch\n"),
+        "Dockerfile:2: parser directive escape given twice"
+    );
 }
 
 #[test]
@@ -120,20 +141,29 @@ fn comments_and_empty_lines_are_skipped_and_lines_counted() {
 #[test]
 fn continuation_joins_lines_and_keeps_the_next_lines_indent() {
     let d = df("FROM scratch\nRUN echo a \\\n    b \\  \n c\n");
-    assert_eq!(run_of(&d.instructions[1].command).command, CommandLine::Shell("echo a     b  c".into()));
+    assert_eq!(
+        run_of(&d.instructions[1].command).command,
+        CommandLine::Shell("echo a     b  c".into())
+    );
     assert_eq!((d.instructions[1].line, d.instructions[1].end_line), (2, 4));
 }
 
 #[test]
 fn comment_and_empty_lines_inside_continuation_are_dropped() {
     let d = df("FROM scratch\nRUN a \\\n# note\n\n  && b\n");
-    assert_eq!(run_of(&d.instructions[1].command).command, CommandLine::Shell("a   && b".into()));
+    assert_eq!(
+        run_of(&d.instructions[1].command).command,
+        CommandLine::Shell("a   && b".into())
+    );
 }
 
 #[test]
 fn continuation_at_end_of_file_ends_the_instruction() {
     let d = df("FROM scratch\nRUN echo hi \\");
-    assert_eq!(run_of(&d.instructions[1].command).command, CommandLine::Shell("echo hi".into()));
+    assert_eq!(
+        run_of(&d.instructions[1].command).command,
+        CommandLine::Shell("echo hi".into())
+    );
 }
 
 #[test]
@@ -167,7 +197,10 @@ fn invalid_json_falls_back_to_shell_form() {
 
 #[test]
 fn shell_requires_json_form() {
-    assert_eq!(commands("FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\n")[1], Command::Shell(vec!["/bin/bash".into(), "-c".into()]));
+    assert_eq!(
+        commands("FROM scratch\nSHELL [\"/bin/bash\", \"-c\"]\n")[1],
+        Command::Shell(vec!["/bin/bash".into(), "-c".into()])
+    );
     assert!(err("FROM scratch\nSHELL /bin/bash -c\n").starts_with("Dockerfile:2: SHELL: requires"));
 }
 
@@ -261,14 +294,24 @@ fn from_platform_and_stage_name_are_parsed() {
     let c = commands("FROM --platform=$BUILDPLATFORM golang:1.22 AS Build\n");
     assert_eq!(
         c[0],
-        Command::From(From { image: "golang:1.22".into(), name: Some("build".into()), platform: Some("$BUILDPLATFORM".into()) })
+        Command::From(From {
+            image: "golang:1.22".into(),
+            name: Some("build".into()),
+            platform: Some("$BUILDPLATFORM".into())
+        })
     );
 }
 
 #[test]
 fn from_with_wrong_arguments_is_an_error() {
-    assert_eq!(err("FROM a b\n"), "Dockerfile:1: FROM requires either one argument, or three: image AS name");
-    assert_eq!(err("FROM\n"), "Dockerfile:1: FROM requires either one argument, or three: image AS name");
+    assert_eq!(
+        err("FROM a b\n"),
+        "Dockerfile:1: FROM requires either one argument, or three: image AS name"
+    );
+    assert_eq!(
+        err("FROM\n"),
+        "Dockerfile:1: FROM requires either one argument, or three: image AS name"
+    );
 }
 
 #[test]
@@ -286,12 +329,23 @@ fn copy_flags_are_parsed() {
 fn add_flags_are_parsed() {
     let c = commands("FROM scratch\nADD --chown=u --chmod=644 --checksum=sha256:abc --link=false https://x/y /y\n");
     let Command::Add(add) = &c[1] else { panic!() };
-    assert_eq!((add.chown.as_deref(), add.chmod.as_deref(), add.checksum.as_deref(), add.link), (Some("u"), Some("644"), Some("sha256:abc"), false));
+    assert_eq!(
+        (
+            add.chown.as_deref(),
+            add.chmod.as_deref(),
+            add.checksum.as_deref(),
+            add.link
+        ),
+        (Some("u"), Some("644"), Some("sha256:abc"), false)
+    );
 }
 
 #[test]
 fn unknown_flag_is_an_error() {
-    assert_eq!(err("FROM scratch\nCOPY --frm=x a b\n"), "Dockerfile:2: unknown flag: --frm (on COPY)");
+    assert_eq!(
+        err("FROM scratch\nCOPY --frm=x a b\n"),
+        "Dockerfile:2: unknown flag: --frm (on COPY)"
+    );
 }
 
 #[test]
@@ -310,11 +364,24 @@ fn run_mounts_network_and_security_are_typed() {
     assert_eq!(run.mounts[0].kind, MountType::Cache);
     assert_eq!(run.mounts[0].sharing, Some(Sharing::Locked));
     assert_eq!(run.mounts[0].id.as_deref(), Some("go"));
-    assert_eq!((run.mounts[1].kind, run.mounts[1].env.as_deref(), run.mounts[1].required), (MountType::Secret, Some("TOKEN"), true));
+    assert_eq!(
+        (run.mounts[1].kind, run.mounts[1].env.as_deref(), run.mounts[1].required),
+        (MountType::Secret, Some("TOKEN"), true)
+    );
     assert_eq!(run.mounts[2].kind, MountType::Ssh);
-    assert_eq!((run.mounts[3].kind, run.mounts[3].readonly, run.mounts[3].from.as_deref()), (MountType::Bind, false, Some("build")));
+    assert_eq!(
+        (
+            run.mounts[3].kind,
+            run.mounts[3].readonly,
+            run.mounts[3].from.as_deref()
+        ),
+        (MountType::Bind, false, Some("build"))
+    );
     assert_eq!(run.mounts[4].size, Some(64 << 20));
-    assert_eq!((run.network, run.security), (Some(Network::None), Some(Security::Insecure)));
+    assert_eq!(
+        (run.network, run.security),
+        (Some(Network::None), Some(Security::Insecure))
+    );
     assert_eq!(run.command, CommandLine::Shell("make".into()));
 }
 
@@ -335,7 +402,9 @@ fn bad_mount_is_an_error() {
 #[test]
 fn healthcheck_options_and_none() {
     let c = commands("FROM scratch\nHEALTHCHECK --interval=30s --timeout=1m30s --start-period=500ms --start-interval=2s --retries=3 CMD curl -f http://x/\nHEALTHCHECK NONE\n");
-    let Command::Healthcheck(Healthcheck::Check { command, options }) = &c[1] else { panic!() };
+    let Command::Healthcheck(Healthcheck::Check { command, options }) = &c[1] else {
+        panic!()
+    };
     assert_eq!(command, &CommandLine::Shell("curl -f http://x/".into()));
     assert_eq!(options.interval, Some(Duration::from_secs(30)));
     assert_eq!(options.timeout, Some(Duration::from_secs(90)));
@@ -362,10 +431,24 @@ fn onbuild_wraps_an_instruction_but_not_from_maintainer_or_onbuild() {
 
 #[test]
 fn stopsignal_user_workdir_maintainer() {
-    let c = commands("FROM scratch\nSTOPSIGNAL SIGTERM\nUSER app:staff\nUSER 1000\nWORKDIR /srv/app\nMAINTAINER Jo <jo@x>\n");
+    let c = commands(
+        "FROM scratch\nSTOPSIGNAL SIGTERM\nUSER app:staff\nUSER 1000\nWORKDIR /srv/app\nMAINTAINER Jo <jo@x>\n",
+    );
     assert_eq!(c[1], Command::StopSignal("SIGTERM".into()));
-    assert_eq!(c[2], Command::User { user: "app".into(), group: Some("staff".into()) });
-    assert_eq!(c[3], Command::User { user: "1000".into(), group: None });
+    assert_eq!(
+        c[2],
+        Command::User {
+            user: "app".into(),
+            group: Some("staff".into())
+        }
+    );
+    assert_eq!(
+        c[3],
+        Command::User {
+            user: "1000".into(),
+            group: None
+        }
+    );
     assert_eq!(c[4], Command::Workdir("/srv/app".into()));
     assert_eq!(c[5], Command::Maintainer("Jo <jo@x>".into()));
 }
@@ -375,47 +458,105 @@ fn expose_ports_ranges_and_protocols() {
     let c = stage_commands("FROM scratch\nEXPOSE 80/tcp 53/udp 8000-8010\n", &[]);
     let Command::Expose(ports) = &c[0] else { panic!() };
     let parsed: Vec<ExposedPort> = ports.iter().map(|p| ExposedPort::parse(p).expect("port")).collect();
-    assert_eq!(parsed[1], ExposedPort { first: 53, last: 53, protocol: PortProtocol::Udp });
-    assert_eq!(parsed[2], ExposedPort { first: 8000, last: 8010, protocol: PortProtocol::Tcp });
+    assert_eq!(
+        parsed[1],
+        ExposedPort {
+            first: 53,
+            last: 53,
+            protocol: PortProtocol::Udp
+        }
+    );
+    assert_eq!(
+        parsed[2],
+        ExposedPort {
+            first: 8000,
+            last: 8010,
+            protocol: PortProtocol::Tcp
+        }
+    );
     assert!(resolved("FROM scratch\nEXPOSE 99999\n", &[], None).is_err());
 }
 
 #[test]
 fn label_pairs_quoted_values_and_old_form() {
-    let c = stage_commands("FROM scratch\nLABEL a=b c=\"d e\" \"f g\"=h\nLABEL old value with spaces\n", &[]);
-    assert_eq!(c[0], Command::Label(vec![("a".into(), "b".into()), ("c".into(), "d e".into()), ("f g".into(), "h".into())]));
+    let c = stage_commands(
+        "FROM scratch\nLABEL a=b c=\"d e\" \"f g\"=h\nLABEL old value with spaces\n",
+        &[],
+    );
+    assert_eq!(
+        c[0],
+        Command::Label(vec![
+            ("a".into(), "b".into()),
+            ("c".into(), "d e".into()),
+            ("f g".into(), "h".into())
+        ])
+    );
     assert_eq!(c[1], Command::Label(vec![("old".into(), "value with spaces".into())]));
 }
 
 #[test]
 fn env_pairs_and_old_form() {
     let c = stage_commands("FROM scratch\nENV A=1 B=\"two words\" C=x\\ y\nENV D the rest\n", &[]);
-    assert_eq!(c[0], Command::Env(vec![("A".into(), "1".into()), ("B".into(), "two words".into()), ("C".into(), "x y".into())]));
+    assert_eq!(
+        c[0],
+        Command::Env(vec![
+            ("A".into(), "1".into()),
+            ("B".into(), "two words".into()),
+            ("C".into(), "x y".into())
+        ])
+    );
     assert_eq!(c[1], Command::Env(vec![("D".into(), "the rest".into())]));
 }
 
 #[test]
 fn env_missing_equals_or_value_is_an_error() {
     assert!(err("FROM scratch\nENV A=1 B\n").contains("can't find = in \"B\""));
-    assert_eq!(err("FROM scratch\nENV A\n"), "Dockerfile:2: ENV requires two arguments (name value) or name=value pairs");
+    assert_eq!(
+        err("FROM scratch\nENV A\n"),
+        "Dockerfile:2: ENV requires two arguments (name value) or name=value pairs"
+    );
 }
 
 #[test]
 fn arg_with_and_without_default() {
     let c = commands("ARG A B=2\nFROM scratch\n");
-    assert_eq!(c[0], Command::Arg(vec![ArgDecl { name: "A".into(), default: None }, ArgDecl { name: "B".into(), default: Some("2".into()) }]));
+    assert_eq!(
+        c[0],
+        Command::Arg(vec![
+            ArgDecl {
+                name: "A".into(),
+                default: None
+            },
+            ArgDecl {
+                name: "B".into(),
+                default: Some("2".into())
+            }
+        ])
+    );
 }
 
 #[test]
 fn unknown_instruction_names_the_line() {
-    assert_eq!(err("FROM scratch\n\nRUNN x\n"), "Dockerfile:3: unknown instruction: RUNN");
+    assert_eq!(
+        err("FROM scratch\n\nRUNN x\n"),
+        "Dockerfile:3: unknown instruction: RUNN"
+    );
 }
 
 #[test]
 fn missing_arguments_are_errors() {
-    assert_eq!(err("FROM scratch\nRUN\n"), "Dockerfile:2: RUN requires at least one argument");
-    assert_eq!(err("FROM scratch\nCOPY a\n"), "Dockerfile:2: COPY requires at least two arguments: source(s) and destination");
-    assert_eq!(err("FROM scratch\nWORKDIR\n"), "Dockerfile:2: WORKDIR requires exactly one argument");
+    assert_eq!(
+        err("FROM scratch\nRUN\n"),
+        "Dockerfile:2: RUN requires at least one argument"
+    );
+    assert_eq!(
+        err("FROM scratch\nCOPY a\n"),
+        "Dockerfile:2: COPY requires at least two arguments: source(s) and destination"
+    );
+    assert_eq!(
+        err("FROM scratch\nWORKDIR\n"),
+        "Dockerfile:2: WORKDIR requires exactly one argument"
+    );
 }
 
 #[test]
@@ -462,7 +603,10 @@ fn nested_substitution_in_the_default_word() {
 #[test]
 fn escaped_dollar_and_single_quotes_are_literal() {
     let v = vars(&[("A", "1")]);
-    assert_eq!(expand_word("\\$A '$A' \"$A\" \"\\$A\"", '\\', &v).unwrap(), "$A $A 1 $A");
+    assert_eq!(
+        expand_word("\\$A '$A' \"$A\" \"\\$A\"", '\\', &v).unwrap(),
+        "$A $A 1 $A"
+    );
     assert_eq!(expand_word("`$A", '`', &v).unwrap(), "$A");
 }
 
@@ -478,8 +622,14 @@ fn bad_substitution_is_an_error() {
 
 #[test]
 fn deep_nesting_is_refused() {
-    let text = format!("{}x{}", "${A:-".repeat(MAX_EXPANSION_DEPTH + 2), "}".repeat(MAX_EXPANSION_DEPTH + 2));
-    assert!(expand_word(&text, '\\', &vars(&[])).unwrap_err().contains("nested too deeply"));
+    let text = format!(
+        "{}x{}",
+        "${A:-".repeat(MAX_EXPANSION_DEPTH + 2),
+        "}".repeat(MAX_EXPANSION_DEPTH + 2)
+    );
+    assert!(expand_word(&text, '\\', &vars(&[]))
+        .unwrap_err()
+        .contains("nested too deeply"));
 }
 
 #[test]
@@ -494,7 +644,10 @@ fn exponential_growth_through_env_is_bounded() {
 
 #[test]
 fn run_cmd_entrypoint_are_not_expanded() {
-    let c = stage_commands("FROM scratch\nARG A=1\nRUN echo $A\nCMD echo $A\nENTRYPOINT [\"$A\"]\n", &[]);
+    let c = stage_commands(
+        "FROM scratch\nARG A=1\nRUN echo $A\nCMD echo $A\nENTRYPOINT [\"$A\"]\n",
+        &[],
+    );
     assert_eq!(run_of(&c[1]).command, CommandLine::Shell("echo $A".into()));
     assert_eq!(c[2], Command::Cmd(CommandLine::Shell("echo $A".into())));
     assert_eq!(c[3], Command::Entrypoint(CommandLine::Exec(vec!["$A".into()])));
@@ -507,7 +660,13 @@ fn substituting_instructions_are_expanded() {
     assert_eq!(copy_of(&c[1]).sources, vec![Source::Path("/data/in".into())]);
     assert_eq!(copy_of(&c[1]).chown.as_deref(), Some("app"));
     assert_eq!(c[3], Command::Volume(vec!["/data".into()]));
-    assert_eq!(c[4], Command::User { user: "app".into(), group: Some("app".into()) });
+    assert_eq!(
+        c[4],
+        Command::User {
+            user: "app".into(),
+            group: Some("app".into())
+        }
+    );
     assert_eq!(c[5], Command::Expose(vec!["8080".into()]));
     assert_eq!(c[6], Command::StopSignal("SIGTERM".into()));
     assert_eq!(c[8], Command::Workdir("/data".into()));
@@ -516,7 +675,10 @@ fn substituting_instructions_are_expanded() {
 #[test]
 fn env_pairs_on_one_line_see_the_previous_values() {
     let c = stage_commands("FROM scratch\nENV abc=hello\nENV abc=bye def=$abc\nENV ghi=$abc\n", &[]);
-    assert_eq!(c[1], Command::Env(vec![("abc".into(), "bye".into()), ("def".into(), "hello".into())]));
+    assert_eq!(
+        c[1],
+        Command::Env(vec![("abc".into(), "bye".into()), ("def".into(), "hello".into())])
+    );
     assert_eq!(c[2], Command::Env(vec![("ghi".into(), "bye".into())]));
 }
 
@@ -549,7 +711,10 @@ fn stage_arg_is_in_scope_from_declaration_to_stage_end() {
 
 #[test]
 fn env_overrides_arg_of_the_same_name() {
-    assert_eq!(workdir_of("FROM scratch\nARG V=arg\nENV V=env\nARG V=again\nWORKDIR /$V\n", &[]), "/env");
+    assert_eq!(
+        workdir_of("FROM scratch\nARG V=arg\nENV V=env\nARG V=again\nWORKDIR /$V\n", &[]),
+        "/env"
+    );
 }
 
 #[test]
@@ -566,20 +731,29 @@ fn platform_args_are_global_and_need_declaring_in_a_stage() {
     let r = resolved(text, &[], None).unwrap();
     assert_eq!(r.stages[0].platform.as_deref(), Some("linux/amd64"));
     assert_eq!(r.stages[0].instructions[0].command, Command::Workdir("/".into()));
-    assert_eq!(r.stages[0].instructions[2].command, Command::Workdir("/arm64/linux/arm64/v8".into()));
+    assert_eq!(
+        r.stages[0].instructions[2].command,
+        Command::Workdir("/arm64/linux/arm64/v8".into())
+    );
 }
 
 #[test]
 fn proxy_args_need_no_declaration_and_reach_run() {
     let r = resolved("FROM scratch\nRUN true\n", &[("HTTP_PROXY", "http://p:3128")], None).unwrap();
-    assert_eq!(run_of(&r.stages[0].instructions[0].command).build_args, vec![("HTTP_PROXY".into(), "http://p:3128".into())]);
+    assert_eq!(
+        run_of(&r.stages[0].instructions[0].command).build_args,
+        vec![("HTTP_PROXY".into(), "http://p:3128".into())]
+    );
     assert!(r.unused_build_args.is_empty());
 }
 
 #[test]
 fn run_sees_the_args_in_scope() {
     let r = resolved("FROM scratch\nARG A=1\nRUN true\n", &[], None).unwrap();
-    assert_eq!(run_of(&r.stages[0].instructions[1].command).build_args, vec![("A".into(), "1".into())]);
+    assert_eq!(
+        run_of(&r.stages[0].instructions[1].command).build_args,
+        vec![("A".into(), "1".into())]
+    );
 }
 
 #[test]
@@ -593,7 +767,13 @@ fn stage_env_is_inherited_by_a_stage_built_on_it() {
 #[test]
 fn base_image_env_is_used_for_substitution() {
     let opts = BuildOptions::default();
-    let image_env = |img: &str| if img == "img" { vec![("HOME".to_string(), "/home/u".to_string())] } else { Vec::new() };
+    let image_env = |img: &str| {
+        if img == "img" {
+            vec![("HOME".to_string(), "/home/u".to_string())]
+        } else {
+            Vec::new()
+        }
+    };
     let r = resolve(&df("FROM img\nWORKDIR $HOME\n"), &opts, &image_env).unwrap();
     assert_eq!(r.stages[0].instructions[0].command, Command::Workdir("/home/u".into()));
 }
@@ -628,23 +808,38 @@ fn unknown_target_is_a_clear_error() {
 
 #[test]
 fn no_from_is_an_error() {
-    assert_eq!(resolved("ARG A\n", &[], None).unwrap_err().to_string(), "Dockerfile: no FROM instruction: a Dockerfile needs at least one build stage");
+    assert_eq!(
+        resolved("ARG A\n", &[], None).unwrap_err().to_string(),
+        "Dockerfile: no FROM instruction: a Dockerfile needs at least one build stage"
+    );
 }
 
 #[test]
 fn only_arg_may_precede_from() {
-    assert_eq!(resolved("RUN x\nFROM scratch\n", &[], None).unwrap_err().to_string(), "Dockerfile:1: RUN is not allowed before the first FROM (only ARG is)");
+    assert_eq!(
+        resolved("RUN x\nFROM scratch\n", &[], None).unwrap_err().to_string(),
+        "Dockerfile:1: RUN is not allowed before the first FROM (only ARG is)"
+    );
 }
 
 #[test]
 fn duplicate_stage_names_and_forward_index_references_are_errors() {
-    assert!(resolved("FROM scratch AS a\nFROM scratch AS A\n", &[], None).unwrap_err().to_string().contains("duplicate stage name"));
-    assert!(resolved("FROM scratch\nCOPY --from=0 /a /b\n", &[], None).unwrap_err().to_string().contains("refers to itself"));
+    assert!(resolved("FROM scratch AS a\nFROM scratch AS A\n", &[], None)
+        .unwrap_err()
+        .to_string()
+        .contains("duplicate stage name"));
+    assert!(resolved("FROM scratch\nCOPY --from=0 /a /b\n", &[], None)
+        .unwrap_err()
+        .to_string()
+        .contains("refers to itself"));
 }
 
 #[test]
 fn scratch_is_no_image() {
-    assert_eq!(resolved("FROM SCRATCH\n", &[], None).unwrap().stages[0].base, StageBase::Scratch);
+    assert_eq!(
+        resolved("FROM SCRATCH\n", &[], None).unwrap().stages[0].base,
+        StageBase::Scratch
+    );
 }
 
 // ---- .dockerignore ----
@@ -726,7 +921,11 @@ fn ignore_escape_makes_metacharacters_literal() {
 fn ignore_bad_pattern_is_an_error_with_line() {
     assert_eq!(
         DockerIgnore::parse("ok\n[abc\n").unwrap_err(),
-        IgnoreError::BadPattern { line: 2, pattern: "[abc".into(), reason: "unterminated [" }
+        IgnoreError::BadPattern {
+            line: 2,
+            pattern: "[abc".into(),
+            reason: "unterminated ["
+        }
     );
 }
 

@@ -51,7 +51,10 @@ pub(crate) fn leading_flags(text: &str, escape: char) -> Result<(Vec<String>, &s
         if flag.is_empty() {
             break;
         }
-        let flag = unquote(flag, escape).map_err(|reason| Problem::BadFlag { flag: flag.to_owned(), reason })?;
+        let flag = unquote(flag, escape).map_err(|reason| Problem::BadFlag {
+            flag: flag.to_owned(),
+            reason,
+        })?;
         flags.push(flag);
     }
     Ok((flags, rest))
@@ -84,9 +87,15 @@ impl Flags {
                 None => (flag.clone(), None),
             };
             let Some(&(known, kind)) = accepted.iter().find(|(n, _)| *n == name) else {
-                return Err(Problem::UnknownFlag { instruction, flag: name });
+                return Err(Problem::UnknownFlag {
+                    instruction,
+                    flag: name,
+                });
             };
-            let bad = |reason: &str| Problem::BadFlag { flag: known.to_owned(), reason: reason.to_owned() };
+            let bad = |reason: &str| Problem::BadFlag {
+                flag: known.to_owned(),
+                reason: reason.to_owned(),
+            };
             let value = match (kind, value) {
                 (FlagKind::Bool, None) => "true".to_owned(),
                 (FlagKind::Bool, Some(v)) if v == "true" || v == "false" => v,
@@ -111,7 +120,11 @@ impl Flags {
     }
 
     pub(crate) fn list(&self, name: &str) -> Vec<String> {
-        self.values.iter().filter(|(n, _)| *n == name).map(|(_, v)| v.clone()).collect()
+        self.values
+            .iter()
+            .filter(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
     }
 }
 
