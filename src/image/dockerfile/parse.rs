@@ -699,7 +699,7 @@ fn name_values(instruction: &'static str, args: &str, escape: char) -> Result<Ve
     words
         .iter()
         .map(|w| match w.split_once('=') {
-            Some((k, _)) if k.is_empty() => Err(Problem::Invalid {
+            Some(("", _)) => Err(Problem::Invalid {
                 instruction,
                 reason: format!("{w:?}: names can not be blank"),
             }),
