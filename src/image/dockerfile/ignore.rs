@@ -7,7 +7,7 @@
 //! that matches a directory excludes everything beneath it; the last matching
 //! pattern wins.
 
-use super::MAX_DOCKERIGNORE_BYTES;
+use super::{MAX_DOCKERIGNORE_BYTES, MAX_PATTERN_CHARS};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum IgnoreError {
@@ -163,6 +163,9 @@ impl IgnorePattern {
         };
         if body.is_empty() {
             return Ok(None);
+        }
+        if body.chars().count() > MAX_PATTERN_CHARS {
+            return Err("longer than 4096 characters");
         }
         let mut text = clean(body);
         if text.len() > 1 && text.starts_with('/') {

@@ -40,6 +40,11 @@ pub const MAX_INSTRUCTIONS: usize = 10_000;
 pub const MAX_EXPANSION_DEPTH: usize = 32;
 /// Longest result of expanding one word (variables may double a value per ENV).
 pub const MAX_EXPANDED_BYTES: usize = 1 << 20;
+/// Most bytes one `resolve` may produce by substitution and by copying variables
+/// into stages and RUN environments, all together.
+pub const MAX_RESOLVED_BYTES: usize = 64 << 20;
+/// Longest `.dockerignore` pattern (matching costs pattern x path).
+pub const MAX_PATTERN_CHARS: usize = 4096;
 /// Largest `.dockerignore` accepted.
 pub const MAX_DOCKERIGNORE_BYTES: usize = 1 << 20;
 

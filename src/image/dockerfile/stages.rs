@@ -1,12 +1,14 @@
 //! One build of a parsed Dockerfile: build-args, ARG/ENV scoping, substitution, the
 //! stage list and the target.
 
-use std::collections::BTreeMap;
+use std::cell::Cell;
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use super::error::{DockerfileError, Problem};
 use super::expand::{expand_raw, expand_word, Lookup};
 use super::instruction::*;
 use super::parse::Dockerfile;
+use super::MAX_RESOLVED_BYTES;
 
 /// ARGs Docker defines without an ARG line, usable in every stage when given as
 /// build-args.
@@ -153,10 +155,48 @@ impl Resolved {
     }
 }
 
+/// Variables in declaration order, found by name in constant time.
+#[derive(Default, Clone)]
+struct Vars {
+    list: Vec<(String, String)>,
+    index: HashMap<String, usize>,
+}
+
+impl Vars {
+    fn from_list(list: Vec<(String, String)>) -> Vars {
+        let mut vars = Vars::default();
+        for (k, v) in list {
+            vars.set(&k, v);
+        }
+        vars
+    }
+
+    /// Replaces a value in place, or appends a new variable.
+    fn set(&mut self, name: &str, value: String) {
+        match self.index.get(name) {
+            Some(&i) => self.list[i].1 = value,
+            None => {
+                self.index.insert(name.to_owned(), self.list.len());
+                self.list.push((name.to_owned(), value));
+            }
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.list.iter().map(|(k, v)| k.len() + v.len()).sum()
+    }
+}
+
+impl Lookup for Vars {
+    fn lookup(&self, name: &str) -> Option<&str> {
+        self.index.get(name).map(|&i| self.list[i].1.as_str())
+    }
+}
+
 /// ENV over ARG: the variables an instruction sees.
 struct Scope<'a> {
-    env: &'a [(String, String)],
-    args: &'a [(String, String)],
+    env: &'a Vars,
+    args: &'a Vars,
 }
 
 impl Lookup for Scope<'_> {
@@ -165,19 +205,16 @@ impl Lookup for Scope<'_> {
     }
 }
 
-fn set(vars: &mut Vec<(String, String)>, name: &str, value: String) {
-    vars.retain(|(k, _)| k != name);
-    vars.push((name.to_owned(), value));
-}
-
 struct Resolver<'a> {
     df: &'a Dockerfile,
     opts: &'a BuildOptions,
     image_env: &'a dyn Fn(&str) -> Vec<(String, String)>,
     /// Global ARGs (before the first FROM), platform ARGs included.
-    globals: Vec<(String, String)>,
-    declared: Vec<String>,
+    globals: Vars,
+    declared: HashSet<String>,
     stages: Vec<Stage>,
+    /// Bytes produced by substitution and copied between scopes so far.
+    spent: Cell<usize>,
 }
 
 /// Expands `df` for one build. `image_env` gives the environment of a base image (the
@@ -197,15 +234,17 @@ pub fn resolve(
             problem: Problem::NoFrom,
         });
     };
-    let mut globals = opts.build_platform.args("BUILD");
-    globals.extend(opts.target_platform.args("TARGET"));
+    let mut platform = opts.build_platform.args("BUILD");
+    platform.extend(opts.target_platform.args("TARGET"));
+    let globals = Vars::from_list(platform);
     let mut r = Resolver {
         df,
         opts,
         image_env,
         globals,
-        declared: Vec::new(),
+        declared: HashSet::new(),
         stages: Vec::new(),
+        spent: Cell::new(0),
     };
     for ins in &df.instructions[..first_from] {
         r.global(ins)?;
@@ -232,7 +271,19 @@ impl Resolver<'_> {
     }
 
     fn word(&self, line: usize, text: &str, vars: &dyn Lookup) -> Result<String, DockerfileError> {
-        expand_word(text, self.df.escape, vars).map_err(|m| self.error(line, Problem::Substitution(m)))
+        let word = expand_word(text, self.df.escape, vars).map_err(|m| self.error(line, Problem::Substitution(m)))?;
+        self.spend(line, word.len())?;
+        Ok(word)
+    }
+
+    /// Charges `bytes` to the build's substitution budget.
+    fn spend(&self, line: usize, bytes: usize) -> Result<(), DockerfileError> {
+        let spent = self.spent.get().saturating_add(bytes);
+        self.spent.set(spent);
+        if spent > MAX_RESOLVED_BYTES {
+            return Err(self.error(line, Problem::TooLarge("substituted values over 64 MiB in all")));
+        }
+        Ok(())
     }
 
     fn global(&mut self, ins: &Instruction) -> Result<(), DockerfileError> {
@@ -241,14 +292,14 @@ impl Resolver<'_> {
         };
         let before = self.globals.clone();
         for decl in decls {
-            self.declared.push(decl.name.clone());
+            self.declared.insert(decl.name.clone());
             let value = match (self.opts.build_args.get(&decl.name), &decl.default) {
                 (Some(v), _) => Some(v.clone()),
                 (None, Some(d)) => Some(self.word(ins.line, d, &before)?),
                 (None, None) => None,
             };
             if let Some(value) = value {
-                set(&mut self.globals, &decl.name, value);
+                self.globals.set(&decl.name, value);
             }
         }
         Ok(())
@@ -272,11 +323,12 @@ impl Resolver<'_> {
             }
         }
         let base = self.base(&image);
-        let env = match &base {
+        let mut env = Vars::from_list(match &base {
             StageBase::Stage(i) => self.stages[*i].env.clone(),
             StageBase::Image(r) => (self.image_env)(r),
             StageBase::Scratch => Vec::new(),
-        };
+        });
+        self.spend(line, env.bytes())?;
         let depends_on = match base {
             StageBase::Stage(i) => vec![i],
             _ => Vec::new(),
@@ -289,17 +341,20 @@ impl Resolver<'_> {
             base,
             platform,
             instructions: Vec::new(),
-            env,
+            env: Vec::new(),
             depends_on,
         };
-        let mut args: Vec<(String, String)> = PREDEFINED_PROXY_ARGS
-            .iter()
-            .filter_map(|n| self.opts.build_args.get(*n).map(|v| (n.to_string(), v.clone())))
-            .collect();
+        let mut args = Vars::from_list(
+            PREDEFINED_PROXY_ARGS
+                .iter()
+                .filter_map(|n| self.opts.build_args.get(*n).map(|v| (n.to_string(), v.clone())))
+                .collect(),
+        );
         for ins in body {
-            let expanded = self.instruction(ins, &mut stage, &mut args)?;
+            let expanded = self.instruction(ins, &mut stage, &mut env, &mut args)?;
             stage.instructions.push(expanded);
         }
+        stage.env = env.list;
         self.stages.push(stage);
         Ok(())
     }
@@ -323,18 +378,19 @@ impl Resolver<'_> {
         &mut self,
         ins: &Instruction,
         stage: &mut Stage,
-        args: &mut Vec<(String, String)>,
+        env: &mut Vars,
+        args: &mut Vars,
     ) -> Result<Instruction, DockerfileError> {
         let line = ins.line;
-        let scope = Scope { env: &stage.env, args };
+        let scope = Scope { env, args };
         let w = |t: &String| self.word(line, t, &scope);
         let command = match &ins.command {
             Command::Arg(decls) => {
                 let resolved = self.stage_args(line, decls, &scope)?;
                 for (name, value) in resolved {
-                    self.declared.push(name.clone());
+                    self.declared.insert(name.clone());
                     if let Some(value) = value {
-                        set(args, &name, value);
+                        args.set(&name, value);
                     }
                 }
                 ins.command.clone()
@@ -345,7 +401,7 @@ impl Resolver<'_> {
                     .map(|(k, v)| Ok((w(k)?, w(v)?)))
                     .collect::<Result<Vec<_>, DockerfileError>>()?;
                 for (k, v) in &pairs {
-                    set(&mut stage.env, k, v.clone());
+                    env.set(k, v.clone());
                 }
                 Command::Env(pairs)
             }
@@ -384,7 +440,8 @@ impl Resolver<'_> {
                 for m in &mut run.mounts {
                     self.mount(line, m, &scope)?;
                 }
-                run.build_args = args.clone();
+                self.spend(line, args.bytes())?;
+                run.build_args = args.list.clone();
                 Command::Run(run)
             }
             other => other.clone(),
@@ -421,7 +478,7 @@ impl Resolver<'_> {
                 } else if let Some(default) = &d.default {
                     Some(self.word(line, default, scope)?)
                 } else {
-                    self.globals.as_slice().lookup(&d.name).map(str::to_owned)
+                    self.globals.lookup(&d.name).map(str::to_owned)
                 };
                 Ok((d.name.clone(), value))
             })
@@ -509,7 +566,7 @@ impl Resolver<'_> {
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.declared.contains(k) && !PREDEFINED_PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| !self.declared.contains(k.as_str()) && !PREDEFINED_PROXY_ARGS.contains(&k.as_str()))
             .cloned()
             .collect();
         let mut stages = self.stages;

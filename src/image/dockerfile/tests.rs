@@ -939,3 +939,32 @@ fn dockerfile_and_dockerignore_are_always_sent() {
     assert!(always_sent(".dockerignore", "Dockerfile"));
     assert!(!always_sent("Dockerfile2", "Dockerfile"));
 }
+
+#[test]
+fn copying_huge_values_across_many_lines_is_bounded() {
+    let mut text = String::from("FROM scratch\nENV A=aaaaaaaaaaaaaaaa\n");
+    for _ in 0..15 {
+        text.push_str("ENV A=$A$A\n");
+    }
+    for i in 0..200 {
+        text.push_str(&format!("ENV B{i}=$A\n"));
+    }
+    let e = resolved(&text, &[], None).unwrap_err().to_string();
+    assert!(e.contains("over 64 MiB in all"), "{e}");
+}
+
+#[test]
+fn many_variables_resolve_in_linear_time() {
+    let pairs: Vec<String> = (0..50_000).map(|i| format!("V{i}=x")).collect();
+    let text = format!(
+        "FROM scratch\nENV {}\nARG {}\nWORKDIR /$V49999\n",
+        pairs.join(" "),
+        pairs.join(" ")
+    );
+    assert_eq!(workdir_of(&text, &[]), "/x");
+}
+
+#[test]
+fn ignore_overlong_pattern_is_refused() {
+    assert!(DockerIgnore::parse(&"a".repeat(MAX_PATTERN_CHARS + 1)).is_err());
+}
