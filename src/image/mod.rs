@@ -5,6 +5,7 @@ pub mod archive;
 pub mod auth;
 pub mod build;
 pub mod digest;
+pub mod dockerfile;
 pub mod manifest;
 pub mod reference;
 pub mod registry;
