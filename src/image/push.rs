@@ -353,7 +353,7 @@ impl Pusher {
             match self.upload(target, blob).await {
                 Ok(()) => break,
                 Err(f) if f.is_transient() && attempt < ATTEMPTS => {
-                    tracing::warn!("{}: blob {digest}: attempt {attempt} failed, retrying: {f}", target.reference);
+                    tracing::debug!("{}: blob {digest}: attempt {attempt} failed, retrying: {f}", target.reference);
                     progress.layer_retrying(digest, &f);
                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                     attempt += 1;
@@ -476,7 +476,7 @@ where
     loop {
         match send().await {
             Err(f) if f.is_transient() && attempt < ATTEMPTS => {
-                tracing::warn!("attempt {attempt} failed, retrying: {f}");
+                tracing::debug!("attempt {attempt} failed, retrying: {f}");
                 tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                 attempt += 1;
             }
