@@ -111,7 +111,10 @@ fn a_pulled_image_pushed_elsewhere_pulls_back_with_the_same_digest() {
     let again = hull.ok(&["push", &pushed]);
     for layer in layers {
         let short = short(layer);
-        assert!(again.contains(&format!("{short}: Layer already exists")), "in:\n{again}");
+        assert!(
+            again.contains(&format!("{short}: Layer already exists")),
+            "in:\n{again}"
+        );
     }
     assert!(!again.contains(": Pushed"), "a second push uploads nothing:\n{again}");
 }
@@ -124,7 +127,10 @@ fn a_push_to_another_repository_of_the_same_registry_mounts_the_layers() {
     let out = hull.ok(&["push", &pushed]);
     for layer in &image.manifests[0].layers {
         let short = short(layer);
-        assert!(out.contains(&format!("{short}: Mounted from src/busybox")), "in:\n{out}");
+        assert!(
+            out.contains(&format!("{short}: Mounted from src/busybox")),
+            "in:\n{out}"
+        );
     }
     assert_eq!(pulled_back_digest(&pushed), local_digest(&hull, &pushed));
 }
@@ -156,7 +162,10 @@ fn login(hull: &Hull, host: &str, password: &str) -> Output {
 fn assert_no_secret(out: &Output) {
     for text in [&out.stdout, &out.stderr] {
         let text = String::from_utf8_lossy(text);
-        assert!(!text.contains(PASSWORD) && !text.contains("wrong-password"), "a password was printed:\n{text}");
+        assert!(
+            !text.contains(PASSWORD) && !text.contains("wrong-password"),
+            "a password was printed:\n{text}"
+        );
     }
 }
 
@@ -170,12 +179,19 @@ fn login_checks_the_password_keeps_it_and_logout_removes_it() {
 
     let wrong = login(&hull, &registry.host, "wrong-password");
     assert_no_secret(&wrong);
-    let err = check_failure(&["login"], Output {
-        stderr: strip_warning(&wrong.stderr),
-        ..wrong.clone()
-    });
+    let err = check_failure(
+        &["login"],
+        Output {
+            stderr: strip_warning(&wrong.stderr),
+            ..wrong.clone()
+        },
+    );
     assert!(err.contains(&registry.host), "{err}");
-    assert_eq!(fs::read(&config).unwrap(), before, "a failed login leaves config.json as it was");
+    assert_eq!(
+        fs::read(&config).unwrap(),
+        before,
+        "a failed login leaves config.json as it was"
+    );
 
     let mut cmd = hull.command(&["login", "-u", USER, "-p", PASSWORD, &registry.host]);
     cmd.env("HULL_LOG", "trace");
@@ -201,7 +217,10 @@ fn login_checks_the_password_keeps_it_and_logout_removes_it() {
     let pushed = push.output().unwrap();
     assert!(pushed.status.success(), "{}", String::from_utf8_lossy(&pushed.stderr));
     assert_no_secret(&pushed);
-    assert_eq!(skopeo_digest(&private, Some(&format!("{USER}:{PASSWORD}"))), local_digest(&hull, &private));
+    assert_eq!(
+        skopeo_digest(&private, Some(&format!("{USER}:{PASSWORD}"))),
+        local_digest(&hull, &private)
+    );
 
     let out = hull.ok(&["logout", &registry.host]);
     assert_eq!(out, format!("Removing login credentials for {}\n", registry.host));
@@ -231,7 +250,12 @@ fn login_with_password_stdin_gets_a_push_token() {
     let mut cmd = hull.command(&["login", "-u", USER, "--password-stdin", &registry.host]);
     cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
     let mut child = cmd.spawn().unwrap();
-    child.stdin.take().unwrap().write_all(format!("{PASSWORD}\n").as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{PASSWORD}\n").as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("Using --password via the CLI"));
@@ -244,7 +268,10 @@ fn login_with_password_stdin_gets_a_push_token() {
         .iter()
         .map(|r| r["scopes"].to_string())
         .collect();
-    assert!(scopes.iter().any(|s| s.contains("push")), "no push scope asked: {scopes:?}");
+    assert!(
+        scopes.iter().any(|s| s.contains("push")),
+        "no push scope asked: {scopes:?}"
+    );
 }
 
 /// A `docker-credential-test` on PATH keeping entries as files in `store`.
@@ -300,7 +327,11 @@ fn a_credential_helper_keeps_what_login_stores_and_push_uses_it() {
     };
     let out = with_helper(&["login", "-u", USER, "-p", PASSWORD, &registry.host]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(fs::read(hull.docker_config()).unwrap(), before, "the helper keeps the secret, not config.json");
+    assert_eq!(
+        fs::read(hull.docker_config()).unwrap(),
+        before,
+        "the helper keeps the secret, not config.json"
+    );
     let kept: serde_json::Value = serde_json::from_slice(&fs::read(store.join(&registry.host)).unwrap()).unwrap();
     assert_eq!(kept["Username"], USER);
     assert_eq!(kept["Secret"], PASSWORD);
@@ -310,7 +341,10 @@ fn a_credential_helper_keeps_what_login_stores_and_push_uses_it() {
     let out = with_helper(&["push", "-q", &private]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let out = with_helper(&["logout", &registry.host]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("Removing login credentials for {}\n", registry.host));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("Removing login credentials for {}\n", registry.host)
+    );
     assert!(!store.join(&registry.host).exists());
     let calls = fs::read_to_string(store.join("calls")).unwrap();
     assert_eq!(lines(&calls), ["store", "get", "erase"]);

@@ -102,10 +102,7 @@ fn helper_for(bytes: &[u8], path: &Path, registry: &str) -> Result<Option<String
         .and_then(|h| h.iter().find(|(k, _)| keys.contains(&normalise_key(k))))
         .and_then(|(_, v)| v.as_str());
     let store = config.get("credsStore").and_then(|s| s.as_str());
-    Ok(per_registry
-        .or(store)
-        .filter(|n| !n.is_empty())
-        .map(str::to_owned))
+    Ok(per_registry.or(store).filter(|n| !n.is_empty()).map(str::to_owned))
 }
 
 /// The key Docker files `registry`'s credentials under.
@@ -131,7 +128,12 @@ pub enum Keeper {
 pub fn store(registry: &str, credentials: &Credentials) -> Result<Keeper, AuthError> {
     let path = docker_config_path().ok_or(AuthError::NoHome)?;
     let bytes = read_config(&path)?;
-    if let Some(helper) = bytes.as_deref().map(|b| helper_for(b, &path, registry)).transpose()?.flatten() {
+    if let Some(helper) = bytes
+        .as_deref()
+        .map(|b| helper_for(b, &path, registry))
+        .transpose()?
+        .flatten()
+    {
         helper::store(&helper, &server_address(registry), credentials)?;
         return Ok(Keeper::Helper(helper));
     }
@@ -139,14 +141,16 @@ pub fn store(registry: &str, credentials: &Credentials) -> Result<Keeper, AuthEr
         Some(b) => parse_json(b, &path)?,
         None => serde_json::json!({}),
     };
-    let object = config.as_object_mut().ok_or_else(|| AuthError::NotAnObject { path: path.clone() })?;
-    let auths = object
-        .entry("auths")
-        .or_insert_with(|| serde_json::json!({}));
+    let object = config
+        .as_object_mut()
+        .ok_or_else(|| AuthError::NotAnObject { path: path.clone() })?;
+    let auths = object.entry("auths").or_insert_with(|| serde_json::json!({}));
     if !auths.is_object() {
         *auths = serde_json::json!({});
     }
-    let auths = auths.as_object_mut().ok_or_else(|| AuthError::NotAnObject { path: path.clone() })?;
+    let auths = auths
+        .as_object_mut()
+        .ok_or_else(|| AuthError::NotAnObject { path: path.clone() })?;
     let keys = keys_for(registry);
     auths.retain(|k, _| !keys.contains(&normalise_key(k)));
     let raw = format!("{}:{}", credentials.username, credentials.password);

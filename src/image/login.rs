@@ -70,7 +70,9 @@ pub async fn verify(registry: &str, credentials: &Credentials) -> Result<(), Log
     };
     let request = match header {
         Some(token) => http.get(&ping).bearer_auth(token),
-        None => http.get(&ping).basic_auth(&credentials.username, Some(&credentials.password)),
+        None => http
+            .get(&ping)
+            .basic_auth(&credentials.username, Some(&credentials.password)),
     };
     let status = request.send().await.map_err(|e| fail(describe(&e)))?.status();
     match status {
@@ -152,7 +154,9 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
     let mut realm = None;
     let mut service = None;
     for part in split_params(params) {
-        let Some((key, value)) = part.split_once('=') else { continue };
+        let Some((key, value)) = part.split_once('=') else {
+            continue;
+        };
         let value = value.trim().trim_matches('"').to_owned();
         match key.trim().to_ascii_lowercase().as_str() {
             "realm" => realm = Some(value),

@@ -156,7 +156,8 @@ impl Target {
 
     /// Credentials go to the registry itself, never to another host it points at.
     fn authorize(&self, request: reqwest::RequestBuilder, url: &Url) -> reqwest::RequestBuilder {
-        let same_host = url.host_str() == self.base.host_str() && url.port_or_known_default() == self.base.port_or_known_default();
+        let same_host =
+            url.host_str() == self.base.host_str() && url.port_or_known_default() == self.base.port_or_known_default();
         match (&self.authorization, same_host) {
             (Some(h), true) => request.header(AUTHORIZATION, h.clone()),
             _ => request,
@@ -215,13 +216,14 @@ impl Pusher {
             .into_iter()
             .find(|r| r.name.as_deref() == Some(reference.to_string().as_str()))
             .ok_or_else(|| PushError::NoSuchImage(shown.clone()))?;
-        let bytes = self.store.read_blob(&record.manifest.digest, manifest::MAX_MANIFEST_BYTES)?;
-        let parsed = manifest::parse(&bytes, Some(&record.manifest.media_type)).map_err(|source| {
-            PushError::StoredManifest {
+        let bytes = self
+            .store
+            .read_blob(&record.manifest.digest, manifest::MAX_MANIFEST_BYTES)?;
+        let parsed =
+            manifest::parse(&bytes, Some(&record.manifest.media_type)).map_err(|source| PushError::StoredManifest {
                 reference: shown.clone(),
                 source,
-            }
-        })?;
+            })?;
         let Document::Manifest(image) = parsed else {
             return Err(PushError::Index { reference: shown });
         };
@@ -288,11 +290,7 @@ impl Pusher {
         } else {
             "https"
         };
-        let base = format!(
-            "{scheme}://{}/v2/{}/",
-            oref.resolve_registry(),
-            reference.repository()
-        );
+        let base = format!("{scheme}://{}/v2/{}/", oref.resolve_registry(), reference.repository());
         let base = Url::parse(&base).map_err(|_| PushError::Manifest {
             reference: shown.clone(),
             failure: Failure::Location,
@@ -316,9 +314,7 @@ impl Pusher {
                 continue;
             };
             for digest in blobs {
-                sources
-                    .entry(digest)
-                    .or_insert_with(|| other.repository().to_owned());
+                sources.entry(digest).or_insert_with(|| other.repository().to_owned());
             }
         }
         Ok(sources)
@@ -353,7 +349,10 @@ impl Pusher {
             match self.upload(target, blob).await {
                 Ok(()) => break,
                 Err(f) if f.is_transient() && attempt < ATTEMPTS => {
-                    tracing::debug!("{}: blob {digest}: attempt {attempt} failed, retrying: {f}", target.reference);
+                    tracing::debug!(
+                        "{}: blob {digest}: attempt {attempt} failed, retrying: {f}",
+                        target.reference
+                    );
                     progress.layer_retrying(digest, &f);
                     tokio::time::sleep(Duration::from_millis(250 << attempt)).await;
                     attempt += 1;
@@ -415,12 +414,16 @@ impl Pusher {
                 location = expect_location(target, response, StatusCode::ACCEPTED).await?;
                 offset += len;
             }
-            location.query_pairs_mut().append_pair("digest", &blob.digest.to_string());
+            location
+                .query_pairs_mut()
+                .append_pair("digest", &blob.digest.to_string());
             let request = self.http.put(location.clone()).header(CONTENT_LENGTH, 0);
             let response = self.send(target, request.timeout(REQUEST_DEADLINE), &location).await?;
             return expect_status(response, StatusCode::CREATED).await;
         }
-        location.query_pairs_mut().append_pair("digest", &blob.digest.to_string());
+        location
+            .query_pairs_mut()
+            .append_pair("digest", &blob.digest.to_string());
         let body = file_body(&path, 0, blob.size).await?;
         let request = self
             .http
@@ -432,7 +435,13 @@ impl Pusher {
         expect_status(response, StatusCode::CREATED).await
     }
 
-    async fn put_manifest(&self, target: &Target, tag: &str, media_type: &str, bytes: Vec<u8>) -> Result<(), PushError> {
+    async fn put_manifest(
+        &self,
+        target: &Target,
+        tag: &str,
+        media_type: &str,
+        bytes: Vec<u8>,
+    ) -> Result<(), PushError> {
         let fail = |failure| PushError::Manifest {
             reference: target.reference.clone(),
             failure,
@@ -453,7 +462,12 @@ impl Pusher {
     }
 
     /// Sends one request; a 5xx answer is returned as a transient failure.
-    async fn send(&self, target: &Target, request: reqwest::RequestBuilder, url: &Url) -> Result<reqwest::Response, Failure> {
+    async fn send(
+        &self,
+        target: &Target,
+        request: reqwest::RequestBuilder,
+        url: &Url,
+    ) -> Result<reqwest::Response, Failure> {
         let response = target
             .authorize(request, url)
             .send()
@@ -565,11 +579,7 @@ async fn read_bounded(response: reqwest::Response) -> Vec<u8> {
 }
 
 /// `len` bytes of the stored blob at `path` from `offset`, streamed.
-async fn file_body(
-    path: &std::path::Path,
-    offset: u64,
-    len: u64,
-) -> Result<reqwest::Body, Failure> {
+async fn file_body(path: &std::path::Path, offset: u64, len: u64) -> Result<reqwest::Body, Failure> {
     use tokio::io::{AsyncReadExt, AsyncSeekExt};
     let read_err = |source| Failure::Read {
         path: path.to_path_buf(),
@@ -584,7 +594,10 @@ async fn file_body(
         let mut buf = vec![0u8; READ_BUFFER.min(left as usize)];
         match file.read(&mut buf).await {
             Ok(0) => Some((
-                Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "stored blob is shorter than its size")),
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "stored blob is shorter than its size",
+                )),
                 (file, 0),
             )),
             Ok(n) => {

@@ -115,7 +115,8 @@ pub fn get(name: &str, server: &str) -> Result<Option<Credentials>, HelperError>
             reason: reason(&outcome, None),
         });
     }
-    let entry: Entry = serde_json::from_slice(&outcome.stdout).map_err(|_| HelperError::Output { program: program(name) })?;
+    let entry: Entry =
+        serde_json::from_slice(&outcome.stdout).map_err(|_| HelperError::Output { program: program(name) })?;
     Ok(Some(Credentials {
         username: entry.username,
         password: entry.secret,
