@@ -16,12 +16,14 @@ mod import;
 mod inspect;
 mod lifecycle;
 mod load;
+mod login;
 mod logs;
 mod monitor;
 mod port;
 mod prune;
 mod ps;
 mod pull;
+mod push;
 mod reclaim;
 mod rename;
 mod rm;
@@ -104,6 +106,12 @@ pub enum Command {
     ContainerMonitor(monitor::MonitorArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
+    /// Upload an image to a registry
+    Push(push::PushArgs),
+    /// Log in to a registry
+    Login(login::LoginArgs),
+    /// Log out from a registry
+    Logout(login::LogoutArgs),
     /// List images
     Images(images::ImagesArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
@@ -186,6 +194,8 @@ pub enum ImageCommand {
     History(history::HistoryArgs),
     /// Download an image from a registry
     Pull(pull::PullArgs),
+    /// Upload an image to a registry
+    Push(push::PushArgs),
     /// Create a tag TARGET_IMAGE that refers to SOURCE_IMAGE
     Tag(tag::TagArgs),
     /// Remove one or more images
@@ -224,6 +234,9 @@ fn dispatch(command: Command) -> anyhow::Result<u8> {
     let done = |r: anyhow::Result<()>| r.map(|()| 0);
     match command {
         Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => done(pull::run(a)),
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => done(push::run(a)),
+        Command::Login(a) => done(login::login(a)),
+        Command::Logout(a) => done(login::logout(a)),
         Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => done(images::run(a)),
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => done(tag::run(a)),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => done(rmi::run(a)),

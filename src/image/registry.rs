@@ -579,7 +579,7 @@ impl Puller {
 
 /// The registry's reason for refusing, as printed: its first line, without control
 /// characters (no escape sequences reach the terminal), at most 200 characters.
-fn reason_line(reason: &str) -> String {
+pub(crate) fn reason_line(reason: &str) -> String {
     let first = reason.lines().next().unwrap_or("");
     first.chars().filter(|c| !c.is_control()).take(200).collect()
 }

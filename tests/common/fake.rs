@@ -22,6 +22,8 @@ pub struct Spec {
     files: Vec<Vec<u8>>,
     pub basic_auth: Option<(String, String)>,
     pub redirect_blobs: bool,
+    /// Requests answered with a status or a dropped connection (see the fixture).
+    pub faults: Vec<Value>,
 }
 
 impl Spec {
@@ -117,6 +119,7 @@ impl FakeRegistry {
             "blobs": resolve(spec.blobs.clone()),
             "basic_auth": spec.basic_auth.as_ref().map(|(u, p)| format!("{u}:{p}")),
             "redirect_blobs": spec.redirect_blobs,
+            "faults": spec.faults,
         });
         let spec_path = dir.path().join("spec.json");
         fs::write(&spec_path, serde_json::to_vec_pretty(&doc).unwrap()).expect("write spec");
@@ -159,6 +162,16 @@ impl FakeRegistry {
             })
             .collect()
     }
+}
+
+/// The first `times` requests of `method` whose path contains `path` get `status`.
+pub fn status_fault(method: &str, path: &str, status: u16, times: u32) -> Value {
+    json!({ "method": method, "path_contains": path, "status": status, "times": times })
+}
+
+/// The first `times` such requests have their connection dropped mid-body.
+pub fn drop_fault(method: &str, path: &str, times: u32) -> Value {
+    json!({ "method": method, "path_contains": path, "drop": true, "times": times })
 }
 
 pub fn descriptor(media_type: &str, digest: &str, size: usize) -> Value {

@@ -98,6 +98,11 @@ impl Hull {
         self.write_docker_config(serde_json::json!({ "auths": { registry: { "auth": auth } } }));
     }
 
+    /// `$DOCKER_CONFIG/config.json` of the hull processes.
+    pub fn docker_config(&self) -> PathBuf {
+        self.dir.path().join("docker/config.json")
+    }
+
     pub fn write_docker_config(&self, config: serde_json::Value) {
         let path = self.dir.path().join("docker/config.json");
         fs::write(path, serde_json::to_vec_pretty(&config).unwrap()).expect("write config.json");
