@@ -111,7 +111,9 @@ fn describe(c: &Container) -> serde_json::Value {
             "Cmd": p.args,
             "Image": c.config.image,
             "WorkingDir": p.cwd,
-            "StopSignal": c.config.stop_signal,
+            "StopSignal": hull::container::spec::signal_name(c.config.stop_signal),
+            "StopTimeout": c.config.stop_timeout,
+            "Labels": c.config.labels,
         },
         "Hull": {
             // What the VM got (the limits above apply inside it).

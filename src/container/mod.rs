@@ -12,7 +12,10 @@
 pub mod agent;
 pub mod assets;
 pub mod attach;
+pub mod cidfile;
 pub mod helper;
+pub mod labels;
+pub mod list;
 pub mod logs;
 pub mod monitor;
 pub mod mounts;
@@ -129,6 +132,9 @@ pub struct ContainerConfig {
     /// `-v`, `--mount`, `--tmpfs`, parents before the mounts inside them.
     #[serde(default)]
     pub mounts: Vec<mounts::Mount>,
+    /// The image's labels with `--label` and `--label-file` over them.
+    #[serde(default)]
+    pub labels: labels::Labels,
 }
 
 fn default_log_max() -> u64 {

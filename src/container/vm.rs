@@ -148,6 +148,7 @@ mod tests {
                 ports: vec![],
                 extra_hosts: vec![],
                 mounts,
+                labels: Default::default(),
             },
             state: ContainerState::created(),
         }
