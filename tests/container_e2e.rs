@@ -1102,3 +1102,80 @@ fn commit_onto_a_full_disk_fails_cleanly_and_leaves_no_image() {
     assert_eq!(inspected[0]["RootFS"]["Layers"].as_array().unwrap().len(), 3);
     small_ok(&["rm", "-f", "big"]);
 }
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn stop_signal_exec_detach_and_exec_env_file() {
+    let script = "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 1; done";
+    let args = [
+        "run",
+        "-d",
+        "--name",
+        "flags",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "300",
+    ];
+    ok(&[&args[..], &[IMAGE, "sh", "-c", script]].concat());
+    wait_until("the first log line", Duration::from_secs(120), || {
+        text(&hull(&["logs", "flags"]).stdout).contains("ready")
+    });
+
+    // exec -d returns at once with nothing printed; the process's writes succeed.
+    let started = Instant::now();
+    let out = hull(&[
+        "exec",
+        "-d",
+        "flags",
+        "sh",
+        "-c",
+        "sleep 2 && echo out && echo err >&2 && touch /tmp/detached-done",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "returned before the process ended"
+    );
+    wait_until("the detached process", Duration::from_secs(120), || {
+        code(&hull(&["exec", "flags", "test", "-e", "/tmp/detached-done"])) == 0
+    });
+    assert!(
+        !text(&hull(&["logs", "flags"]).stdout).contains("out"),
+        "discarded, not logged"
+    );
+
+    // exec --env-file, then -e over it.
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# settings\nA=from-file\nB=from-file\n").unwrap();
+    let env_arg = env_file.to_str().unwrap();
+    let out = ok(&[
+        "exec",
+        "--env-file",
+        env_arg,
+        "-e",
+        "B=flag",
+        "flags",
+        "sh",
+        "-c",
+        "echo $A $B",
+    ]);
+    assert_eq!(out, "from-file flag\n");
+
+    // stop sends the container's stop signal first; -t overrides its 300 s timeout.
+    let started = Instant::now();
+    assert_eq!(ok(&["stop", "-t", "3", "flags"]).trim(), "flags");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(120),
+        "{took:?}"
+    );
+    assert!(text(&hull(&["logs", "flags"]).stdout).contains("got-usr1"));
+    let state = inspect("flags");
+    assert_eq!(state["State"]["ExitCode"], 137, "killed after the timeout");
+    assert_eq!(state["Config"]["StopSignal"], "SIGUSR1");
+    assert_eq!(state["Config"]["StopTimeout"], 300);
+    ok(&["rm", "flags"]);
+}

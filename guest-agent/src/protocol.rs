@@ -238,6 +238,10 @@ pub struct ProcessSpec {
     /// Whether the host will attach stdin; without it the process reads /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// `exec -d`: the host attaches nothing; the process reads and writes /dev/null
+    /// (its output is discarded, as Docker discards it), and no terminal is made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
 }
 
 /// First frame on a stdio connection.
@@ -342,6 +346,14 @@ mod tests {
                 env: vec!["A=b".into()],
                 cwd: "/".into(),
                 tty: true,
+                ..Default::default()
+            },
+        });
+        round_trip(HostMessage::Start {
+            id: 8,
+            spec: ProcessSpec {
+                args: vec!["sleep".into(), "5".into()],
+                detached: true,
                 ..Default::default()
             },
         });

@@ -250,6 +250,16 @@ impl Session {
 }
 
 impl Session {
+    /// Starts `spec` (which must be `detached`) with no stdio of the host's; returns
+    /// once the agent reports `Started`, or its refusal.
+    pub fn start_detached(&mut self, id: u32, spec: &ProcessSpec) -> Result<Result<(), AgentMessage>, AgentError> {
+        self.send(&HostMessage::Start { id, spec: spec.clone() })?;
+        match self.recv()? {
+            AgentMessage::Started { id: got, .. } if got == id => Ok(Ok(())),
+            other => Ok(Err(other)),
+        }
+    }
+
     /// Starts file operation `id` (see [`CopyOp`]); returns its streams once the agent
     /// accepted it, or the agent's refusal. Every read and write on them has the
     /// [`agent_timeout`] deadline.

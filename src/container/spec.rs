@@ -126,6 +126,7 @@ pub fn merge(image_config: &Value, o: &Overrides) -> Result<ProcessSpec, SpecErr
         user,
         tty: o.tty,
         stdin: o.stdin,
+        detached: false,
     })
 }
 

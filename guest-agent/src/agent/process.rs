@@ -57,7 +57,9 @@ pub fn spawn(spec: &ProcessSpec, identity: &Identity, env: Vec<(String, String)>
         stdout: None,
         stderr: None,
     };
-    if spec.tty {
+    if spec.detached {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    } else if spec.tty {
         let (master, slave) = super::sys::open_pty().map_err(|e| internal("pseudo-terminal", e))?;
         let fd = |f: &File| dup(f).map(Stdio::from).map_err(|e| internal("pseudo-terminal", e));
         command.stdin(fd(&slave)?).stdout(fd(&slave)?).stderr(fd(&slave)?);
@@ -68,7 +70,7 @@ pub fn spawn(spec: &ProcessSpec, identity: &Identity, env: Vec<(String, String)>
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     }
-    let setup = ChildSetup::new(cwd, identity, spec.tty).map_err(|e| internal("process setup", e))?;
+    let setup = ChildSetup::new(cwd, identity, spec.tty && !spec.detached).map_err(|e| internal("process setup", e))?;
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared
     // before the fork; it allocates nothing.
     unsafe { command.pre_exec(move || setup.apply()) };

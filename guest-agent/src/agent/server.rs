@@ -339,6 +339,9 @@ impl Agent {
 
     /// Waits until the host's stdio connections for process `id` have arrived.
     fn wait_for_streams(&self, id: u32, spec: &ProcessSpec) -> Result<HashMap<Stream, File>, SpawnError> {
+        if spec.detached {
+            return Ok(HashMap::new());
+        }
         let mut wanted = vec![Stream::Stdout];
         if !spec.tty {
             wanted.push(Stream::Stderr);
