@@ -1038,3 +1038,57 @@ fn host_devices_and_other_platforms_are_refused_with_one_line() {
     assert_ok(&env.hull(&["create", "--platform", host, "--pull", "never", "busybox:cli", "true"]));
     assert_eq!(env.containers().len(), 1);
 }
+
+#[test]
+fn read_only_groups_sysctls_and_ulimits_are_recorded_and_checked() {
+    let env = Env::new();
+    let args = [
+        "create",
+        "--name",
+        "tuned",
+        "--read-only",
+        "--group-add",
+        "wheel",
+        "--group-add",
+        "4000",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=-1",
+    ];
+    assert_ok(&env.hull(&[&args[..], &["busybox:cli", "true"]].concat()));
+    let host = &inspect(&env, "tuned")["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["GroupAdd"], serde_json::json!(["wheel", "4000"]));
+    assert_eq!(host["Sysctls"], serde_json::json!({"net.ipv4.ip_forward": "1"}));
+    assert_eq!(
+        host["Ulimits"],
+        serde_json::json!([
+            {"Name": "nofile", "Soft": 1024, "Hard": 2048},
+            {"Name": "core", "Soft": -1, "Hard": -1},
+        ])
+    );
+    assert_ok(&env.hull(&["create", "--name", "plain", "busybox:cli", "true"]));
+    let host = &inspect(&env, "plain")["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], false);
+    assert!(host["GroupAdd"].is_null());
+    assert_refused(
+        &env.hull(&["create", "--sysctl", "kernel.panic=1", "busybox:cli"]),
+        "not in a separate kernel namespace",
+    );
+    assert_refused(
+        &env.hull(&["create", "--sysctl", "nonsense", "busybox:cli"]),
+        "expected KEY=VALUE",
+    );
+    assert_refused(
+        &env.hull(&["create", "--ulimit", "bogus=1", "busybox:cli"]),
+        "invalid ulimit type: bogus",
+    );
+    assert_refused(
+        &env.hull(&["create", "--ulimit", "nofile=2:1", "busybox:cli"]),
+        "soft limit must be less than or equal to hard limit",
+    );
+    assert_eq!(env.containers().len(), 2);
+}

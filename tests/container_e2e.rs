@@ -1130,7 +1130,7 @@ fn stop_signal_exec_detach_and_exec_env_file() {
         "flags",
         "sh",
         "-c",
-        "sleep 2 && echo out && echo err >&2 && touch /tmp/detached-done",
+        "sleep 2 && echo out && echo err >&2 && touch /detached-done",
     ]);
     assert_eq!(code(&out), 0, "{}", text(&out.stderr));
     assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
@@ -1139,7 +1139,15 @@ fn stop_signal_exec_detach_and_exec_env_file() {
         "returned before the process ended"
     );
     wait_until("the detached process", Duration::from_secs(120), || {
-        code(&hull(&["exec", "flags", "test", "-e", "/tmp/detached-done"])) == 0
+        let probe = hull(&[
+            "exec",
+            "flags",
+            "sh",
+            "-c",
+            "test -e /detached-done || { ls -a /; ps; exit 1; }",
+        ]);
+        eprintln!("probe: {} {}", text(&probe.stdout), text(&probe.stderr));
+        code(&probe) == 0
     });
     assert!(
         !text(&hull(&["logs", "flags"]).stdout).contains("out"),
@@ -1178,4 +1186,35 @@ fn stop_signal_exec_detach_and_exec_env_file() {
     assert_eq!(state["Config"]["StopSignal"], "SIGUSR1");
     assert_eq!(state["Config"]["StopTimeout"], 300);
     ok(&["rm", "flags"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn read_only_root_group_add_sysctl_and_ulimit_apply_in_the_guest() {
+    let script = "touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only; \
+        touch /scratch/x && echo tmpfs-writable; echo > /dev/null && echo dev-writable; \
+        id -G; cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn";
+    let out = ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "--group-add",
+        "4000",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--ulimit",
+        "nofile=1024:2048",
+        "-u",
+        "nobody",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        out,
+        "root-read-only\ntmpfs-writable\ndev-writable\n65534 4000\n1\n1024\n2048\n"
+    );
 }

@@ -11,7 +11,7 @@ use hull::container::mounts::{self, Mount};
 use hull::container::network::{self, ExtraHost, NetworkMode, PortMapping};
 use hull::container::spec::{self, parse_size, Overrides};
 use hull::container::volumes::VolumeStore;
-use hull::container::{labels, names, resources, vm, Container, ContainerConfig, ContainerStore};
+use hull::container::{labels, names, resources, tunables, vm, Container, ContainerConfig, ContainerStore};
 use hull::image::manifest::Platform;
 use hull::image::reference::Reference;
 use hull::image::store::{Image, ImageStore, StoreError};
@@ -132,6 +132,21 @@ pub struct CreateArgs {
     /// Set platform if server is multi-platform capable: only the host's
     #[arg(long)]
     pub platform: Option<String>,
+    /// Mount the container's root filesystem as read only (volumes and tmpfs mounts
+    /// stay writable)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add additional groups to join (names from the container's /etc/group, or
+    /// numbers)
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// Sysctl options (namespaced ones: kernel.shm*, kernel.msg*, kernel.sem,
+    /// fs.mqueue.*, net.*)
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Ulimit options: NAME=SOFT[:HARD] (-1 for unlimited)
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -261,6 +276,16 @@ fn create_container(args: &CreateArgs) -> anyhow::Result<Container> {
     check_platform(args.platform.as_deref())?;
     let stop_signal = args.stop_signal.as_deref().map(super::stop::signal_arg).transpose()?;
     let stop_timeout = stop_timeout(args)?;
+    let ulimits = args
+        .ulimit
+        .iter()
+        .map(|u| tunables::parse_ulimit(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sysctls = args
+        .sysctl
+        .iter()
+        .map(|s| tunables::parse_sysctl(s))
+        .collect::<Result<Vec<_>, _>>()?;
     check_kvm().map_err(anyhow::Error::msg)?;
     Assets::locate()?;
 
@@ -278,7 +303,9 @@ fn create_container(args: &CreateArgs) -> anyhow::Result<Container> {
         tty: args.tty,
         stdin: args.interactive,
     };
-    let process = spec::merge(&image.config, &overrides)?;
+    let mut process = spec::merge(&image.config, &overrides)?;
+    process.group_add = args.group_add.clone();
+    process.ulimits = ulimits;
     let labels = labels::merged(&image.config, own_labels);
     let rootfs = super::rootfs::cache(&store).ensure(&super::rootfs::layer_inputs(&store, &image)?)?;
     let id = names::new_id()?;
@@ -313,6 +340,8 @@ fn create_container(args: &CreateArgs) -> anyhow::Result<Container> {
         extra_hosts,
         mounts,
         labels,
+        read_only: args.read_only,
+        sysctls,
     };
     let containers = ContainerStore::open(store.root())?;
     let volumes = VolumeStore::open(store.root())?;

@@ -97,6 +97,8 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         tty: args.tty && !args.detach,
         stdin: args.interactive && !args.detach,
         detached: args.detach,
+        group_add: c.config.process.group_add.clone(),
+        ulimits: c.config.process.ulimits.clone(),
     };
     let mut session = Session::open(&c.vsock_path(), Duration::from_secs(10), || true)
         .with_context(|| format!("container {}", c.config.name))?;

@@ -207,12 +207,16 @@ impl Session {
         hosts: Vec<guest_agent::protocol::HostEntry>,
         mounts: Vec<guest_agent::mounts::MountArg>,
         resources: guest_agent::protocol::Resources,
+        read_only: bool,
+        sysctls: Vec<(String, String)>,
     ) -> Result<Result<(), AgentMessage>, AgentError> {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
             hosts,
             resources,
+            read_only,
+            sysctls,
         })?;
         match self.recv()? {
             AgentMessage::Configured => Ok(Ok(())),

@@ -27,6 +27,7 @@ pub mod prune;
 pub mod ready;
 pub mod resources;
 pub mod spec;
+pub mod tunables;
 pub mod usage;
 pub mod virtiofs;
 pub mod vm;
@@ -135,6 +136,12 @@ pub struct ContainerConfig {
     /// The image's labels with `--label` and `--label-file` over them.
     #[serde(default)]
     pub labels: labels::Labels,
+    /// `--read-only`: the container root is read-only in the guest.
+    #[serde(default)]
+    pub read_only: bool,
+    /// `--sysctl`, in order.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 fn default_log_max() -> u64 {

@@ -286,7 +286,15 @@ fn run_main_process(
     // string on the guest's kernel command line.
     let mounts = super::mounts::mount_args(&c.config.mounts);
     let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
-    match session.configure(&c.config.hostname, hosts, mounts, c.config.limits.clone()) {
+    let configured = session.configure(
+        &c.config.hostname,
+        hosts,
+        mounts,
+        c.config.limits.clone(),
+        c.config.read_only,
+        c.config.sysctls.clone(),
+    );
+    match configured {
         Ok(Ok(())) => {}
         Ok(Err(AgentMessage::Error { message, .. })) => return Ok(Outcome::failed(125, message)),
         Ok(Err(other)) => return Ok(vm_failure(c, rx, &format!("unexpected agent message {other:?}"))),

@@ -127,6 +127,8 @@ pub fn merge(image_config: &Value, o: &Overrides) -> Result<ProcessSpec, SpecErr
         tty: o.tty,
         stdin: o.stdin,
         detached: false,
+        group_add: Vec::new(),
+        ulimits: Vec::new(),
     })
 }
 

@@ -149,6 +149,8 @@ mod tests {
                 extra_hosts: vec![],
                 mounts,
                 labels: Default::default(),
+                read_only: false,
+                sysctls: vec![],
             },
             state: ContainerState::created(),
         }
