@@ -905,3 +905,211 @@ fn info_counts_containers_and_images_and_shows_the_default_vm() {
     assert!(env.hull(&["rm", "c1", "c2"]).status.success());
     assert!(info(&["info"]).contains("Containers: 0\n"));
 }
+
+fn inspect(env: &Env, name: &str) -> serde_json::Value {
+    let out = env.hull(&["inspect", name]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()[0].clone()
+}
+
+#[test]
+fn labels_are_recorded_shown_and_filtered() {
+    let env = Env::new();
+    let file = env.dir.path().join("labels");
+    std::fs::write(&file, "# team labels\ntier=db\nteam=core\n").unwrap();
+    let file_arg = file.to_str().unwrap();
+    let create = |args: &[&str]| assert_ok(&env.hull(&[&["create"], args, &["busybox:cli", "true"]].concat()));
+    create(&["--name", "web", "-l", "tier=web", "--label", "flag"]);
+    create(&["--name", "db", "--label-file", file_arg, "-l", "team=ops"]);
+    create(&["--name", "bare"]);
+    assert_eq!(
+        inspect(&env, "web")["Config"]["Labels"],
+        serde_json::json!({"tier": "web", "flag": ""})
+    );
+    assert_eq!(
+        inspect(&env, "db")["Config"]["Labels"],
+        serde_json::json!({"tier": "db", "team": "ops"})
+    );
+    assert_eq!(inspect(&env, "bare")["Config"]["Labels"], serde_json::json!({}));
+    let ps = |filters: &[&str]| {
+        let mut args = vec!["ps", "-a", "--format", "{{.Names}}"];
+        for f in filters {
+            args.extend(["--filter", f]);
+        }
+        let mut names: Vec<String> = assert_ok(&env.hull(&args)).lines().map(String::from).collect();
+        names.sort();
+        names
+    };
+    assert_eq!(ps(&["label=tier"]), ["db", "web"]);
+    assert_eq!(ps(&["label=tier=web"]), ["web"]);
+    assert_eq!(ps(&["label!=tier"]), ["bare"]);
+    assert_eq!(ps(&["label=tier", "label=team=ops"]), ["db"]);
+    assert_eq!(ps(&["name=we"]), ["web"]);
+    assert_eq!(
+        assert_ok(&env.hull(&["ps", "-a", "-f", "name=db", "--format", "{{.Labels}}"])).trim(),
+        "team=ops,tier=db"
+    );
+    assert_refused(&env.hull(&["ps", "-f", "color=red"]), "invalid filter 'color'");
+    assert_refused(
+        &env.hull(&["create", "-l", "=v", "busybox:cli"]),
+        "invalid label '=v': empty name",
+    );
+    assert_refused(
+        &env.hull(&["create", "--label-file", "/nonexistent/labels", "busybox:cli"]),
+        "/nonexistent/labels",
+    );
+    // container prune takes only what the label filter names.
+    assert_ok(&env.hull(&["container", "prune", "-f", "--filter", "label=tier=web"]));
+    assert_eq!(ps(&[]), ["bare", "db"]);
+    assert_ok(&env.hull(&["container", "prune", "-f", "--filter", "label!=tier"]));
+    assert_eq!(ps(&[]), ["db"]);
+}
+
+#[test]
+fn cidfile_gets_the_id_and_an_existing_one_is_refused() {
+    let env = Env::new();
+    let cid = env.dir.path().join("cid");
+    let cid_arg = cid.to_str().unwrap();
+    let id = assert_ok(&env.hull(&["create", "--cidfile", cid_arg, "busybox:cli", "true"]));
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id.trim());
+    let out = env.hull(&["create", "--cidfile", cid_arg, "busybox:cli", "true"]);
+    assert_refused(
+        &out,
+        &format!("Container ID file found, make sure the other container isn't running or delete {cid_arg}"),
+    );
+    assert_eq!(env.containers().len(), 1, "nothing created");
+    assert_eq!(std::fs::read_to_string(&cid).unwrap(), id.trim(), "left alone");
+    // A create that fails leaves no cidfile behind.
+    let other = env.dir.path().join("other");
+    let out = env.hull(&[
+        "create",
+        "--cidfile",
+        other.to_str().unwrap(),
+        "--name",
+        "x",
+        "busybox:cli",
+    ]);
+    assert_refused(&out, "invalid container name");
+    assert!(!other.exists());
+}
+
+#[test]
+fn stop_settings_are_recorded_and_checked() {
+    let env = Env::new();
+    assert_ok(&env.hull(&["create", "--name", "plain", "busybox:cli", "true"]));
+    let config = &inspect(&env, "plain")["Config"];
+    assert_eq!(config["StopSignal"], "SIGTERM");
+    assert_eq!(config["StopTimeout"], 10);
+    let args = [
+        "create",
+        "--name",
+        "set",
+        "--stop-signal",
+        "usr1",
+        "--stop-timeout",
+        "3",
+    ];
+    assert_ok(&env.hull(&[&args[..], &["busybox:cli", "true"]].concat()));
+    let config = &inspect(&env, "set")["Config"];
+    assert_eq!(config["StopSignal"], "SIGUSR1");
+    assert_eq!(config["StopTimeout"], 3);
+    assert_refused(
+        &env.hull(&["create", "--stop-signal", "SIGNOPE", "busybox:cli"]),
+        "invalid signal: SIGNOPE",
+    );
+    assert_refused(
+        &env.hull(&["create", "--stop-timeout", "-2", "busybox:cli"]),
+        "invalid stop timeout",
+    );
+    assert_eq!(env.containers().len(), 2);
+}
+
+#[test]
+fn host_devices_and_other_platforms_are_refused_with_one_line() {
+    let env = Env::new();
+    for flags in [&["--device", "/dev/sda"][..], &["--gpus", "all"]] {
+        for command in ["run", "create"] {
+            let out = env.hull(&[&[command], flags, &["busybox:cli", "true"]].concat());
+            assert_refused(&out, &format!("{} is not supported", flags[0]));
+            assert_refused(&out, "host devices are not passed into guests");
+        }
+    }
+    assert_refused(
+        &env.hull(&["create", "--platform", "linux/s390x", "busybox:cli"]),
+        "platform linux/s390x is not supported",
+    );
+    assert_refused(
+        &env.hull(&["create", "--platform", "nonsense", "busybox:cli"]),
+        "invalid platform",
+    );
+    assert_refused(
+        &env.hull(&["create", "--pull", "sometimes", "busybox:cli"]),
+        "invalid pull option: 'sometimes'",
+    );
+    assert_refused(
+        &env.hull(&["create", "--pull", "never", "localhost:1/absent:1"]),
+        "No such image: localhost:1/absent:1",
+    );
+    assert!(env.containers().is_empty());
+    let host = if cfg!(target_arch = "x86_64") {
+        "linux/amd64"
+    } else {
+        "linux/arm64"
+    };
+    assert_ok(&env.hull(&["create", "--platform", host, "--pull", "never", "busybox:cli", "true"]));
+    assert_eq!(env.containers().len(), 1);
+}
+
+#[test]
+fn read_only_groups_sysctls_and_ulimits_are_recorded_and_checked() {
+    let env = Env::new();
+    let args = [
+        "create",
+        "--name",
+        "tuned",
+        "--read-only",
+        "--group-add",
+        "wheel",
+        "--group-add",
+        "4000",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--ulimit",
+        "nofile=1024:2048",
+        "--ulimit",
+        "core=-1",
+    ];
+    assert_ok(&env.hull(&[&args[..], &["busybox:cli", "true"]].concat()));
+    let host = &inspect(&env, "tuned")["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], true);
+    assert_eq!(host["GroupAdd"], serde_json::json!(["wheel", "4000"]));
+    assert_eq!(host["Sysctls"], serde_json::json!({"net.ipv4.ip_forward": "1"}));
+    assert_eq!(
+        host["Ulimits"],
+        serde_json::json!([
+            {"Name": "nofile", "Soft": 1024, "Hard": 2048},
+            {"Name": "core", "Soft": -1, "Hard": -1},
+        ])
+    );
+    assert_ok(&env.hull(&["create", "--name", "plain", "busybox:cli", "true"]));
+    let host = &inspect(&env, "plain")["HostConfig"];
+    assert_eq!(host["ReadonlyRootfs"], false);
+    assert!(host["GroupAdd"].is_null());
+    assert_refused(
+        &env.hull(&["create", "--sysctl", "kernel.panic=1", "busybox:cli"]),
+        "not in a separate kernel namespace",
+    );
+    assert_refused(
+        &env.hull(&["create", "--sysctl", "nonsense", "busybox:cli"]),
+        "expected KEY=VALUE",
+    );
+    assert_refused(
+        &env.hull(&["create", "--ulimit", "bogus=1", "busybox:cli"]),
+        "invalid ulimit type: bogus",
+    );
+    assert_refused(
+        &env.hull(&["create", "--ulimit", "nofile=2:1", "busybox:cli"]),
+        "soft limit must be less than or equal to hard limit",
+    );
+    assert_eq!(env.containers().len(), 2);
+}

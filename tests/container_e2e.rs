@@ -1108,3 +1108,119 @@ fn commit_onto_a_full_disk_fails_cleanly_and_leaves_no_image() {
     assert_eq!(inspected[0]["RootFS"]["Layers"].as_array().unwrap().len(), 3);
     small_ok(&["rm", "-f", "big"]);
 }
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn stop_signal_exec_detach_and_exec_env_file() {
+    let script = "trap 'echo got-usr1' USR1; echo ready; while true; do sleep 1; done";
+    let args = [
+        "run",
+        "-d",
+        "--name",
+        "flags",
+        "--stop-signal",
+        "SIGUSR1",
+        "--stop-timeout",
+        "300",
+    ];
+    ok(&[&args[..], &[IMAGE, "sh", "-c", script]].concat());
+    wait_until("the first log line", Duration::from_secs(120), || {
+        text(&hull(&["logs", "flags"]).stdout).contains("ready")
+    });
+
+    // exec -d returns at once with nothing printed; the process's writes succeed.
+    let started = Instant::now();
+    let out = hull(&[
+        "exec",
+        "-d",
+        "flags",
+        "sh",
+        "-c",
+        "sleep 2 && echo out && echo err >&2 && touch /detached-done",
+    ]);
+    assert_eq!(code(&out), 0, "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty() && out.stderr.is_empty(), "{out:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "returned before the process ended"
+    );
+    wait_until("the detached process", Duration::from_secs(120), || {
+        let probe = hull(&[
+            "exec",
+            "flags",
+            "sh",
+            "-c",
+            "test -e /detached-done || { ls -a /; ps; exit 1; }",
+        ]);
+        eprintln!("probe: {} {}", text(&probe.stdout), text(&probe.stderr));
+        code(&probe) == 0
+    });
+    assert!(
+        !text(&hull(&["logs", "flags"]).stdout).contains("out"),
+        "discarded, not logged"
+    );
+
+    // exec --env-file, then -e over it.
+    let dir = tempfile::tempdir().unwrap();
+    let env_file = dir.path().join("env");
+    std::fs::write(&env_file, "# settings\nA=from-file\nB=from-file\n").unwrap();
+    let env_arg = env_file.to_str().unwrap();
+    let out = ok(&[
+        "exec",
+        "--env-file",
+        env_arg,
+        "-e",
+        "B=flag",
+        "flags",
+        "sh",
+        "-c",
+        "echo $A $B",
+    ]);
+    assert_eq!(out, "from-file flag\n");
+
+    // stop sends the container's stop signal first; -t overrides its 300 s timeout.
+    let started = Instant::now();
+    assert_eq!(ok(&["stop", "-t", "3", "flags"]).trim(), "flags");
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(3) && took < Duration::from_secs(120),
+        "{took:?}"
+    );
+    assert!(text(&hull(&["logs", "flags"]).stdout).contains("got-usr1"));
+    let state = inspect("flags");
+    assert_eq!(state["State"]["ExitCode"], 137, "killed after the timeout");
+    assert_eq!(state["Config"]["StopSignal"], "SIGUSR1");
+    assert_eq!(state["Config"]["StopTimeout"], 300);
+    ok(&["rm", "flags"]);
+}
+
+#[test]
+#[ignore = "needs a KVM that boots Linux: runs in the lab (tests/lab/suite.sh)"]
+fn read_only_root_group_add_sysctl_and_ulimit_apply_in_the_guest() {
+    let script = "touch /etc/x 2>/dev/null && echo root-writable || echo root-read-only; \
+        touch /scratch/x && echo tmpfs-writable; echo > /dev/null && echo dev-writable; \
+        id -G; cat /proc/sys/net/ipv4/ip_forward; ulimit -n; ulimit -Hn";
+    let out = ok(&[
+        "run",
+        "--rm",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "--group-add",
+        "4000",
+        "--sysctl",
+        "net.ipv4.ip_forward=1",
+        "--ulimit",
+        "nofile=1024:2048",
+        "-u",
+        "nobody",
+        IMAGE,
+        "sh",
+        "-c",
+        script,
+    ]);
+    assert_eq!(
+        out,
+        "root-read-only\ntmpfs-writable\ndev-writable\n65534 4000\n1\n1024\n2048\n"
+    );
+}

@@ -70,6 +70,13 @@ pub enum HostMessage {
         hosts: Vec<HostEntry>,
         #[serde(default)]
         resources: Resources,
+        /// `--read-only`: the container root's own mount is made read-only last
+        /// (volumes, tmpfs mounts, /dev and /proc keep their modes).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        read_only: bool,
+        /// `--sysctl`: `(key, value)`, written under `/proc/sys` before any process.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        sysctls: Vec<(String, String)>,
     },
     /// Power the VM off once every process has been reaped.
     Shutdown,
@@ -238,6 +245,51 @@ pub struct ProcessSpec {
     /// Whether the host will attach stdin; without it the process reads /dev/null.
     #[serde(default)]
     pub stdin: bool,
+    /// `exec -d`: the host attaches nothing; the process reads and writes /dev/null
+    /// (its output is discarded, as Docker discards it), and no terminal is made.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub detached: bool,
+    /// `--group-add`: more supplementary groups, names (from the container's
+    /// `/etc/group`) or numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub group_add: Vec<String>,
+    /// `--ulimit`: resource limits set in the process before it runs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ulimits: Vec<Ulimit>,
+}
+
+/// One `--ulimit NAME=SOFT[:HARD]`; `u64::MAX` is unlimited.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ulimit {
+    pub name: String,
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// The `--ulimit` names, as Docker takes them, and their resources.
+/// (The resources are `c_uint` with glibc and `c_int` with musl, hence the casts.)
+#[allow(clippy::unnecessary_cast)]
+pub const ULIMITS: &[(&str, u32)] = &[
+    ("core", libc::RLIMIT_CORE as u32),
+    ("cpu", libc::RLIMIT_CPU as u32),
+    ("data", libc::RLIMIT_DATA as u32),
+    ("fsize", libc::RLIMIT_FSIZE as u32),
+    ("locks", libc::RLIMIT_LOCKS as u32),
+    ("memlock", libc::RLIMIT_MEMLOCK as u32),
+    ("msgqueue", libc::RLIMIT_MSGQUEUE as u32),
+    ("nice", libc::RLIMIT_NICE as u32),
+    ("nofile", libc::RLIMIT_NOFILE as u32),
+    ("nproc", libc::RLIMIT_NPROC as u32),
+    ("rss", libc::RLIMIT_RSS as u32),
+    ("rtprio", libc::RLIMIT_RTPRIO as u32),
+    ("rttime", libc::RLIMIT_RTTIME as u32),
+    ("sigpending", libc::RLIMIT_SIGPENDING as u32),
+    ("stack", libc::RLIMIT_STACK as u32),
+];
+
+/// The resource of a `--ulimit` name.
+pub fn ulimit_resource(name: &str) -> Option<u32> {
+    ULIMITS.iter().find(|(n, _)| *n == name).map(|&(_, r)| r)
 }
 
 /// First frame on a stdio connection.
@@ -345,6 +397,14 @@ mod tests {
                 ..Default::default()
             },
         });
+        round_trip(HostMessage::Start {
+            id: 8,
+            spec: ProcessSpec {
+                args: vec!["sleep".into(), "5".into()],
+                detached: true,
+                ..Default::default()
+            },
+        });
         round_trip(HostMessage::Copy {
             id: 9,
             op: CopyOp::Write {
@@ -375,6 +435,8 @@ mod tests {
                 cpuset: Some("0-1".into()),
                 shm: Some(1 << 30),
             },
+            read_only: true,
+            sysctls: vec![("net.ipv4.ip_forward".into(), "1".into())],
         });
         // A host or agent of the version before resources and OOM reports.
         let old: AgentMessage = decode(br#"{"type":"exited","id":1,"status":{"code":0}}"#).unwrap();

@@ -105,6 +105,23 @@ pub fn resolve(spec: &str, passwd: &str, group: &str) -> Result<Identity, UserEr
     Ok(Identity { uid, gid, groups, home })
 }
 
+/// `--group-add`: each a group name from `group` or a number, added to the
+/// identity's supplementary groups once.
+pub fn add_groups(mut identity: Identity, names: &[String], group: &str) -> Result<Identity, UserError> {
+    for name in names {
+        let gid = match group_entries(group).find(|e| e.name == name.as_str()) {
+            Some(e) => e.gid,
+            None => name
+                .parse()
+                .map_err(|_| UserError::NoGroup(name.chars().take(64).collect()))?,
+        };
+        if !identity.groups.contains(&gid) {
+            identity.groups.push(gid);
+        }
+    }
+    Ok(identity)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,6 +129,15 @@ mod tests {
     const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n\
         app:x:1000:1000::/home/app:/bin/sh\nbroken line\nbad:x:notanumber:1::/:/bin/sh\n";
     const GROUP: &str = "root:x:0:\nwheel:x:10:app,root\napp:x:1000:\nstaff:x:50:app\n";
+
+    #[test]
+    fn added_groups_resolve_by_name_or_number() {
+        let id = resolve("nobody", PASSWD, GROUP).unwrap();
+        let id = add_groups(id, &["staff".into(), "4000".into(), "staff".into()], GROUP).unwrap();
+        assert_eq!(id.groups, vec![65534, 50, 4000]);
+        let err = add_groups(resolve("", PASSWD, GROUP).unwrap(), &["ghost".into()], GROUP).unwrap_err();
+        assert_eq!(err, UserError::NoGroup("ghost".into()));
+    }
 
     #[test]
     fn empty_spec_is_root_with_roots_groups() {

@@ -99,6 +99,14 @@ fn describe(c: &Container) -> serde_json::Value {
             "NetworkMode": c.config.network.name(),
             "PortBindings": port_map(&c.config.ports),
             "ExtraHosts": extra_hosts(&c.config.extra_hosts),
+            "ReadonlyRootfs": c.config.read_only,
+            "GroupAdd": if p.group_add.is_empty() { serde_json::Value::Null } else { json!(p.group_add) },
+            "Sysctls": c.config.sysctls.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+            "Ulimits": p.ulimits.iter().map(|u| json!({
+                "Name": u.name,
+                "Soft": hull::container::tunables::shown_limit(u.soft),
+                "Hard": hull::container::tunables::shown_limit(u.hard),
+            })).collect::<Vec<_>>(),
         },
         "Mounts": c.config.mounts.iter().map(describe_mount).collect::<Vec<_>>(),
         "NetworkSettings": network_settings(c),
@@ -111,7 +119,9 @@ fn describe(c: &Container) -> serde_json::Value {
             "Cmd": p.args,
             "Image": c.config.image,
             "WorkingDir": p.cwd,
-            "StopSignal": c.config.stop_signal,
+            "StopSignal": hull::container::spec::signal_name(c.config.stop_signal),
+            "StopTimeout": c.config.stop_timeout,
+            "Labels": c.config.labels,
         },
         "Hull": {
             // What the VM got (the limits above apply inside it).

@@ -6,11 +6,13 @@ use std::io::IsTerminal;
 use anyhow::{bail, Context};
 use chrono::Utc;
 use hull::container::assets::{check_kvm, Assets};
+use hull::container::cidfile::CidFile;
 use hull::container::mounts::{self, Mount};
 use hull::container::network::{self, ExtraHost, NetworkMode, PortMapping};
 use hull::container::spec::{self, parse_size, Overrides};
 use hull::container::volumes::VolumeStore;
-use hull::container::{names, resources, vm, Container, ContainerConfig, ContainerStore};
+use hull::container::{labels, names, resources, tunables, vm, Container, ContainerConfig, ContainerStore};
+use hull::image::manifest::Platform;
 use hull::image::reference::Reference;
 use hull::image::store::{Image, ImageStore, StoreError};
 
@@ -103,6 +105,48 @@ pub struct CreateArgs {
     /// Mount a tmpfs: DESTINATION[:size=SIZE,mode=MODE,exec,suid,dev,...]
     #[arg(long)]
     pub tmpfs: Vec<String>,
+    /// Set meta data on a container (KEY=VALUE, or KEY for an empty value)
+    #[arg(short = 'l', long = "label")]
+    pub label: Vec<String>,
+    /// Read in a line delimited file of labels
+    #[arg(long)]
+    pub label_file: Vec<std::path::PathBuf>,
+    /// Write the container ID to the file
+    #[arg(long)]
+    pub cidfile: Option<std::path::PathBuf>,
+    /// Signal to stop the container (default: the image's, else SIGTERM)
+    #[arg(long)]
+    pub stop_signal: Option<String>,
+    /// Seconds to wait for the container to stop before killing it (default 10)
+    #[arg(long, allow_negative_numbers = true)]
+    pub stop_timeout: Option<i64>,
+    /// Add a host device to the container (refused: host devices never enter a VM)
+    #[arg(long)]
+    pub device: Vec<String>,
+    /// GPU devices to add to the container (refused: host devices never enter a VM)
+    #[arg(long)]
+    pub gpus: Option<String>,
+    /// Pull image before running: always, missing or never
+    #[arg(long, default_value = "missing")]
+    pub pull: String,
+    /// Set platform if server is multi-platform capable: only the host's
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Mount the container's root filesystem as read only (volumes and tmpfs mounts
+    /// stay writable)
+    #[arg(long)]
+    pub read_only: bool,
+    /// Add additional groups to join (names from the container's /etc/group, or
+    /// numbers)
+    #[arg(long)]
+    pub group_add: Vec<String>,
+    /// Sysctl options (namespaced ones: kernel.shm*, kernel.msg*, kernel.sem,
+    /// fs.mqueue.*, net.*)
+    #[arg(long)]
+    pub sysctl: Vec<String>,
+    /// Ulimit options: NAME=SOFT[:HARD] (-1 for unlimited)
+    #[arg(long)]
+    pub ulimit: Vec<String>,
     /// Print help
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
@@ -113,24 +157,94 @@ pub struct CreateArgs {
     pub command: Vec<String>,
 }
 
+/// `--pull`: when `run` and `create` pull the image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullPolicy {
+    Always,
+    Missing,
+    Never,
+}
+
+impl PullPolicy {
+    fn parse(s: &str) -> anyhow::Result<PullPolicy> {
+        Ok(match s {
+            "always" => PullPolicy::Always,
+            "missing" => PullPolicy::Missing,
+            "never" => PullPolicy::Never,
+            _ => bail!("invalid pull option: '{s}': must be one of \"always\", \"missing\" or \"never\""),
+        })
+    }
+}
+
 /// Finds the image, pulling it when it is a reference not in the store (as `docker
-/// run` does).
-fn image_for(store: &ImageStore, query: &str) -> anyhow::Result<Image> {
+/// run` does), or every time with `--pull always`.
+fn image_for(store: &ImageStore, query: &str, policy: PullPolicy) -> anyhow::Result<Image> {
     super::check_image_query(query)?;
-    match store.find(query) {
-        Ok(image) => Ok(image),
-        Err(StoreError::NoSuchImage(_)) if Reference::parse(query).is_ok() => {
-            let reference = Reference::parse(query)?;
+    let reference = Reference::parse(query).ok();
+    if let (PullPolicy::Always, Some(reference)) = (policy, &reference) {
+        super::pull::pull_quietly(store, reference)?;
+        return Ok(store.find(query)?);
+    }
+    match (store.find(query), reference) {
+        (Ok(image), _) => Ok(image),
+        (Err(StoreError::NoSuchImage(_)), Some(reference)) if policy == PullPolicy::Never => {
+            bail!("No such image: {}", reference.familiar())
+        }
+        (Err(StoreError::NoSuchImage(_)), Some(reference)) => {
             eprintln!("Unable to find image '{}' locally", reference.familiar());
             super::pull::pull_quietly(store, &reference)?;
             Ok(store.find(query)?)
         }
-        Err(e) => Err(e.into()),
+        (Err(e), _) => Err(e.into()),
+    }
+}
+
+/// `--platform`: hull runs the host's platform only.
+fn check_platform(platform: Option<&str>) -> anyhow::Result<()> {
+    let Some(text) = platform else { return Ok(()) };
+    let host = Platform::host();
+    let wanted =
+        Platform::parse(text).with_context(|| format!("invalid platform {text:?}: expected os/arch[/variant]"))?;
+    if !host.matches(&wanted) {
+        bail!("platform {wanted} is not supported: hull runs {host} containers only (the host's)");
+    }
+    Ok(())
+}
+
+/// `--device` and `--gpus`, refused: the VM is the container's boundary.
+fn refuse_devices(args: &CreateArgs) -> anyhow::Result<()> {
+    let flag = if !args.device.is_empty() {
+        "--device"
+    } else if args.gpus.is_some() {
+        "--gpus"
+    } else {
+        return Ok(());
+    };
+    bail!("{flag} is not supported: each container runs in its own VM, and host devices are not passed into guests")
+}
+
+/// `--stop-timeout`: seconds, 10 by default.
+fn stop_timeout(args: &CreateArgs) -> anyhow::Result<u32> {
+    match args.stop_timeout {
+        None => Ok(10),
+        Some(t) => {
+            u32::try_from(t).map_err(|_| anyhow::anyhow!("invalid stop timeout {t}: it must be 0 or more seconds"))
+        }
     }
 }
 
 /// Checks the flags and the host, then creates the container.
 pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
+    refuse_devices(args)?;
+    let cidfile = args.cidfile.as_deref().map(CidFile::claim).transpose()?;
+    let c = create_container(args)?;
+    if let Some(cidfile) = cidfile {
+        cidfile.write(c.id())?;
+    }
+    Ok(c)
+}
+
+fn create_container(args: &CreateArgs) -> anyhow::Result<Container> {
     if let Some(name) = &args.name {
         names::validate_name(name)?;
     }
@@ -157,6 +271,21 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         .collect::<Result<Vec<_>, _>>()?;
     network::check(network, &ports, &extra_hosts)?;
     let mounts = plan_mounts(args)?;
+    let own_labels = labels::from_flags(&args.label_file, &args.label)?;
+    let pull = PullPolicy::parse(&args.pull)?;
+    check_platform(args.platform.as_deref())?;
+    let stop_signal = args.stop_signal.as_deref().map(super::stop::signal_arg).transpose()?;
+    let stop_timeout = stop_timeout(args)?;
+    let ulimits = args
+        .ulimit
+        .iter()
+        .map(|u| tunables::parse_ulimit(u))
+        .collect::<Result<Vec<_>, _>>()?;
+    let sysctls = args
+        .sysctl
+        .iter()
+        .map(|s| tunables::parse_sysctl(s))
+        .collect::<Result<Vec<_>, _>>()?;
     check_kvm().map_err(anyhow::Error::msg)?;
     Assets::locate()?;
 
@@ -164,7 +293,7 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
     // Until the container is recorded, `rmi` and `prune` must not take its image or
     // root disk: they wait for this pin.
     let _pin = store.pin()?;
-    let image = image_for(&store, &args.image)?;
+    let image = image_for(&store, &args.image, pull)?;
     let overrides = Overrides {
         entrypoint: args.entrypoint.clone(),
         cmd: args.command.clone(),
@@ -174,7 +303,10 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         tty: args.tty,
         stdin: args.interactive,
     };
-    let process = spec::merge(&image.config, &overrides)?;
+    let mut process = spec::merge(&image.config, &overrides)?;
+    process.group_add = args.group_add.clone();
+    process.ulimits = ulimits;
+    let labels = labels::merged(&image.config, own_labels);
     let rootfs = super::rootfs::cache(&store).ensure(&super::rootfs::layer_inputs(&store, &image)?)?;
     let id = names::new_id()?;
     let hostname = match &args.hostname {
@@ -200,13 +332,16 @@ pub fn create(args: &CreateArgs) -> anyhow::Result<Container> {
         // `--rm` too gets a writable disk: the 6.1 guest kernel's tmpfs has no `user.*`
         // xattrs, which programs (and CPython's tests) use on the container root.
         tmpfs_upper: false,
-        stop_signal: spec::stop_signal(&image.config),
-        stop_timeout: 10,
+        stop_signal: stop_signal.unwrap_or_else(|| spec::stop_signal(&image.config)),
+        stop_timeout,
         log_max_bytes: parse_log_opts(&args.log_opt)?,
         network,
         ports,
         extra_hosts,
         mounts,
+        labels,
+        read_only: args.read_only,
+        sysctls,
     };
     let containers = ContainerStore::open(store.root())?;
     let volumes = VolumeStore::open(store.root())?;

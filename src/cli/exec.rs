@@ -24,9 +24,15 @@ pub struct ExecArgs {
     /// Allocate a pseudo-TTY
     #[arg(short, long)]
     tty: bool,
+    /// Detached mode: run command in the background (its output is discarded)
+    #[arg(short, long)]
+    detach: bool,
     /// Set environment variables
     #[arg(short, long = "env")]
     env: Vec<String>,
+    /// Read in a file of environment variables
+    #[arg(long)]
+    env_file: Vec<std::path::PathBuf>,
     /// Working directory inside the container
     #[arg(short, long)]
     workdir: Option<String>,
@@ -78,7 +84,7 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         }
     }
     let mut env = c.config.process.env.clone();
-    for e in spec::expand_host_env(&args.env) {
+    for e in spec::expand_host_env(&env_entries(&args)?) {
         let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k).to_owned();
         env.retain(|x| !x.starts_with(&format!("{key}=")));
         env.push(e);
@@ -88,19 +94,24 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
         env,
         cwd: args.workdir.clone().unwrap_or_else(|| c.config.process.cwd.clone()),
         user: args.user.clone().unwrap_or_else(|| c.config.process.user.clone()),
-        tty: args.tty,
-        stdin: args.interactive,
+        tty: args.tty && !args.detach,
+        stdin: args.interactive && !args.detach,
+        detached: args.detach,
+        group_add: c.config.process.group_add.clone(),
+        ulimits: c.config.process.ulimits.clone(),
     };
     let mut session = Session::open(&c.vsock_path(), Duration::from_secs(10), || true)
         .with_context(|| format!("container {}", c.config.name))?;
     let id = random_id();
+    if args.detach {
+        return match session.start_detached(id, &spec) {
+            Ok(()) => Ok(0),
+            Err(e) => refused(e),
+        };
+    }
     let stdio = match session.start(id, &spec) {
         Ok(stdio) => stdio,
-        Err(e @ (AgentError::Refused { .. } | AgentError::Unexpected(_))) => {
-            eprintln!("hull: {e}");
-            return Ok(exit_byte(e.exit_code()));
-        }
-        Err(e) => return Err(e.into()),
+        Err(e) => return refused(e),
     };
     let _raw = args.tty.then(RawMode::enter);
     let control = Arc::new(ExecControl {
@@ -137,6 +148,30 @@ pub fn run(args: ExecArgs) -> anyhow::Result<u8> {
             _ => {}
         }
     }
+}
+
+/// Prints the agent's refusal to start the process; its exit code (126, 127, 125).
+/// The agent's refusal to start the process, as `exec`'s exit code; other failures
+/// are errors.
+fn refused(e: AgentError) -> anyhow::Result<u8> {
+    match e {
+        AgentError::Refused { .. } | AgentError::Unexpected(_) => {
+            eprintln!("hull: {e}");
+            Ok(exit_byte(e.exit_code()))
+        }
+        e => Err(e.into()),
+    }
+}
+
+/// `--env-file` entries (in order), then `-e`, as `run` reads them.
+fn env_entries(args: &ExecArgs) -> anyhow::Result<Vec<String>> {
+    let mut entries = Vec::new();
+    for file in &args.env_file {
+        let text = std::fs::read_to_string(file).with_context(|| format!("open {}", file.display()))?;
+        entries.extend(spec::parse_env_file(&text));
+    }
+    entries.extend(args.env.iter().cloned());
+    Ok(entries)
 }
 
 fn copy_out(mut from: UnixStream, to_stderr: bool) -> mpsc::Receiver<()> {

@@ -123,6 +123,7 @@ impl NoEcho {
     fn enter() -> NoEcho {
         // SAFETY: termios is plain data that tcgetattr fills; fd 0 is a terminal.
         let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a termios of the right type for tcgetattr to fill.
         if unsafe { libc::tcgetattr(0, &mut saved) } != 0 {
             return NoEcho(None);
         }

@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use chrono::Utc;
+use hull::container::list::ListFilter;
 use hull::container::{Container, Status};
 
 use super::format::{human_since, render_template, truncate, write_table};
@@ -22,11 +23,19 @@ pub struct PsArgs {
     /// "table", "json", or a Go-style template such as '{{.ID}} {{.Names}}'
     #[arg(long, default_value = "table")]
     format: String,
+    /// Filter output based on conditions provided (id=, name=, label=KEY[=VALUE],
+    /// label!=KEY[=VALUE])
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    filter: Vec<String>,
 }
 
 pub fn run(args: PsArgs) -> anyhow::Result<u8> {
+    let filter = ListFilter::parse(&args.filter)?;
     let all = lifecycle::containers()?.list()?;
-    let mut shown: Vec<&Container> = all.iter().filter(|c| args.all || c.state.is_running()).collect();
+    let mut shown: Vec<&Container> = all
+        .iter()
+        .filter(|c| (args.all || c.state.is_running()) && filter.matches(c))
+        .collect();
     shown.reverse(); // newest first, as Docker lists them
     let mut out = std::io::stdout().lock();
     if args.quiet {
@@ -111,6 +120,15 @@ fn fields(c: &Container, no_trunc: bool) -> Vec<(&'static str, String)> {
                 .join(", "),
         ),
         ("Names", c.config.name.clone()),
+        (
+            "Labels",
+            c.config
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
     ]
 }
 

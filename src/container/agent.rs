@@ -242,12 +242,16 @@ impl Session {
         hosts: Vec<guest_agent::protocol::HostEntry>,
         mounts: Vec<guest_agent::mounts::MountArg>,
         resources: guest_agent::protocol::Resources,
+        read_only: bool,
+        sysctls: Vec<(String, String)>,
     ) -> Result<(), AgentError> {
         self.send(&HostMessage::Configure {
             hostname: hostname.to_owned(),
             mounts,
             hosts,
             resources,
+            read_only,
+            sysctls,
         })?;
         match self.recv()? {
             AgentMessage::Configured => Ok(()),
@@ -286,6 +290,16 @@ impl Session {
 }
 
 impl Session {
+    /// Starts `spec` (which must be `detached`) with no stdio of the host's; returns
+    /// once the agent reports `Started`, or its refusal.
+    pub fn start_detached(&mut self, id: u32, spec: &ProcessSpec) -> Result<(), AgentError> {
+        self.send(&HostMessage::Start { id, spec: spec.clone() })?;
+        match self.recv()? {
+            AgentMessage::Started { id: got, .. } if got == id => Ok(()),
+            other => Err(refusal(other)),
+        }
+    }
+
     /// Starts file operation `id` (see [`CopyOp`]); returns its streams once the agent
     /// accepted it, or its refusal ([`AgentError::Refused`]). Every read and write on
     /// them has the

@@ -12,7 +12,10 @@
 pub mod agent;
 pub mod assets;
 pub mod attach;
+pub mod cidfile;
 pub mod helper;
+pub mod labels;
+pub mod list;
 pub mod logs;
 pub mod monitor;
 pub mod mounts;
@@ -24,6 +27,7 @@ pub mod prune;
 pub mod ready;
 pub mod resources;
 pub mod spec;
+pub mod tunables;
 pub mod usage;
 pub mod virtiofs;
 pub mod vm;
@@ -129,6 +133,15 @@ pub struct ContainerConfig {
     /// `-v`, `--mount`, `--tmpfs`, parents before the mounts inside them.
     #[serde(default)]
     pub mounts: Vec<mounts::Mount>,
+    /// The image's labels with `--label` and `--label-file` over them.
+    #[serde(default)]
+    pub labels: labels::Labels,
+    /// `--read-only`: the container root is read-only in the guest.
+    #[serde(default)]
+    pub read_only: bool,
+    /// `--sysctl`, in order.
+    #[serde(default)]
+    pub sysctls: Vec<(String, String)>,
 }
 
 fn default_log_max() -> u64 {

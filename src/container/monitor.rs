@@ -293,7 +293,15 @@ fn run_main_process(
     // string on the guest's kernel command line.
     let mounts = super::mounts::mount_args(&c.config.mounts);
     let hosts = c.config.extra_hosts.iter().map(|h| h.entry()).collect();
-    match session.configure(&c.config.hostname, hosts, mounts, c.config.limits.clone()) {
+    let configured = session.configure(
+        &c.config.hostname,
+        hosts,
+        mounts,
+        c.config.limits.clone(),
+        c.config.read_only,
+        c.config.sysctls.clone(),
+    );
+    match configured {
         Ok(()) => {}
         Err(AgentError::Refused { reason, .. }) => return Ok(Outcome::failed(125, reason)),
         Err(e @ AgentError::Unexpected(_)) => return Ok(vm_failure(c, rx, &e.to_string())),

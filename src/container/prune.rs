@@ -1,11 +1,10 @@
 //! The `--filter` of `container prune`, as Docker's daemon reads it: `until=` (a
 //! time or a duration before now: prune only containers created until then) and
-//! `label=` / `label!=`. hull's containers carry no labels, so `label=...` matches
-//! none of them and `label!=...` all of them, which is what Docker does with
-//! unlabelled containers.
+//! `label=` / `label!=` (see [`LabelFilters`]).
 
 use chrono::{DateTime, Local, NaiveDate, NaiveDateTime, TimeZone, Utc};
 
+use super::labels::LabelFilters;
 use super::Container;
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,8 +23,7 @@ pub enum FilterError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PruneFilter {
     until: Option<DateTime<Utc>>,
-    /// `label=...` given: no container of hull's has one.
-    label: bool,
+    labels: LabelFilters,
 }
 
 impl PruneFilter {
@@ -45,8 +43,8 @@ impl PruneFilter {
                         timestamp(value, now).ok_or_else(|| FilterError::Time(value.chars().take(140).collect()))?,
                     );
                 }
-                "label" => filter.label = true,
-                "label!" => {}
+                "label" => filter.labels.want(value),
+                "label!" => filter.labels.refuse(value),
                 _ => return Err(FilterError::Unknown(key.chars().take(140).collect())),
             }
         }
@@ -55,7 +53,7 @@ impl PruneFilter {
 
     /// Whether the prune takes `c` (its state is the caller's business).
     pub fn matches(&self, c: &Container) -> bool {
-        !self.label && self.until.is_none_or(|until| c.config.created <= until)
+        self.labels.matches(&c.config.labels) && self.until.is_none_or(|until| c.config.created <= until)
     }
 }
 
@@ -215,7 +213,9 @@ mod tests {
             parse(&["until=1h", "label!=a=b"]).unwrap().until,
             Some(now() - chrono::Duration::hours(1))
         );
-        assert!(parse(&["label=a"]).unwrap().label);
+        let mut wanted = LabelFilters::default();
+        wanted.want("a");
+        assert_eq!(parse(&["label=a"]).unwrap().labels, wanted);
         assert_eq!(FilterError::Unknown("x".into()).to_string(), "invalid filter 'x'");
     }
 }

@@ -126,6 +126,9 @@ pub fn merge(image_config: &Value, o: &Overrides) -> Result<ProcessSpec, SpecErr
         user,
         tty: o.tty,
         stdin: o.stdin,
+        detached: false,
+        group_add: Vec::new(),
+        ulimits: Vec::new(),
     })
 }
 
@@ -204,6 +207,42 @@ pub fn stop_signal(image_config: &Value) -> i32 {
     parse_signal(s).unwrap_or(libc::SIGTERM)
 }
 
+/// Signal names (without `SIG`) and numbers; the first name of a number is its own.
+const SIGNALS: &[(&str, i32)] = &[
+    ("HUP", libc::SIGHUP),
+    ("INT", libc::SIGINT),
+    ("QUIT", libc::SIGQUIT),
+    ("ILL", libc::SIGILL),
+    ("TRAP", libc::SIGTRAP),
+    ("ABRT", libc::SIGABRT),
+    ("IOT", libc::SIGABRT),
+    ("BUS", libc::SIGBUS),
+    ("FPE", libc::SIGFPE),
+    ("KILL", libc::SIGKILL),
+    ("USR1", libc::SIGUSR1),
+    ("SEGV", libc::SIGSEGV),
+    ("USR2", libc::SIGUSR2),
+    ("PIPE", libc::SIGPIPE),
+    ("ALRM", libc::SIGALRM),
+    ("TERM", libc::SIGTERM),
+    ("CHLD", libc::SIGCHLD),
+    ("CONT", libc::SIGCONT),
+    ("STOP", libc::SIGSTOP),
+    ("TSTP", libc::SIGTSTP),
+    ("TTIN", libc::SIGTTIN),
+    ("TTOU", libc::SIGTTOU),
+    ("URG", libc::SIGURG),
+    ("XCPU", libc::SIGXCPU),
+    ("XFSZ", libc::SIGXFSZ),
+    ("VTALRM", libc::SIGVTALRM),
+    ("PROF", libc::SIGPROF),
+    ("WINCH", libc::SIGWINCH),
+    ("IO", libc::SIGIO),
+    ("POLL", libc::SIGIO),
+    ("PWR", libc::SIGPWR),
+    ("SYS", libc::SIGSYS),
+];
+
 /// Signal names and numbers as `docker kill -s` takes them.
 pub fn parse_signal(s: &str) -> Option<i32> {
     if let Ok(n) = s.parse::<i32>() {
@@ -211,39 +250,16 @@ pub fn parse_signal(s: &str) -> Option<i32> {
     }
     let name = s.to_ascii_uppercase();
     let name = name.strip_prefix("SIG").unwrap_or(&name);
-    Some(match name {
-        "HUP" => libc::SIGHUP,
-        "INT" => libc::SIGINT,
-        "QUIT" => libc::SIGQUIT,
-        "ILL" => libc::SIGILL,
-        "TRAP" => libc::SIGTRAP,
-        "ABRT" | "IOT" => libc::SIGABRT,
-        "BUS" => libc::SIGBUS,
-        "FPE" => libc::SIGFPE,
-        "KILL" => libc::SIGKILL,
-        "USR1" => libc::SIGUSR1,
-        "SEGV" => libc::SIGSEGV,
-        "USR2" => libc::SIGUSR2,
-        "PIPE" => libc::SIGPIPE,
-        "ALRM" => libc::SIGALRM,
-        "TERM" => libc::SIGTERM,
-        "CHLD" => libc::SIGCHLD,
-        "CONT" => libc::SIGCONT,
-        "STOP" => libc::SIGSTOP,
-        "TSTP" => libc::SIGTSTP,
-        "TTIN" => libc::SIGTTIN,
-        "TTOU" => libc::SIGTTOU,
-        "URG" => libc::SIGURG,
-        "XCPU" => libc::SIGXCPU,
-        "XFSZ" => libc::SIGXFSZ,
-        "VTALRM" => libc::SIGVTALRM,
-        "PROF" => libc::SIGPROF,
-        "WINCH" => libc::SIGWINCH,
-        "IO" | "POLL" => libc::SIGIO,
-        "PWR" => libc::SIGPWR,
-        "SYS" => libc::SIGSYS,
-        _ => return None,
-    })
+    SIGNALS.iter().find(|(n, _)| *n == name).map(|&(_, number)| number)
+}
+
+/// `SIGTERM` for 15; a number without a name (a real-time signal) as `SIGRTMIN+N`.
+pub fn signal_name(signal: i32) -> String {
+    match SIGNALS.iter().find(|&&(_, n)| n == signal) {
+        Some((name, _)) => format!("SIG{name}"),
+        None if signal >= libc::SIGRTMIN() => format!("SIGRTMIN+{}", signal - libc::SIGRTMIN()),
+        None => signal.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -340,6 +356,12 @@ mod tests {
         assert_eq!(parse_signal("NOPE"), None);
         assert_eq!(stop_signal(&image(json!({"StopSignal": "SIGQUIT"}))), libc::SIGQUIT);
         assert_eq!(stop_signal(&json!({})), libc::SIGTERM);
+        assert_eq!(signal_name(libc::SIGQUIT), "SIGQUIT");
+        assert_eq!(signal_name(libc::SIGABRT), "SIGABRT");
+        assert_eq!(signal_name(libc::SIGRTMIN() + 2), "SIGRTMIN+2");
+        assert_eq!(parse_signal("sigusr1"), Some(libc::SIGUSR1));
+        assert_eq!(parse_signal("IOT"), Some(libc::SIGABRT));
+        assert_eq!(parse_signal("NOPE"), None);
     }
 
     #[test]

@@ -148,6 +148,9 @@ mod tests {
                 ports: vec![],
                 extra_hosts: vec![],
                 mounts,
+                labels: Default::default(),
+                read_only: false,
+                sysctls: vec![],
             },
             state: ContainerState::created(),
         }

@@ -7,7 +7,7 @@ use std::os::fd::OwnedFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
-use guest_agent::protocol::{ErrorKind, ProcessSpec};
+use guest_agent::protocol::{ErrorKind, ProcessSpec, Ulimit};
 use guest_agent::user::Identity;
 
 use super::root;
@@ -57,7 +57,9 @@ pub fn spawn(spec: &ProcessSpec, identity: &Identity, env: Vec<(String, String)>
         stdout: None,
         stderr: None,
     };
-    if spec.tty {
+    if spec.detached {
+        command.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    } else if spec.tty {
         let (master, slave) = super::sys::open_pty().map_err(|e| internal("pseudo-terminal", e))?;
         let fd = |f: &File| dup(f).map(Stdio::from).map_err(|e| internal("pseudo-terminal", e));
         command.stdin(fd(&slave)?).stdout(fd(&slave)?).stderr(fd(&slave)?);
@@ -68,7 +70,8 @@ pub fn spawn(spec: &ProcessSpec, identity: &Identity, env: Vec<(String, String)>
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
     }
-    let setup = ChildSetup::new(cwd, identity, spec.tty).map_err(|e| internal("process setup", e))?;
+    let setup = ChildSetup::new(cwd, identity, spec.tty && !spec.detached, &spec.ulimits)
+        .map_err(|e| internal("process setup", e))?;
     // SAFETY: the closure only makes async-signal-safe system calls on data prepared
     // before the fork; it allocates nothing.
     unsafe { command.pre_exec(move || setup.apply()) };
@@ -106,12 +109,24 @@ struct ChildSetup {
     gid: libc::gid_t,
     groups: Vec<libc::gid_t>,
     tty: bool,
+    /// `--ulimit`: (resource, soft, hard).
+    rlimits: Vec<(u32, libc::rlimit)>,
     /// The container cgroup's `cgroup.procs`, joined first.
     cgroup: File,
 }
 
 impl ChildSetup {
-    fn new(cwd: &str, identity: &Identity, tty: bool) -> io::Result<ChildSetup> {
+    fn new(cwd: &str, identity: &Identity, tty: bool, ulimits: &[Ulimit]) -> io::Result<ChildSetup> {
+        let mut rlimits = Vec::new();
+        for u in ulimits {
+            let resource = guest_agent::protocol::ulimit_resource(&u.name)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, format!("unknown ulimit {:?}", u.name)))?;
+            let limit = libc::rlimit {
+                rlim_cur: u.soft,
+                rlim_max: u.hard,
+            };
+            rlimits.push((resource, limit));
+        }
         Ok(ChildSetup {
             cgroup: super::cgroup::procs()?,
             root: cstring(root::ROOT)?,
@@ -120,6 +135,7 @@ impl ChildSetup {
             gid: identity.gid,
             groups: identity.groups.clone(),
             tty,
+            rlimits,
         })
     }
 
@@ -142,6 +158,9 @@ impl ChildSetup {
             }
             check(libc::chroot(self.root.as_ptr()))?;
             check(libc::chdir(self.cwd.as_ptr()))?;
+            for (resource, limit) in &self.rlimits {
+                check(libc::setrlimit(*resource as _, limit))?;
+            }
             check(libc::setgroups(self.groups.len(), self.groups.as_ptr()))?;
             check(libc::setgid(self.gid))?;
             check(libc::setuid(self.uid))?;

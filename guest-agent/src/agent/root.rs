@@ -137,6 +137,33 @@ fn mount_overlay() -> io::Result<()> {
     }
 }
 
+/// `--read-only`: the container root's own mount becomes read-only; the mounts
+/// below it (volumes, tmpfs, /dev, /dev/shm, /proc) keep their modes, as in Docker.
+pub fn make_read_only() -> io::Result<()> {
+    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+    mount("none", Path::new(ROOT), "none", flags, None).map_err(ctx("remount the container root read-only"))
+}
+
+/// `--sysctl`: each key (dotted, checked by the host and again here) written under
+/// the guest's `/proc/sys`.
+pub fn write_sysctls(sysctls: &[(String, String)]) -> io::Result<()> {
+    for (key, value) in sysctls {
+        let valid = !key.is_empty()
+            && key.split('.').all(|part| {
+                !part.is_empty()
+                    && part
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            });
+        if !valid || value.contains('\0') {
+            return Err(invalid("sysctl", key));
+        }
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        fs::write(&path, value).map_err(|e| io::Error::new(e.kind(), format!("sysctl {key}={value}: {e}")))?;
+    }
+    Ok(())
+}
+
 /// Mounts every volume and tmpfs at its place in the container root (after
 /// [`prepare`], so the runtime files are never written into a volume mounted on
 /// /etc). The list comes from the host; it is checked first. A refused or failed

@@ -196,7 +196,9 @@ impl Agent {
                 mounts,
                 hosts,
                 resources,
-            } => match self.configure(&hostname, mounts, &hosts, &resources) {
+                read_only,
+                sysctls,
+            } => match self.configure(&hostname, mounts, &hosts, &resources, read_only, &sysctls) {
                 Ok(()) => control.send(&AgentMessage::Configured),
                 Err(e) => error(None, e.kind, e.message),
             },
@@ -211,6 +213,8 @@ impl Agent {
         mounts: Vec<guest_agent::mounts::MountArg>,
         hosts: &[guest_agent::protocol::HostEntry],
         resources: &guest_agent::protocol::Resources,
+        read_only: bool,
+        sysctls: &[(String, String)],
     ) -> Result<(), SpawnError> {
         let fail = |kind, message| Err(SpawnError { kind, message });
         if let Some(e) = &self.setup_error {
@@ -229,7 +233,9 @@ impl Agent {
         let applied = root::set_hostname(hostname, hosts)
             .and_then(|()| super::cgroup::apply(resources, sys::online_cpus()))
             .and_then(|()| resources.shm.map_or(Ok(()), root::resize_shm))
-            .and_then(|()| root::mount_volumes(mounts));
+            .and_then(|()| root::mount_volumes(mounts))
+            .and_then(|()| root::write_sysctls(sysctls))
+            .and_then(|()| if read_only { root::make_read_only() } else { Ok(()) });
         applied.or_else(|e| fail(ErrorKind::Internal, format!("container root: {e}")))
     }
 
@@ -285,7 +291,7 @@ impl Agent {
         if let Some(message) = super::hostile::start_error() {
             return Err(refuse(ErrorKind::Internal, message));
         }
-        let identity = self.identity(&spec.user)?;
+        let identity = self.identity(&spec.user, &spec.group_add)?;
         let mut streams = self.wait_for_streams(id, spec)?;
         let env = process::environment(spec, &identity);
         let _spawning = self.spawn_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -323,7 +329,7 @@ impl Agent {
         Ok(())
     }
 
-    fn identity(&self, user: &str) -> Result<guest_agent::user::Identity, SpawnError> {
+    fn identity(&self, user: &str, group_add: &[String]) -> Result<guest_agent::user::Identity, SpawnError> {
         let internal = |e: io::Error| SpawnError {
             kind: ErrorKind::Internal,
             message: format!("reading users: {e}"),
@@ -331,7 +337,9 @@ impl Agent {
         let root = root::open_root().map_err(internal)?;
         let passwd = root::read_in_root(&root, "/etc/passwd", 4 << 20).map_err(internal)?;
         let group = root::read_in_root(&root, "/etc/group", 4 << 20).map_err(internal)?;
-        guest_agent::user::resolve(user, &passwd, &group).map_err(|e| SpawnError {
+        let resolved = guest_agent::user::resolve(user, &passwd, &group)
+            .and_then(|identity| guest_agent::user::add_groups(identity, group_add, &group));
+        resolved.map_err(|e| SpawnError {
             kind: ErrorKind::Internal,
             message: e.to_string(),
         })
@@ -339,6 +347,9 @@ impl Agent {
 
     /// Waits until the host's stdio connections for process `id` have arrived.
     fn wait_for_streams(&self, id: u32, spec: &ProcessSpec) -> Result<HashMap<Stream, File>, SpawnError> {
+        if spec.detached {
+            return Ok(HashMap::new());
+        }
         let mut wanted = vec![Stream::Stdout];
         if !spec.tty {
             wanted.push(Stream::Stderr);
